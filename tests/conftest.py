@@ -1,0 +1,35 @@
+"""Shared fixtures: the shipped Bergwald grid and the shared OSM file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_OSM = REPO.parent / "shared" / "osm" / "bergwald_karlsruhe_durlach.osm"
+
+
+def shared_osm_path() -> Path | None:
+    """Return the shared OSM file (``$DIGIPLAT_OSM`` or ``../shared/osm``), or None if absent."""
+    env = os.environ.get("DIGIPLAT_OSM")
+    path = Path(env) if env else SHARED_OSM
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def osm_path() -> Path:
+    path = shared_osm_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have the shared OSM file (../shared/osm or $DIGIPLAT_OSM)")
+        pytest.skip("shared OSM file not available; set DIGIPLAT_OSM")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bergwald_grid():
+    from gridgen.grid import Grid, default_grid_dir
+
+    return Grid.load(default_grid_dir())

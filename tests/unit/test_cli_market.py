@@ -1,0 +1,94 @@
+"""``digiplat linearize`` and ``digiplat clear``: the CLI contracts of issues 3 and 4 (stand-in grid)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import app.cli as cli
+from test_dso_standin import standin_grid
+
+
+@pytest.fixture(autouse=True)
+def only_market_commands(monkeypatch):
+    """Other subcommands are developed in parallel; register just these two."""
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("linearize", "clear"))
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory):
+    return standin_grid().save(tmp_path_factory.mktemp("grid") / "standin")
+
+
+def _json(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_linearize_then_clear(grid_dir, tmp_path, capsys):
+    pkg = tmp_path / "pkg.zip"
+    assert cli.main(["linearize", "--grid", str(grid_dir), "--hour", "18", "--points", "3", "--out", str(pkg),
+                     "--json"]) == 0
+    s = _json(capsys)
+    assert {"points", "flex_buses", "monitored_buses", "monitored_branches", "runtime_s"} <= set(s)
+    assert s["points"] == 3 and pkg.is_file() and (tmp_path / "pkg.zip.dso-key.json").is_file()
+
+    assert cli.main(["clear", "--package", str(pkg), "--request-mw", "0.5", "--json"]) == 0
+    c = _json(capsys)
+    for k in ("status", "requested_mw", "delivered_mw", "cost_eur", "chosen_point", "activations", "validation",
+              "runtime_s"):
+        assert k in c
+    assert c["status"] == "optimal" and c["delivered_mw"] == pytest.approx(0.5)
+    assert {"bid_id", "offered_mw", "activated_mw"} <= set(c["activations"][0])
+    v = c["validation"]
+    for k in ("vm_mae_pu", "vm_rmse_pu", "loading_mae_percent", "loading_rmse_percent", "violations", "vm_min_pu",
+              "vm_max_pu", "max_loading_percent"):
+        assert k in v
+    assert v["violations"] == 0
+
+    assert cli.main(["clear", "--package", str(pkg), "--request-mw", "0.5", "--method", "merit-order", "--json"]) == 0
+    m = _json(capsys)
+    assert m["validation"]["violations"] > 0 and m["validation"]["vm_mae_pu"] is None
+
+    # a bid file instead of the scenario's bids, and the TSO alone (no DSO key): no validation
+    from optim.dso.scenario import ScenarioConfig, scenario_from_grid
+    from optim.tso.bids import write_bids
+    from gridgen.grid import Grid
+
+    bids = write_bids(scenario_from_grid(Grid.load(grid_dir), ScenarioConfig(hour=18)).bids, tmp_path / "bids.csv")
+    lone = tmp_path / "lone.zip"
+    lone.write_bytes(pkg.read_bytes())
+    assert cli.main(["clear", "--package", str(lone), "--bids", str(bids), "--request-mw", "0.3", "--json"]) == 0
+    t = _json(capsys)
+    assert t["status"] == "optimal" and t["validation"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["clear", "--package", "missing.zip", "--request-mw", "1"], "does not exist"),
+    (["linearize", "--grid", "/nonexistent/grid"], "not a grid folder"),
+])
+def test_bad_input_gives_one_line_error(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_bad_numbers_are_refused_by_the_parser(capsys):
+    for argv in (["clear", "--request-mw", "nan"], ["clear", "--request-mw", "0"],
+                 ["clear", "--request-mw", "1", "--solver", "gurobi"], ["linearize", "--day-type", "holiday"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+
+
+def test_bad_bid_file(grid_dir, tmp_path, capsys):
+    pkg = tmp_path / "pkg.zip"
+    assert cli.main(["linearize", "--grid", str(grid_dir), "--points", "1", "--out", str(pkg)]) == 0
+    bad = tmp_path / "bids.csv"
+    bad.write_text("bid_id,aggregator,building_id,p_mw,price_eur_per_mwh\nX1,agg,B0001,abc,50\n")
+    capsys.readouterr()
+    assert cli.main(["clear", "--package", str(pkg), "--bids", str(bad), "--request-mw", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1

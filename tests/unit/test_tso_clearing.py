@@ -1,0 +1,277 @@
+"""The MILP clearing (paper A, eq. 14): a case checked by hand, infeasibility, Pyomo agreement."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optim._errors import InputError
+from optim.package import OperatingPoint, SensitivityPackage
+from optim.tso.bids import BidRow, BidTable
+from optim.tso.clearing import ClearingResult, ClearingStatus, clear_milp
+
+REPO = Path(__file__).resolve().parents[2]
+P_FIX = np.array([-0.5, -0.5, -0.5])
+VTDF = np.array([[0.0, 0.0, 0.04]])  # the voltage at F3 rises 0.04 p.u. per MW injected at F3
+LTDF = np.array([[50.0, 50.0, 0.0]])  # the feeder of F1 and F2 loads 50 %/MW
+
+
+def hand_package() -> SensitivityPackage:
+    """Three flexible buses, one voltage, one branch, two points; the linear model is exact.
+
+    Limits: F1 + F2 <= 1.6 MW (loading 20 % + 50 %/MW <= 100 %), F3 <= 0.75 MW (1.02 + 0.04/MW <= 1.05).
+    """
+
+    def point(label: str, p_flex: np.ndarray) -> OperatingPoint:
+        return OperatingPoint(label, P_FIX + p_flex, p_flex, 1.02 + VTDF @ p_flex, 20.0 + LTDF @ p_flex, VTDF, LTDF)
+
+    return SensitivityPackage(
+        flex_ids=("F1", "F2", "F3"),
+        bus_ids=("V3",),
+        branch_ids=("L12",),
+        points=(point("none", np.zeros(3)), point("all bids", np.array([0.6, 1.4, 1.0]))),
+        flex_of_asset={"h1": "F1", "h2": "F2", "h3": "F3"},
+    )
+
+
+def hand_bids() -> BidTable:
+    return BidTable(
+        rows=(
+            BidRow("A-cheap", "A", "h1", 0.6, 10.0),  # one aggregated bid over two buses
+            BidRow("A-cheap", "A", "h2", 0.4, 10.0),
+            BidRow("B-mid", "B", "h3", 1.0, 20.0),
+            BidRow("C-dear", "C", "h2", 1.0, 40.0),
+            BidRow("D-down", "B", "h1", -0.5, 5.0),
+        )
+    )
+
+
+def random_case(seed: int, n_flex: int = 10, n_v: int = 16, n_l: int = 16, n_points: int = 3):
+    """A seeded package whose limits bind, and 14 bid rows (four 2-building bids, some downward)."""
+    rng = np.random.default_rng(seed)
+    buildings = [f"h{k}" for k in range(14)]
+    flex_of = {b: f"F{rng.integers(0, n_flex)}" for b in buildings}
+    rows = []
+    for k, b in enumerate(buildings):
+        g = k // 2 if k < 8 else k
+        down = g % 5 == 4
+        price = 10.0 + 7.0 * (g % 6) + (0.5 if down else 0.0)
+        rows.append(BidRow(f"B{g}", f"agg{g % 3}", b, round(rng.uniform(0.02, 0.06), 3) * (-1 if down else 1), price))
+    offer = np.zeros(n_flex)
+    for r in rows:
+        offer[int(flex_of[r.building_id][1:])] += r.p_mw
+    vtdf = rng.uniform(0.05, 0.3, (n_v, n_flex)) * (rng.random((n_v, n_flex)) < 0.5)
+    ltdf = -rng.uniform(100, 600, (n_l, n_flex)) * (rng.random((n_l, n_flex)) < 0.4)
+    v0, l0, p_fix = rng.uniform(0.97, 1.02, n_v), rng.uniform(-40, 40, n_l), rng.uniform(-0.05, 0.05, n_flex)
+    points = []
+    for f in np.linspace(1, 0, n_points):
+        w = 1 + 0.1 * f  # sensitivities drift with the point
+        p_flex = f * offer
+        points.append(
+            OperatingPoint(f"{f:.0%}", p_fix + p_flex, p_flex, v0 + vtdf @ p_flex, l0 + ltdf @ p_flex, vtdf * w, ltdf * w)
+        )
+    package = SensitivityPackage(
+        tuple(f"F{j}" for j in range(n_flex)), tuple(f"V{j}" for j in range(n_v)), tuple(f"L{j}" for j in range(n_l)),
+        tuple(points), flex_of_asset=flex_of,
+    )
+    return package, BidTable(rows=tuple(rows))
+
+
+@pytest.fixture(scope="module")
+def hand() -> tuple[SensitivityPackage, BidTable]:
+    return hand_package(), hand_bids()
+
+
+def activated(result: ClearingResult) -> dict[str, float]:
+    return {a["bid_id"]: a["activated_mw"] for a in result.activations}
+
+
+def test_hand_case_cheapest_bids_near_point_none(hand) -> None:
+    # 1.5 MW: A-cheap (1.0 MW at 10) and half of B-mid (at 20) = 20 EUR; no limit binds.
+    # Dispatch [0.6, 0.4, 0.5] + P_fix = [0.1, -0.1, 0]: squared distance 0.77 to "none", 1.25 to "all bids".
+    r = clear_milp(*hand, 1.5)
+    assert r.status is ClearingStatus.OPTIMAL and r.ok
+    assert r.delivered_mw == pytest.approx(1.5, abs=1e-9)
+    assert r.cost_eur == pytest.approx(20.0, abs=1e-6)
+    assert activated(r) == pytest.approx({"A-cheap": 1.0, "B-mid": 0.5, "C-dear": 0.0, "D-down": 0.0}, abs=1e-7)
+    assert (r.chosen_point, r.chosen_point_label) == (0, "none")
+    assert r.p_flex_mw == pytest.approx([0.6, 0.4, 0.5], abs=1e-7)
+    assert r.vm_pu == pytest.approx([1.04]) and r.loading_percent == pytest.approx([70.0])
+    assert {p["flex_id"]: p["activated_mw"] for p in r.piece_activations if p["bid_id"] == "A-cheap"} == pytest.approx(
+        {"F1": 0.6, "F2": 0.4}
+    )
+    assert r.max_deliverable_mw is None and r.build_s >= 0 and r.solve_s > 0 and r.runtime_s >= r.solve_s
+
+
+def test_hand_case_voltage_limit_binds_at_point_all_bids(hand) -> None:
+    # 2.0 MW: B-mid would raise V3 to 1.06, so it stops at 0.75 MW (V3 = 1.05) and C-dear covers
+    # 0.25 MW: 10 + 15 + 10 = 35 EUR. [0.6, 0.65, 0.75] + P_fix is nearer "all bids" (0.625 vs 1.345).
+    r = clear_milp(*hand, 2.0)
+    assert r.cost_eur == pytest.approx(35.0, abs=1e-6)
+    assert activated(r) == pytest.approx({"A-cheap": 1.0, "B-mid": 0.75, "C-dear": 0.25, "D-down": 0.0}, abs=1e-7)
+    assert (r.chosen_point, r.chosen_point_label) == (1, "all bids")
+    # G_V = V_1 + VTDF dP_1 with dP_1 = x - P_flex,1 = [0, -0.75, -0.25]
+    assert r.vm_pu == pytest.approx([1.05], abs=1e-9)
+    assert r.loading_percent == pytest.approx([82.5], abs=1e-6)
+    assert r.aggregators == (
+        {"aggregator": "A", "offered_mw": 1.0, "activated_mw": pytest.approx(1.0)},
+        {"aggregator": "B", "offered_mw": 0.5, "activated_mw": pytest.approx(0.75)},
+        {"aggregator": "C", "offered_mw": 1.0, "activated_mw": pytest.approx(0.25)},
+    )
+
+
+def test_hand_case_infeasible_request_reports_max_deliverable(hand) -> None:
+    # F1 + F2 <= 1.6 MW and F3 <= 0.75 MW: at most 2.35 MW upward; downward only D-down's 0.5 MW.
+    r = clear_milp(*hand, 2.5)
+    assert r.status is ClearingStatus.INFEASIBLE and not r.ok
+    assert r.max_deliverable_mw == pytest.approx(2.35, abs=1e-6)
+    assert r.delivered_mw == 0.0 and r.cost_eur == 0.0 and r.chosen_point is None
+    assert all(a["activated_mw"] == 0.0 for a in r.activations)
+    assert "grid cannot take 2.5 MW upward" in r.message and "at most 2.35 MW upward" in r.message
+    again = clear_milp(*hand, r.max_deliverable_mw)
+    assert again.ok and again.delivered_mw == pytest.approx(r.max_deliverable_mw, abs=1e-9)
+    down = clear_milp(*hand, -0.7)
+    assert down.status is ClearingStatus.INFEASIBLE and down.max_deliverable_mw == pytest.approx(-0.5)
+    assert "bids offer only 0.5 MW downward" in down.message
+
+
+def test_hand_case_downward_bid_and_duration(hand) -> None:
+    r = clear_milp(*hand, -0.3, duration_h=0.25)
+    assert r.ok and activated(r)["D-down"] == pytest.approx(-0.3)
+    assert r.cost_eur == pytest.approx(5.0 * 0.3 * 0.25)  # price x |MW| x h
+    assert r.loading_percent == pytest.approx([5.0])  # 20 % - 50 %/MW x 0.3 MW
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_screening_keeps_the_optimum(seed: int) -> None:
+    package, bids = random_case(seed)
+    for request in (0.1, 0.3, 0.45, -0.05):
+        full = clear_milp(package, bids, request, screen=False)
+        screened = clear_milp(package, bids, request)
+        assert screened.stats["rows_screened"] > 0 and full.stats["rows_screened"] == 0
+        assert screened.status == full.status
+        assert screened.cost_eur == pytest.approx(full.cost_eur, rel=1e-6, abs=1e-7)
+        assert screened.max_deliverable_mw == pytest.approx(full.max_deliverable_mw, abs=1e-6)
+
+
+def test_predictions_are_the_linear_model_at_the_chosen_point_and_within_limits() -> None:
+    package, bids = random_case(0)
+    r = clear_milp(package, bids, 0.3)
+    assert r.ok
+    pt = package.points[r.chosen_point]
+    d_p = r.p_flex_mw - pt.p_flex_mw
+    assert r.vm_pu == pytest.approx(pt.vm_pu + pt.vtdf_pu_per_mw @ d_p)
+    assert r.loading_percent == pytest.approx(pt.loading_percent + pt.ltdf_percent_per_mw @ d_p)
+    assert r.vm_pu.max() <= package.vm_max_pu + 1e-7 and r.vm_pu.min() >= package.vm_min_pu - 1e-7
+    assert np.abs(r.loading_percent).max() <= 100 + 1e-5
+    # Voronoi: P_fix + dispatch is nearest to the chosen point
+    x = pt.p_mw + d_p
+    distances = [np.linalg.norm(x - p.p_mw) for p in package.points]
+    assert distances[r.chosen_point] == pytest.approx(min(distances))
+    # every piece within its offer
+    for p in r.piece_activations:
+        assert min(0, p["offered_mw"]) - 1e-9 <= p["activated_mw"] <= max(0, p["offered_mw"]) + 1e-9
+
+
+@pytest.mark.parametrize("solver", ["pyomo:appsi_highs", "pyomo:highs"])
+def test_pyomo_and_highspy_reach_the_same_optimum(hand, solver: str) -> None:
+    pytest.importorskip("pyomo.environ")
+    cases = [(hand, (1.5, 2.0, 2.5, -0.3))] + [(random_case(s), (0.1, 0.3, 0.45, -0.05)) for s in (0, 2)]
+    for (package, bids), requests in cases:
+        for request in requests:
+            ref = clear_milp(package, bids, request)
+            other = clear_milp(package, bids, request, solver=solver, screen=request > 0.2)
+            assert other.solver == solver
+            assert other.status == ref.status, (request, other.message)
+            assert other.cost_eur == pytest.approx(ref.cost_eur, rel=1e-6, abs=1e-6)
+            assert other.delivered_mw == pytest.approx(ref.delivered_mw, abs=1e-7)
+            if ref.status is ClearingStatus.INFEASIBLE:
+                assert other.max_deliverable_mw == pytest.approx(ref.max_deliverable_mw, abs=1e-5)
+
+
+@pytest.mark.parametrize("request_mw", [0, 0.0, math.nan, math.inf, -math.inf, "lots", None])
+def test_bad_requests_are_input_errors(hand, request_mw) -> None:
+    with pytest.raises(InputError, match="request"):
+        clear_milp(*hand, request_mw)
+
+
+def test_other_input_errors(hand) -> None:
+    package, bids = hand
+    stray = BidTable(rows=(*bids.rows, BidRow("E", "E", "h99", 0.1, 1.0)))
+    with pytest.raises(InputError, match=r"no flexible bus .*'h99'"):
+        clear_milp(package, stray, 1.0)
+    with pytest.raises(InputError, match="unknown solver"):
+        clear_milp(package, bids, 1.0, solver="gurobi")
+    with pytest.raises(InputError, match="duration_h"):
+        clear_milp(package, bids, 1.0, duration_h=0)
+    with pytest.raises(InputError, match="BidTable"):
+        clear_milp(package, bids.to_records(), 1.0)
+    with pytest.raises(InputError, match="SensitivityPackage"):
+        clear_milp(package.to_dict(), bids, 1.0)
+    with pytest.raises(InputError, match="not available|not usable"):
+        clear_milp(package, bids, 1.0, solver="pyomo:no_such_solver_xyz")
+
+
+def test_solver_failure_is_a_status_not_a_crash() -> None:
+    package, bids = random_case(1)
+    r = clear_milp(package, bids, 0.2, time_limit_s=0.0)
+    assert r.status is ClearingStatus.SOLVER_ERROR and "time limit" in r.message.lower()
+    assert r.delivered_mw == 0.0 and all(a["activated_mw"] == 0.0 for a in r.activations)
+    assert len(r.activations) == bids.n_bids and not r.p_flex_mw.any()
+
+
+def test_result_round_trips_through_json(hand) -> None:
+    for request in (2.0, 2.5):
+        r = clear_milp(*hand, request)
+        data = json.loads(json.dumps(r.to_dict()))
+        for key in ("status", "requested_mw", "delivered_mw", "cost_eur", "chosen_point", "activations", "runtime_s"):
+            assert key in data
+        assert data["status"] == r.status.value
+        back = ClearingResult.from_dict(data)
+        assert back == r and back.status is r.status
+        assert back.vm_pu is None or not back.vm_pu.flags.writeable
+    with pytest.raises(InputError, match="unknown clearing result field"):
+        ClearingResult.from_dict({**data, "colour": 1})
+
+
+def test_stdout_stays_clean_for_the_cli() -> None:
+    """HiGHS prints a banner on its first instance; a --json CLI line must not get it."""
+    code = (
+        "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
+        "from test_tso_clearing import hand_package, hand_bids\n"
+        "from optim.tso.clearing import clear_milp\n"
+        "r = clear_milp(hand_package(), hand_bids(), 2.5, solver='pyomo:appsi_highs')\n"
+        "assert r.max_deliverable_mw > 2\n"
+        "assert clear_milp(hand_package(), hand_bids(), 2.0).ok\n"
+    ) % (str(REPO), str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+
+
+def test_single_point_zero_offers_and_a_grid_already_out_of_limits(hand) -> None:
+    package, bids = hand
+    one = SensitivityPackage(package.flex_ids, package.bus_ids, package.branch_ids, package.points[:1],
+                             flex_of_asset=package.flex_of_asset)
+    r = clear_milp(one, bids, 2.0)  # no Voronoi rows; the same dispatch as with two points
+    assert r.ok and r.cost_eur == pytest.approx(35.0) and r.chosen_point == 0
+    zero = BidTable(rows=(BidRow("Z", "Z", "h1", 0.0, 10.0),))
+    r = clear_milp(package, zero, 1.0)
+    assert r.status is ClearingStatus.INFEASIBLE and r.max_deliverable_mw == 0.0
+    assert "bids offer only 0 MW upward" in r.message
+    # V3 at 1.06 p.u. before any dispatch, and no bid can lower it: no point admits a dispatch
+    hot = SensitivityPackage(
+        package.flex_ids, package.bus_ids, package.branch_ids,
+        tuple(OperatingPoint(p.label, p.p_mw, p.p_flex_mw, p.vm_pu + 0.04, p.loading_percent, p.vtdf_pu_per_mw,
+                             p.ltdf_percent_per_mw) for p in package.points),
+        flex_of_asset=package.flex_of_asset,
+    )
+    r = clear_milp(hot, bids, 0.1)
+    assert r.status is ClearingStatus.INFEASIBLE and r.max_deliverable_mw == 0.0
+    assert "no operating point admits" in r.message

@@ -1,0 +1,91 @@
+"""AC power-flow validation of a dispatch (stand-in grid)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from optim._errors import InputError, PowerFlowError
+from optim.dso.linearize import linearize
+from optim.dso.scenario import ScenarioConfig, scenario_from_grid
+from optim.validation import ValidationResult, critical_mask, p_flex_from_buildings, validate_dispatch
+from test_dso_standin import standin_grid
+
+
+@pytest.fixture(scope="module")
+def setup():
+    grid = standin_grid()
+    scenario = scenario_from_grid(grid, ScenarioConfig())
+    return grid, scenario, linearize(grid, scenario)
+
+
+def test_critical_mask():
+    margin = np.array([0.5, 0.01, 0.3, 0.02, 0.9, 0.4, 0.6, 0.7, 0.8, 0.05, 1.0])
+    mask = critical_mask(margin, 0.1)
+    assert mask.sum() == 2 and mask[1] and mask[3]
+    assert critical_mask(np.array([3.0]), 0.1).tolist() == [True]
+    assert critical_mask(np.zeros(0), 0.1).size == 0
+
+
+def test_first_order_prediction_is_close(setup):
+    """A dispatch between two points: the linear prediction of the nearer point is accurate."""
+    grid, scenario, lin = setup
+    pt = lin.package.points[2]  # no bids
+    full = lin.package.points[0].p_flex_mw
+    d_p = 0.05 * full
+    res = validate_dispatch(grid, scenario, lin.key, d_p, predicted_vm_pu=pt.vm_pu + pt.vtdf_pu_per_mw @ d_p,
+                            predicted_loading_percent=pt.loading_percent + pt.ltdf_percent_per_mw @ d_p)
+    assert res.vm_mae_pu < 5e-5 and res.vm_rmse_pu >= res.vm_mae_pu
+    assert res.critical_vm_mae_pu is not None and res.critical_buses.sum() == int(np.ceil(0.1 * len(lin.key.buses)))
+    assert res.critical_branches.sum() == int(np.ceil(0.1 * len(lin.key.branch_ids)))
+    assert res.vm_min_pu <= res.vm_max_pu and res.max_loading_percent > 0
+    assert np.isclose(res.delivered_mw, d_p.sum())
+    assert res.vm_pf_pu.shape == res.vm_pred_pu.shape == (len(lin.key.buses),)
+    assert res.loading_pf_percent.shape == (len(lin.key.branch_ids),)
+
+
+def test_violations_are_listed_without_prediction(setup):
+    grid, scenario, lin = setup
+    key = lin.key
+    p = np.zeros(len(key.flex_ids))
+    # 60 kW at the flexible bus farthest from its substation: overvoltage / overload there
+    far = max(key.flex_ids, key=lambda f: scenario.buildings.loc[list(key.buildings_of_flex[f]), "feeder_km"].max())
+    p[key.flex_ids.index(far)] = 0.25
+    res = validate_dispatch(grid, scenario, key, p, method="merit-order")
+    assert res.vm_mae_pu is None and res.loading_mae_percent is None and res.critical_vm_mae_pu is None
+    assert res.n_violations > 0
+    v = res.violations[0]
+    assert v.element in ("bus", "line", "trafo") and v.opaque_id in key.bus_ids + key.branch_ids
+    assert (v.value > v.limit) if v.quantity == "loading_percent" or v.value > 1 else (v.value < v.limit)
+    summary = res.summary()
+    assert summary["violations"] == res.n_violations and summary["vm_max_pu"] == res.vm_max_pu
+    back = ValidationResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.violations == res.violations and np.allclose(back.vm_pf_pu, res.vm_pf_pu)
+
+
+def test_dispatch_per_building(setup):
+    grid, scenario, lin = setup
+    key = lin.key
+    fid = key.flex_ids[0]
+    bld = key.buildings_of_flex[fid][0]
+    p = p_flex_from_buildings(key, {bld: 0.004})
+    assert p[0] == 0.004 and p.sum() == 0.004
+    with pytest.raises(InputError):
+        p_flex_from_buildings(key, {"no such building": 0.1})
+    with pytest.raises(InputError):
+        p_flex_from_buildings(key, {bld: float("nan")})
+
+
+def test_bad_dispatches_are_rejected(setup):
+    grid, scenario, lin = setup
+    n = len(lin.key.flex_ids)
+    with pytest.raises(InputError):
+        validate_dispatch(grid, scenario, lin.key, np.zeros(n - 1))
+    with pytest.raises(InputError):
+        validate_dispatch(grid, scenario, lin.key, np.full(n, np.nan))
+    with pytest.raises(InputError):
+        validate_dispatch(grid, scenario, lin.key, np.zeros(n), predicted_vm_pu=np.zeros(3))
+    with pytest.raises(PowerFlowError, match="dispatch"):
+        validate_dispatch(grid, scenario, lin.key, np.full(n, 2.0))
