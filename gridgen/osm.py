@@ -116,8 +116,6 @@ def area_from_file(
 
     Without ``bbox`` the whole file is used.
     """
-    import osmnx as ox
-
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"OSM file {path} does not exist; pass an existing .osm/.osm.pbf file with --osm")
@@ -125,8 +123,7 @@ def area_from_file(
         if path.suffix == ".pbf":
             raw_graph, footprints = _read_pbf(path)
         else:
-            raw_graph = ox.graph_from_xml(path, simplify=False, retain_all=True)
-            footprints = ox.features_from_xml(path, tags={"building": True})
+            raw_graph, footprints = _graph_and_footprints(_read_osm_xml(path))
     except InputDataError:
         raise
     except Exception as exc:  # osmnx raises a zoo of parser errors; one line for the user
@@ -177,7 +174,6 @@ def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
     import tempfile
 
     import osmium
-    import osmnx as ox
 
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "area.osm"
@@ -185,7 +181,67 @@ def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
         for obj in osmium.FileProcessor(str(path)):
             writer.add(obj)
         writer.close()
-        return ox.graph_from_xml(xml, simplify=False, retain_all=True), ox.features_from_xml(xml, tags={"building": True})
+        return _graph_and_footprints(_read_osm_xml(xml))
+
+
+def _read_osm_xml(path: Path) -> dict[str, Any]:
+    """Return the elements of an OSM XML file as osmnx's Overpass-like JSON, in one pass.
+
+    osmnx's ``graph_from_xml`` and ``features_from_xml`` each parse the whole file (a DOM pass plus
+    a SAX pass with Python callbacks); this reads it once with ElementTree's C parser. The dicts are
+    those osmnx's own reader makes (``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
+    ``tags``), so osmnx builds the same graph and footprints from them.
+    """
+    import bz2
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
+    elements: list[dict[str, Any]] = []
+    with opener(path, "rb") as file:
+        for _, el in ET.iterparse(file, events=("end",)):
+            kind = el.tag
+            if kind == "node":
+                element = {"type": "node", "id": int(el.get("id")), "lat": float(el.get("lat")), "lon": float(el.get("lon"))}
+            elif kind == "way":
+                element = {"type": "way", "id": int(el.get("id")), "nodes": [int(nd.get("ref")) for nd in el.iter("nd")]}
+            elif kind == "relation":
+                element = {
+                    "type": "relation", "id": int(el.get("id")),
+                    "members": [{k: (int(v) if k == "ref" else v) for k, v in m.attrib.items()} for m in el.iter("member")],
+                }
+            else:
+                continue
+            element["tags"] = {t.get("k"): t.get("v") for t in el.iter("tag")}
+            elements.append(element)
+            el.clear()
+    return {"elements": elements}
+
+
+def _graph_and_footprints(response: dict[str, Any]) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
+    """Return osmnx's unsimplified street graph and building footprints of one parsed file.
+
+    The graph gets only the ways tagged ``highway`` (and their nodes): the others (buildings)
+    would become edges that :func:`_area_from_raw` drops anyway.
+    """
+    from osmnx import features as ox_features
+    from osmnx import graph as ox_graph
+    from osmnx import settings as ox_settings
+    from shapely.geometry import Polygon
+
+    elements = response["elements"]
+    ways = [e for e in elements if e["type"] == "way" and "highway" in e["tags"]]
+    used = {n for w in ways for n in w["nodes"]}
+    if ways:
+        street_json = {"elements": [e for e in elements if e["type"] == "node" and e["id"] in used] + ways}
+        graph = ox_graph._create_graph([street_json], bidirectional=False)
+    else:
+        graph = nx.MultiDiGraph(crs=ox_settings.default_crs)
+    if not any("building" in e["tags"] for e in elements):
+        return graph, gpd.GeoDataFrame(geometry=[], crs=ox_settings.default_crs)
+    # _create_gdf consumes the element dicts (pops their tags): the graph must be built first.
+    footprints = ox_features._create_gdf([response], Polygon(), {"building": True})
+    return graph, footprints
 
 
 def _area_from_raw(
