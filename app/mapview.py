@@ -187,10 +187,13 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
         children.append(dl.TileLayer(url=url, attribution=ATTRIBUTION, maxZoom=19))
     children.append(dl.LayersControl(overlays, position="topright"))
     children.append(dl.AttributionControl(prefix=f"Map data {OSM_CREDIT}", position="bottomright"))
+    (south, west), (north, east) = bounds = map_bounds(geojson)
     return html.Div(
         [
-            dl.Map(children, id=f"{prefix}-map", bounds=map_bounds(geojson), style={"height": "100%", "width": "100%"},
-                   attributionControl=False),
+            # ``center`` without ``zoom``: Leaflet still fits ``bounds``; dash-leaflet 1.1 compares the
+            # view with ``center`` on every move and throws a console TypeError when it is missing.
+            dl.Map(children, id=f"{prefix}-map", bounds=bounds, center=[(south + north) / 2, (west + east) / 2],
+                   style={"height": "100%", "width": "100%"}, attributionControl=False),
             legend(outcome is not None),
         ],
         className="map-frame",

@@ -67,6 +67,11 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
     return result, "", False
 
 
+def clear_market_request(request: dict | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None):
+    """Background callback: :func:`clear_market` for a click recorded in the ``clear-request`` store."""
+    return clear_market((request or {}).get("n_clicks"), day_type, hour, request_mw, bids)
+
+
 def show_result(result: dict | None, method: str):
     """Return the market page's cards, map, TSO package table and TSO loading chart for a result."""
     from app import session
@@ -187,22 +192,34 @@ def create_app(*, warm_up: bool = True):
         header,
         dcc.Store(id="bids-store", storage_type="memory"),
         dcc.Store(id="result-store", storage_type="memory"),
+        dcc.Store(id="clear-request", storage_type="memory"),
         dbc.Tabs([dbc.Tab(label=label, tab_id=tab_id) for tab_id, label in TABS], id="tabs", active_tab="grid", className="mt-2"),
-        dcc.Loading(dbc.Container(id="page", fluid=True, className="p-2"), type="default", delay_show=300),
+        # The spinner covers the page only while a tab renders, not while a callback inside it runs
+        # (a market round has its own running indicator and must not hide the page).
+        dcc.Loading(dbc.Container(id="page", fluid=True, className="p-2"), type="default", delay_show=300,
+                    target_components={"page": "children"}),
         html.Footer(f"Map data {OSM_CREDIT}. Code: DigIPlat demonstrator.", className="credit p-2"),
     ])
 
     app.callback(Output("page", "children"), Input("tabs", "active_tab"), State("bids-store", "data"))(render_page)
+    # A click becomes a request in a store outside the page. Dash runs a callback whose Input appears
+    # in a newly rendered tab when one of its Outputs lies outside that tab, prevent_initial_call or
+    # not: with market-clear as its Input the background job was spawned (and the controls disabled)
+    # every time the Market tab was opened. This clientside step ignores the fresh button.
+    app.clientside_callback(
+        "function (n) { return n ? {n_clicks: n, at: Date.now()} : window.dash_clientside.no_update; }",
+        Output("clear-request", "data"), Input("market-clear", "n_clicks"), prevent_initial_call=True,
+    )
     app.callback(
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True),
-        Input("market-clear", "n_clicks"),
+        Input("clear-request", "data"),
         State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
-        background=True,
+        background=True, interval=250,  # poll the job every 250 ms (Dash's default 1 s adds 0.5 s on average)
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],
         prevent_initial_call=True,
-    )(clear_market)
+    )(clear_market_request)
     app.callback(
         Output("market-cards", "children"), Output("market-map-holder", "children"), Output("market-tso-package", "children"),
         Output("market-tso-loading", "figure"),

@@ -317,12 +317,15 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     net.load.loc[rows, "q_mvar"] = q_load
     bus_of = grid.buildings.bus.astype(int)
     bus_of.index = bus_of.index.astype(str)
-    for bid, p in zip(ids[p_pv > 0], p_pv[p_pv > 0]):
-        pp.create_sgen(net, int(bus_of.loc[bid]), p_mw=float(p), q_mvar=0.0, name=f"pv {bid}", type="PV")
+    # One vectorised create_sgens call per kind: create_sgen in a loop costs ~6 ms per unit.
+    pv_ids = ids[p_pv > 0]
+    if len(pv_ids):
+        pp.create_sgens(net, bus_of.loc[pv_ids].to_numpy(int), p_mw=p_pv[p_pv > 0].astype(float), q_mvar=0.0,
+                        name=[f"pv {bid}" for bid in pv_ids], type="PV")
     net.sgen["flex_bus"] = -1 if "flex_bus" not in net.sgen else net.sgen["flex_bus"].fillna(-1)
-    for bus in flex_buses:
-        idx = pp.create_sgen(net, int(bus), p_mw=0.0, q_mvar=0.0, name="flex", type="flex")
-        net.sgen.at[idx, "flex_bus"] = int(bus)
+    if len(flex_buses):
+        new = pp.create_sgens(net, np.asarray(flex_buses, dtype=int), p_mw=0.0, q_mvar=0.0, name="flex", type="flex")
+        net.sgen.loc[new, "flex_bus"] = np.asarray(flex_buses, dtype=int)
     net.sgen["flex_bus"] = net.sgen["flex_bus"].fillna(-1).astype(int)
     logger.info("net at time frame: %d loads set, %d PV units, %d flexibility units",
                 len(rows), int((p_pv > 0).sum()), len(flex_buses))

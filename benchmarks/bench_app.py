@@ -1,0 +1,230 @@
+"""Benchmark the demonstrator in real headless Chromium: page ready and clearing round trip.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_app.py                     # 5 page loads, 5 clicks
+    .venv/bin/python benchmarks/bench_app.py --loads 7 --clicks 7 --profile
+
+Starts the app on Bergwald in a subprocess (``create_app()`` served by Flask as ``python -m app``
+does; no tiles, ``DIGIPLAT_TILE_URL=""``; private diskcache directory; the default scenario warmed
+up before serving, as ``serve()`` does in a background thread), then drives Chromium with the
+browser tests' headless flags (``tests/browser/conftest.py``):
+
+* **page ready**: navigation start -> the Grid page's map holds > 100 Leaflet SVG paths
+  (``performance.now()`` when they are seen; polled every animation frame). Median of ``--loads``
+  fresh navigations; the first (cold browser cache) is printed too.
+* **clearing round trip**: click on "Clear market" -> the MILP card shows the new delivered
+  volume (request alternates 1.8 / 1.7 MW so every click changes the text). Median of
+  ``--clicks`` after one warm-up click. Includes the background job (fork, market round, two AC
+  validations), Dash's background-callback polling, and re-rendering the cards and the map.
+
+``--profile`` also runs ``app.session.market_round`` under cProfile in this process and prints
+where a warm round spends its time. Targets (issue 5): page <= 3 s, round trip <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PAGE_TARGET_S = 3.0
+ROUND_TRIP_TARGET_S = 2.0
+
+WAIT_PATHS_JS = """
+const [selector, minimum, done] = arguments;
+function poll() {
+  if (document.querySelectorAll(selector).length > minimum) { done(performance.now()); return; }
+  requestAnimationFrame(poll);
+}
+poll();
+"""
+
+SET_REQUEST_JS = """
+const input = document.getElementById('market-request');
+Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(input, arguments[0]);
+input.dispatchEvent(new Event('input', {bubbles: true}));
+"""
+
+ROUND_TRIP_JS = """
+const [expected, done] = arguments;
+const button = document.getElementById('market-clear');
+const t0 = performance.now();
+button.click();
+function poll() {
+  const card = document.getElementById('market-card-milp-delivered');
+  if (card && card.textContent.trim() === expected) { done(performance.now() - t0); return; }
+  setTimeout(poll, 10);
+}
+poll();
+"""
+
+
+# ------------------------------------------------------------------------------------ server
+def serve(port: int) -> None:
+    """Child process: warm up, then serve the app (what ``python -m app`` runs, warm-up first)."""
+    from app import session
+    from app.server import create_app
+
+    app = create_app(warm_up=False)
+    session.default_grid()
+    session.warm_up()
+    print("READY", flush=True)
+    app.run(host="127.0.0.1", port=port, debug=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, cache_dir: str) -> subprocess.Popen:
+    env = dict(os.environ, DIGIPLAT_TILE_URL="", DIGIPLAT_CACHE_DIR=cache_dir)
+    env.pop("REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if "READY" not in line:
+        proc.kill()
+        raise SystemExit(f"the app did not start: {line!r}")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the app did not open its port")
+
+
+# ------------------------------------------------------------------------------------ browser
+def chrome():
+    spec = importlib.util.spec_from_file_location("browser_conftest", REPO / "tests" / "browser" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from selenium import webdriver
+
+    driver = webdriver.Chrome(options=module.chrome_options())
+    driver.set_script_timeout(120)
+    return driver
+
+
+def page_ready(driver, url: str, loads: int) -> list[float]:
+    times = []
+    for _ in range(loads):
+        driver.get("about:blank")
+        driver.get(url)
+        t = driver.execute_async_script(WAIT_PATHS_JS, "#grid-map path.leaflet-interactive", 100)
+        times.append(t / 1000)
+    return times
+
+
+def round_trips(driver, url: str, clicks: int) -> tuple[float, list[float]]:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    driver.execute_async_script(WAIT_PATHS_JS, "#grid-map path.leaflet-interactive", 100)
+    driver.find_element(By.XPATH, "//a[contains(@class, 'nav-link') and normalize-space()='Market']").click()
+    driver.execute_async_script(WAIT_PATHS_JS, "#market-map path.leaflet-interactive", 100)
+
+    def click(mw: float) -> float:
+        driver.execute_script(SET_REQUEST_JS, f"{mw}")
+        time.sleep(0.3)  # let React hand the new value to Dash
+        return driver.execute_async_script(ROUND_TRIP_JS, f"{mw:.3f} of {mw:.3f} MW") / 1000
+
+    warm = click(1.8)
+    return warm, [click(1.7 if k % 2 == 0 else 1.8) for k in range(clicks)]
+
+
+# ------------------------------------------------------------------------------------ profile
+def profile_round(top: int = 25) -> None:
+    import cProfile
+    import pstats
+
+    from app import session
+
+    bids = session.default_bid_records()
+    session.market_round("weekday", 18, 1.8, bids)  # warm: grid, scenario, linearization cached
+    t0 = time.perf_counter()
+    session.market_round("weekday", 18, 1.8, bids)
+    print(f"\nmarket_round, warm, in process: {time.perf_counter() - t0:.2f} s (no profiler)")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    session.market_round("weekday", 18, 1.8, bids)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    print("\ncProfile of one warm market_round (cumulative):")
+    stats.sort_stats("cumulative").print_stats(top)
+
+    from app import server
+
+    result = session.market_round("weekday", 18, 1.8, bids)
+    t0 = time.perf_counter()
+    out = server.show_result(result, "milp")
+    t_show = time.perf_counter() - t0
+    import json
+
+    import plotly.io
+
+    size = len(json.dumps(out[1].to_plotly_json(), default=plotly.io.json.to_json_plotly)) / 1e6
+    print(f"show_result (cards + styled map): {t_show:.2f} s, map payload {size:.1f} MB of JSON")
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loads", type=int, default=5, help="page loads (median)")
+    parser.add_argument("--clicks", type=int, default=5, help="clearing round trips after one warm-up click (median)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one warm market_round in process")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.port)
+        return 0
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory(prefix="digiplat-bench-cache-") as cache_dir:
+        t0 = time.perf_counter()
+        server = start_server(port, cache_dir)
+        startup = time.perf_counter() - t0
+        driver = chrome()
+        try:
+            loads = page_ready(driver, url, args.loads)
+            warm, trips = round_trips(driver, url, args.clicks)
+        finally:
+            driver.quit()
+            server.terminate()
+            server.wait(10)
+
+    page_median, trip_median = statistics.median(loads), statistics.median(trips)
+    print(f"Bergwald demonstrator in headless Chromium ({os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}); server start incl. warm-up {startup:.1f} s")
+    print(f"{'measure':<42} {'median':>8} {'min':>7} {'max':>7} {'n':>3} {'target':>7}  ok")
+    rows = [
+        ("page ready, grid drawn (s)", page_median, min(loads), max(loads), len(loads), PAGE_TARGET_S),
+        ("clearing round trip, click->cards (s)", trip_median, min(trips), max(trips), len(trips), ROUND_TRIP_TARGET_S),
+    ]
+    for name, med, lo, hi, n, target in rows:
+        print(f"{name:<42} {med:8.2f} {lo:7.2f} {hi:7.2f} {n:3d} {target:7.1f}  {'yes' if med <= target else 'NO'}")
+    print(f"first page load (cold cache) {loads[0]:.2f} s; warm-up click {warm:.2f} s; "
+          f"round trips {', '.join(f'{t:.2f}' for t in trips)} s")
+    if args.profile:
+        profile_round()
+    return 0 if page_median <= PAGE_TARGET_S and trip_median <= ROUND_TRIP_TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

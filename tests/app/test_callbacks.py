@@ -1,0 +1,571 @@
+"""The Dash callbacks of app/server.py as plain functions (no browser), and the map styling.
+
+One market round (the default Bergwald bids at 1.8 MW) is cleared once per module and reused.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import math
+from typing import Any, Iterator
+
+import dash
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from app import mapview, server, session
+from app.mapview import COLORS, LAYERS, activation_class, loading_color, styled_layers, voltage_color
+
+REQUEST_MW = 1.8
+LAYER_NAMES = [name for name, *_ in LAYERS]
+
+
+# ------------------------------------------------------------------------------------ helpers
+def walk(component: Any) -> Iterator[Any]:
+    """Yield every Dash component of a tree (children, lists, tuples, nested components)."""
+    if isinstance(component, (list, tuple)):
+        for c in component:
+            yield from walk(c)
+        return
+    if not hasattr(component, "to_plotly_json"):
+        return
+    if isinstance(component, go.Figure):
+        return
+    yield component
+    for prop in ("children",):
+        yield from walk(getattr(component, prop, None))
+
+
+def ids_of(component: Any) -> set[str]:
+    return {c.id for c in walk(component) if isinstance(getattr(c, "id", None), str)}
+
+
+def by_id(component: Any, id_: str) -> Any:
+    found = [c for c in walk(component) if getattr(c, "id", None) == id_]
+    assert len(found) == 1, f"expected one component {id_!r}, found {len(found)}"
+    return found[0]
+
+
+def text_of(component: Any) -> str:
+    """Concatenated string children of a component tree."""
+    if isinstance(component, str):
+        return component
+    if isinstance(component, (int, float)):
+        return str(component)
+    if isinstance(component, (list, tuple)):
+        return " ".join(text_of(c) for c in component)
+    children = getattr(component, "children", None)
+    return "" if children is None else text_of(children)
+
+
+def upload_contents(data: bytes, mime: str = "text/csv") -> str:
+    """What ``dcc.Upload`` sends: a data URL with base64 contents."""
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def frame_of(records: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(records).reindex(columns=list(session.BID_COLUMNS))
+    frame["fpu"] = frame["fpu"].replace("", None)
+    return frame.reset_index(drop=True)
+
+
+def assert_same_bids(a: list[dict], b: list[dict]) -> None:
+    fa, fb = frame_of(a), frame_of(b)
+    assert list(fa.bid_id) == list(fb.bid_id)
+    assert list(fa.building_id) == list(fb.building_id)
+    assert list(fa.aggregator) == list(fb.aggregator)
+    assert [x or "" for x in fa.fpu] == [x or "" for x in fb.fpu]
+    assert fa.p_mw.astype(float).tolist() == pytest.approx(fb.p_mw.astype(float).tolist(), abs=0, rel=1e-15)
+    assert fa.price_eur_per_mwh.astype(float).tolist() == pytest.approx(fb.price_eur_per_mwh.astype(float).tolist(), rel=1e-15)
+
+
+def geojson_layers(component: Any, prefix: str) -> dict[str, dict]:
+    """``{layer name: FeatureCollection}`` of the map's GeoJSON components."""
+    out = {}
+    for name in LAYER_NAMES:
+        layer = by_id(component, f"{prefix}-layer-{name}")
+        out[name] = layer.data
+    return out
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def default_bids() -> list[dict]:
+    return session.default_bid_records()
+
+
+@pytest.fixture(scope="module")
+def cleared(default_bids) -> dict:
+    """The one market round of this module: default bids, weekday 18:00, 1.8 MW up."""
+    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, copy.deepcopy(default_bids))
+    assert alert == "" and is_open is False
+    return result
+
+
+# ------------------------------------------------------------------------------------ render_page
+MARKET_IDS = {
+    "market-day-type", "market-hour", "market-request", "market-method", "market-clear", "market-running",
+    "market-upload", "market-download-btn", "market-download", "market-add-bid", "market-bids", "market-alert",
+    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map",
+    *(f"market-layer-{n}" for n in LAYER_NAMES),
+}
+
+
+def test_render_page_grid_tab():
+    page = server.render_page("grid", None)
+    ids = ids_of(page)
+    assert {"grid-map", "grid-details", *(f"grid-layer-{n}" for n in LAYER_NAMES)} <= ids
+    assert {f"grid-fact-{i}" for i in range(9)} <= ids
+    # every layer holds features, each with a style
+    layers = geojson_layers(page, "grid")
+    for name, fc in layers.items():
+        assert fc["features"], name
+        assert all("color" in f["properties"]["style"] for f in fc["features"])
+    # an unknown or missing tab falls back to the grid page
+    assert ids_of(server.render_page(None, None)) == ids
+    assert ids_of(server.render_page("nonsense", None)) == ids
+
+
+def test_render_page_market_tab(default_bids):
+    page = server.render_page("market", None)
+    ids = ids_of(page)
+    assert MARKET_IDS <= ids, MARKET_IDS - ids
+    table = by_id(page, "market-bids")
+    assert_same_bids(table.data, default_bids)
+    assert [c["id"] for c in table.columns] == list(session.BID_COLUMNS)
+    assert by_id(page, "market-request").value == REQUEST_MW
+    assert by_id(page, "market-method").value == "milp"
+    assert by_id(page, "market-alert").is_open is False
+    # the bids kept in the session store are shown instead of the defaults
+    mine = copy.deepcopy(default_bids[:3])
+    assert by_id(server.render_page("market", mine), "market-bids").data == mine
+
+
+def test_render_page_validation_tab():
+    page = server.render_page("validation", None)
+    assert {"validation-empty", "validation-table", "validation-vm", "validation-loading", "validation-merit"} <= ids_of(page)
+    assert "Clear the market" in text_of(by_id(page, "validation-empty"))
+
+
+def test_render_page_mlopf_tab():
+    page = server.render_page("mlopf", None)
+    ids = ids_of(page)
+    assert {"mlopf-page", "mlopf-title"} <= ids
+    assert not ids & MARKET_IDS
+
+
+def test_create_app_registers_every_callback(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    app = server.create_app(warm_up=False)
+    tabs = by_id(app.layout, "tabs")
+    assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf"]
+    assert "page" in ids_of(app.layout)
+    outputs = " ".join(app.callback_map)
+    for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
+                   "market-download.data", "grid-details.children"):
+        assert output in outputs, output
+    background = [k for k, v in app.callback_map.items() if "result-store.data" in k]
+    assert len(background) == 1 and app.callback_map[background[0]].get("background")
+    # the job is triggered by the clear-request store outside the page, not by the button itself
+    # (a button rendered with the Market tab would start a job on every visit of the tab)
+    assert [i["id"] for i in app.callback_map[background[0]]["inputs"]] == ["clear-request"]
+    assert "clear-request" in ids_of(app.layout)
+    assert app.callback_map[background[0]]["background"]["interval"] <= 500
+    assert (tmp_path / "cache").is_dir()  # the DiskcacheManager uses $DIGIPLAT_CACHE_DIR
+
+
+# ------------------------------------------------------------------------------------ clear_market
+def test_clear_market_milp_delivers_without_violations(cleared):
+    milp = cleared["milp"]["summary"]
+    assert milp["status"] == "optimal"
+    assert milp["delivered_mw"] == pytest.approx(REQUEST_MW, abs=1e-6)
+    assert milp["validation"]["violations"] == 0
+    assert cleared["milp"]["violations"] == []
+    assert cleared["request_mw"] == REQUEST_MW
+    assert cleared["time_frame"]["day_type"] == "weekday" and cleared["time_frame"]["hour"] == 18
+
+
+def test_clear_market_merit_order_violates_limits(cleared):
+    merit = cleared["merit"]["summary"]
+    assert merit["delivered_mw"] == pytest.approx(REQUEST_MW, abs=1e-6)
+    assert merit["validation"]["violations"] > 0
+    assert len(cleared["merit"]["violations"]) == merit["validation"]["violations"]
+    # congestion the map shows: a voltage above the band and a line beyond its rating
+    assert any(v["element"] == "bus" and v["value"] > 1.05 for v in cleared["merit"]["violations"])
+    assert max(abs(x) for x in cleared["merit"]["line_loading_percent"].values()) > 100
+
+
+def test_clear_market_result_is_browser_safe(cleared):
+    import json
+
+    text = json.dumps(cleared)  # a dcc.Store needs JSON
+    assert "std_type" not in text and "geometry" not in text  # no grid data in the result
+    assert cleared["tso"]["points"] and cleared["tso"]["flex_buses"] > 0
+
+
+def test_clear_market_without_click_does_not_run():
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.clear_market(None, "weekday", 18, REQUEST_MW, [])
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.clear_market(0, "weekday", 18, REQUEST_MW, [])
+    for request in (None, {}):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            server.clear_market_request(request, "weekday", 18, REQUEST_MW, [])
+
+
+def test_clear_market_request_passes_the_click_on(default_bids):
+    result, alert, is_open = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    assert result is dash.no_update and is_open is True and "invalid input" in alert
+
+
+@pytest.mark.parametrize(
+    ("day_type", "hour", "request_mw", "expected"),
+    [
+        ("weekday", 18, "abc", "invalid input"),
+        ("weekday", 18, 0, "non-zero"),
+        ("weekday", 18, float("nan"), "non-zero"),
+        ("weekday", 30, REQUEST_MW, "hour must be between 0 and 23"),
+        ("weekday", "x", REQUEST_MW, "invalid input"),
+        ("holiday", 18, REQUEST_MW, "day type"),
+    ],
+)
+def test_clear_market_bad_inputs_keep_previous_result(default_bids, day_type, hour, request_mw, expected):
+    result, alert, is_open = server.clear_market(1, day_type, hour, request_mw, default_bids)
+    assert result is dash.no_update
+    assert is_open is True
+    assert expected in alert
+    assert "Traceback" not in alert
+
+
+def test_clear_market_bids_with_nan_list_the_rows(default_bids):
+    bids = copy.deepcopy(default_bids)
+    bids[0]["p_mw"] = float("nan")
+    bids[4]["price_eur_per_mwh"] = None
+    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, bids)
+    assert result is dash.no_update and is_open is True
+    assert "2 invalid rows" in alert
+    assert "row 0: p_mw" in alert and "row 4: price_eur_per_mwh" in alert
+
+
+def test_clear_market_bids_with_wrong_columns(default_bids):
+    bids = [{"id": "X1", "who": "me", "mw": 0.1} for _ in range(3)]
+    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, bids)
+    assert result is dash.no_update and is_open is True
+    assert "3 invalid rows" in alert
+    for column in ("bid_id", "building_id", "p_mw", "price_eur_per_mwh"):
+        assert column in alert
+    # no bids at all is an error too, not a silent empty result
+    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, [])
+    assert result is dash.no_update and is_open is True and alert
+
+
+# ------------------------------------------------------------------------------------ show_result
+def _cards_text(cards) -> dict[str, str]:
+    return {key: text_of(by_id(cards, f"market-card-{key}")) for key in
+            ("milp-delivered", "milp-violations", "merit-delivered", "merit-violations")}
+
+
+def test_show_result_cards(cleared):
+    cards, _, package, figure = server.show_result(cleared, "milp")
+    assert len(cards) == 2
+    text = _cards_text(cards)
+    assert text["milp-delivered"] == "1.800 of 1.800 MW"
+    assert text["milp-violations"] == "0 violations in the AC power flow"
+    n_merit = cleared["merit"]["summary"]["validation"]["violations"]
+    assert text["merit-violations"] == f"{n_merit} violations in the AC power flow"
+    assert n_merit > 0
+    assert cards[0].children.color == "success" and cards[1].children.color == "danger"
+    all_text = text_of(cards)
+    assert "linearization point" in all_text and "cost" in all_text
+    # the TSO view: the package's points and predicted loadings by opaque id only
+    assert "operating points" in text_of(package)
+    assert len(figure.data) == 1 and len(figure.data[0].x) > 0
+    assert list(figure.data[0].x) == [t["id"] for t in cleared["tso"]["predicted_loading_top"]]
+
+
+def _line_colours(layers: dict[str, dict]) -> list[str]:
+    return [f["properties"]["style"]["color"] for name in ("lv", "mv") for f in layers[name]["features"]]
+
+
+def test_show_result_map_shows_milp_dispatch(cleared):
+    _, map_div, _, _ = server.show_result(cleared, "milp")
+    assert by_id(map_div, "market-map")
+    layers = geojson_layers(map_div, "market")
+    for name, fc in layers.items():
+        assert fc["features"] and all(f["properties"]["style"] for f in fc["features"]), name
+    lines = _line_colours(layers)
+    # lines are coloured by loading: green/amber only, nothing overloaded
+    assert COLORS["ok"] in lines and COLORS["bad"] not in lines
+    fills = {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]}
+    assert {COLORS["full"], COLORS["none"]} <= fills  # activation per building
+    edges = {f["properties"]["style"]["color"] for f in layers["buildings"]["features"]}
+    assert COLORS["bad"] not in edges
+    tips = [f["properties"].get("tooltip", "") for f in layers["buildings"]["features"]]
+    assert any("activated" in t and "voltage" in t for t in tips)
+    # the legend explains the result colours
+    assert "overloaded" in text_of(map_div)
+
+
+def test_show_result_map_shows_merit_order_congestion(cleared):
+    _, map_div, _, _ = server.show_result(cleared, "merit")
+    layers = geojson_layers(map_div, "market")
+    red_lines = [f for name in ("lv", "mv") for f in layers[name]["features"]
+                 if f["properties"]["style"]["color"] == COLORS["bad"]]
+    overloaded = {str(i) for i, x in cleared["merit"]["line_loading_percent"].items() if abs(x) > 100}
+    assert red_lines and {str(f["properties"]["line"]) for f in red_lines} == overloaded
+    assert all("loading" in f["properties"]["tooltip"] for f in red_lines)
+    red_buses = [f for f in layers["buildings"]["features"] if f["properties"]["style"]["color"] == COLORS["bad"]]
+    assert red_buses  # buildings whose bus voltage leaves the band
+    assert all(cleared["merit"]["vm_pu"][str(f["properties"]["bus"])] > 1.05 for f in red_buses)
+
+
+def test_show_result_unknown_method_falls_back_to_milp(cleared):
+    _, map_a, _, _ = server.show_result(cleared, "milp")
+    _, map_b, _, _ = server.show_result(cleared, "nonsense")
+    assert geojson_layers(map_a, "market") == geojson_layers(map_b, "market")
+
+
+def test_show_result_without_result():
+    cards, map_div, package, figure = server.show_result(None, "milp")
+    assert cards == []
+    assert "Clear the market" in package
+    layers = geojson_layers(map_div, "market")
+    assert COLORS["bad"] not in _line_colours(layers)
+    assert len(figure.data) == 1 and len(figure.data[0].x) == 0
+
+
+# ------------------------------------------------------------------------------------ show_validation
+def test_show_validation(cleared):
+    empty, table, vm_fig, loading_fig, merit = server.show_validation(cleared)
+    assert empty == ""
+    assert table.id == "validation-metrics"
+    rows = [text_of(r) for r in walk(table) if r.__class__.__name__ == "Tr"]
+    assert any(r.startswith("MAE, all") for r in rows) and any("Paper A" in r for r in rows)
+    mae_row = next(r for r in rows if r.startswith("MAE, all"))
+    assert "–" not in mae_row and "e-" in mae_row  # numbers, not placeholders
+    for fig in (vm_fig, loading_fig):
+        assert len(fig.data) == 2  # AC power flow and MILP prediction
+        assert all(len(t.x) > 0 and len(t.x) == len(t.y) for t in fig.data)
+    n = len(cleared["merit"]["violations"])
+    assert f"would violate {n} limits" in text_of(merit)
+    assert len([c for c in walk(merit) if c.__class__.__name__ == "Li"]) == min(n, 30) + (1 if n > 30 else 0)
+
+
+def test_show_validation_without_result():
+    empty, table, vm_fig, loading_fig, merit = server.show_validation(None)
+    assert "Clear the market" in empty
+    assert table == [] and merit == []
+    assert len(vm_fig.data) == 0 and len(loading_fig.data) == 0
+
+
+# ------------------------------------------------------------------------------------ upload / download
+@pytest.fixture(scope="module")
+def good_csv(default_bids, tmp_path_factory) -> bytes:
+    from optim.tso.bids import bids_from_frame, write_bids
+
+    path = tmp_path_factory.mktemp("bids") / "bids.csv"
+    write_bids(bids_from_frame(frame_of(default_bids)), path)
+    return path.read_bytes()
+
+
+def test_upload_good_csv(good_csv, default_bids):
+    records, alert, is_open = server.upload_bids(upload_contents(good_csv), "bids.csv", [])
+    assert alert == "" and is_open is False
+    assert_same_bids(records, default_bids)
+
+
+def test_upload_good_json(default_bids, tmp_path):
+    from optim.tso.bids import bids_from_frame, write_bids
+
+    path = write_bids(bids_from_frame(frame_of(default_bids)), tmp_path / "bids.json")
+    records, alert, is_open = server.upload_bids(upload_contents(path.read_bytes(), "application/json"), "bids.json", [])
+    assert is_open is False
+    assert_same_bids(records, default_bids)
+
+
+def test_upload_wrong_columns(good_csv, default_bids):
+    lines = good_csv.decode().splitlines()
+    lines[0] = lines[0].replace("building_id", "house").replace("price_eur_per_mwh", "price")
+    bids, alert, is_open = server.upload_bids(upload_contents("\n".join(lines).encode()), "bids.csv", default_bids)
+    assert bids is dash.no_update and is_open is True
+    assert "line 1" in alert
+    assert "missing column(s) building_id, price_eur_per_mwh" in alert
+    assert "unknown column(s) house, price" in alert
+
+
+def test_upload_non_numeric_values_list_line_numbers(good_csv, default_bids):
+    lines = good_csv.decode().splitlines()
+    header = lines[0].split(",")
+    p_col, price_col = header.index("p_mw"), header.index("price_eur_per_mwh")
+    for line_no, col, value in ((3, p_col, "lots"), (7, price_col, "cheap")):
+        cells = lines[line_no - 1].split(",")
+        cells[col] = value
+        lines[line_no - 1] = ",".join(cells)
+    bids, alert, is_open = server.upload_bids(upload_contents("\n".join(lines).encode()), "mine.csv", default_bids)
+    assert bids is dash.no_update and is_open is True
+    assert "2 invalid rows" in alert
+    assert "line 3: p_mw 'lots'" in alert
+    assert "line 7: price_eur_per_mwh 'cheap'" in alert
+    assert alert.index("line 3") < alert.index("line 7")
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "expected"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "bids.csv", "cannot read bid file"),
+        (b"PK\x03\x04 spreadsheet", "bids.xlsx", "upload a .csv or .json"),
+        (b"", "bids.csv", "line 1: the file is empty"),
+        (b"just some text\nno commas here\n", "bids.csv", "line 1: missing column(s)"),
+    ],
+)
+def test_upload_not_a_bid_csv(data, filename, expected, default_bids):
+    bids, alert, is_open = server.upload_bids(upload_contents(data), filename, default_bids)
+    assert bids is dash.no_update and is_open is True
+    assert expected in alert
+
+
+def test_upload_nothing_does_not_run():
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.upload_bids(None, None, [])
+
+
+def test_download_bids_rereads_to_the_same_bids(default_bids, tmp_path):
+    from optim.tso.bids import read_bids
+
+    download = server.download_bids(1, default_bids)
+    assert download["filename"] == "bids.csv" and download["type"] == "text/csv"
+    path = tmp_path / "downloaded.csv"
+    path.write_text(download["content"], encoding="utf-8")
+    table = read_bids(path)
+    assert len(table.rows) == len(default_bids)
+    assert_same_bids(session._records(table.to_frame()), default_bids)
+    # and the download uploads again unchanged
+    records, _, is_open = server.upload_bids(upload_contents(download["content"].encode()), "bids.csv", [])
+    assert is_open is False
+    assert_same_bids(records, default_bids)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.download_bids(None, default_bids)
+
+
+def test_add_bid_appends_an_empty_row(default_bids):
+    rows = server.add_bid(1, default_bids[:2])
+    assert len(rows) == 3 and rows[:2] == default_bids[:2]
+    assert rows[2]["bid_id"] == "NEW003" and rows[2]["p_mw"] == 0.0
+    assert default_bids[2] != rows[2]  # the input list is not modified
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.add_bid(None, default_bids)
+
+
+# ------------------------------------------------------------------------------------ mapview units
+@pytest.mark.parametrize(
+    ("loading", "limit", "colour"),
+    [(0.0, 100, "ok"), (79.9, 100, "ok"), (80.1, 100, "warn"), (100.0, 100, "warn"), (100.5, 100, "bad"),
+     (-120.0, 100, "bad"), (-85.0, 100, "warn"), (45.0, 50, "warn"), (51.0, 50, "bad")],
+)
+def test_loading_color(loading, limit, colour):
+    assert loading_color(loading, limit) == COLORS[colour]
+
+
+@pytest.mark.parametrize(
+    ("vm", "colour"),
+    [(1.0, "ok"), (0.96, "ok"), (1.04, "ok"), (0.955, "warn"), (1.045, "warn"), (0.95, "warn"), (1.05, "warn"),
+     (0.9499, "bad"), (1.0501, "bad"), (1.09, "bad")],
+)
+def test_voltage_color(vm, colour):
+    assert voltage_color(vm) == COLORS[colour]
+
+
+def test_voltage_color_custom_band():
+    assert voltage_color(1.095, 0.9, 1.1) == COLORS["warn"]
+    assert voltage_color(1.08, 0.9, 1.1) == COLORS["ok"]  # 1.08 would be "bad" in the default band
+    assert voltage_color(1.0, 0.9, 1.1) == COLORS["ok"]
+    assert voltage_color(0.89, 0.9, 1.1) == COLORS["bad"]
+
+
+@pytest.mark.parametrize(
+    ("offered", "activated", "cls"),
+    [(0.1, 0.1, "full"), (0.1, 0.05, "partial"), (0.1, 0.0, "none"), (0.0, 0.0, "none"), (0.0, 0.01, "none"),
+     (-0.1, -0.1, "full"), (-0.1, -0.02, "partial"), (0.1, 1e-9, "none"), (0.1, 0.1 * (1 - 1e-7), "full")],
+)
+def test_activation_class(offered, activated, cls):
+    assert activation_class(offered, activated) == cls
+
+
+def _first(geojson: dict, kind: str) -> dict:
+    return next(f for f in geojson["features"] if f["properties"]["kind"] == kind)
+
+
+def test_styled_layers_plain_grid():
+    geojson = session.default_grid().geojson
+    before = copy.deepcopy(_first(geojson, "lv_line")["properties"])
+    layers = styled_layers(geojson)
+    assert list(layers) == LAYER_NAMES
+    kinds = {name: kinds for name, _, kinds, _ in LAYERS}
+    known = [f for f in geojson["features"] if f["properties"]["kind"] in {k for ks in kinds.values() for k in ks}]
+    assert sum(len(fc["features"]) for fc in layers.values()) == len(known)
+    for name, fc in layers.items():
+        assert fc["type"] == "FeatureCollection" and fc["features"], name
+        for f in fc["features"]:
+            assert f["properties"]["kind"] in kinds[name]
+            style = f["properties"]["style"]
+            assert style["color"].startswith("#")
+    assert {f["properties"]["style"]["color"] for f in layers["mv"]["features"]} == {COLORS["mv_line"]}
+    assert COLORS["lv_line"] in {f["properties"]["style"]["color"] for f in layers["lv"]["features"]}
+    assert {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]} == {COLORS["building"]}
+    assert all(f["properties"]["tooltip"] for f in layers["buildings"]["features"])
+    assert _first(geojson, "lv_line")["properties"] == before  # the grid's GeoJSON is not modified
+    assert "style" not in _first(geojson, "building")["properties"]
+
+
+def test_styled_layers_colour_an_outcome():
+    geojson = session.default_grid().geojson
+    line = _first(geojson, "lv_line")["properties"]
+    mv = _first(geojson, "mv_line")["properties"]
+    building = _first(geojson, "building")["properties"]
+    station = _first(geojson, "substation")["properties"]
+    outcome = {
+        "line_loading_percent": {str(line["line"]): -130.0, str(mv["line"]): 50.0},
+        "trafo_loading_percent": {str(station["trafo"]): 90.0},
+        "vm_pu": {str(building["bus"]): 1.07},
+        "buildings": {building["building_id"]: {"offered_mw": 0.02, "activated_mw": 0.01}},
+    }
+    layers = styled_layers(geojson, outcome)
+
+    def feature(layer: str, key: str, value: Any) -> dict:
+        return next(f for f in layers[layer]["features"] if f["properties"].get(key) == value)
+
+    lv = feature("lv", "line", line["line"])
+    assert lv["properties"]["style"]["color"] == COLORS["bad"]
+    assert lv["properties"]["style"]["weight"] == 3 + 3  # congestion is drawn thicker
+    assert "loading 130.0 % (reversed flow)" in lv["properties"]["tooltip"]
+    assert feature("mv", "line", mv["line"])["properties"]["style"]["color"] == COLORS["ok"]
+    st = feature("stations", "trafo", station["trafo"])
+    assert st["properties"]["style"]["fillColor"] == COLORS["warn"] and "loading 90.0 %" in st["properties"]["tooltip"]
+    b = feature("buildings", "building_id", building["building_id"])["properties"]
+    assert b["style"]["fillColor"] == COLORS["partial"]
+    assert b["style"]["color"] == COLORS["bad"] and b["style"]["weight"] == 2
+    assert "voltage 1.0700 p.u." in b["tooltip"] and "(partial)" in b["tooltip"]
+    # elements without a value keep their grid colours; streets are never coloured by results
+    other = [f for f in layers["lv"]["features"] if f["properties"]["line"] != line["line"]]
+    assert {f["properties"]["style"]["color"] for f in other if f["properties"]["kind"] == "lv_line"} == {COLORS["lv_line"]}
+    assert {f["properties"]["style"]["color"] for f in layers["base"]["features"]} <= {COLORS["street"], COLORS["footprint"]}
+
+
+def test_map_component_without_tiles(monkeypatch):
+    import dash_leaflet as dl
+
+    geojson = session.default_grid().geojson
+    monkeypatch.setenv("DIGIPLAT_TILE_URL", "")
+    offline = mapview.map_component("grid", geojson)
+    assert not [c for c in walk(offline) if isinstance(c, dl.TileLayer)]
+    monkeypatch.setenv("DIGIPLAT_TILE_URL", "http://tiles.example/{z}/{x}/{y}.png")
+    online = mapview.map_component("grid", geojson)
+    tiles = [c for c in walk(online) if isinstance(c, dl.TileLayer)]
+    assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example") and "OpenStreetMap" in tiles[0].attribution
+    overlays = [c for c in walk(offline) if isinstance(c, dl.Overlay)]
+    assert [o.name for o in overlays] == [label for _, label, _, _ in LAYERS]
+    (south, west), (north, east) = by_id(offline, "grid-map").bounds
+    assert south < north and west < east and math.isclose(round(south), 49)
