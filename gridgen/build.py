@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import nullcontext
@@ -17,13 +18,13 @@ from gridgen.electrical import ElectricalConfig, net_from_layout, powerflow_summ
 from gridgen.grid import Grid
 from gridgen.loads import LoadConfig, households_from_buildings
 from gridgen.lv import LVConfig, densified_streets, feeders_from_streets
-from gridgen.mv import feed_in_node, ring_from_substations
+from gridgen.mv import feed_in_node, rings_from_substations
 from gridgen.osm import Area, AreaConfig
-from gridgen.substations import SubstationConfig, clusters_from_buildings, substation_nodes
+from gridgen.substations import SubstationConfig, clusters_from_buildings, split_clusters, substation_nodes
 
 log = logging.getLogger(__name__)
 
-STAGES = ("loads", "substations", "20 kV ring", "0.4 kV feeders", "electrical model", "sizing loop", "export")
+STAGES = ("loads", "substations", "0.4 kV feeders", "20 kV ring", "electrical model", "sizing loop", "export")
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,31 @@ def grid_from_area(
     streets = densified_streets(area.streets, config.lv.max_segment_m)
     subs = substation_nodes(streets, buildings, labels)
 
+    step("0.4 kV feeders")
+    lv_cache: dict = {}  # a split re-routes only the substations it changed
+    feeders = feeders_from_streets(streets, buildings, subs, labels, config=config.lv, cache=lv_cache)
+    splits = 0
+    while config.substations.n_substations is None and len(subs) < config.substations.max_substations:
+        # A cluster whose feeders run longer than the limit along the streets (two settlements behind
+        # one transformer) cannot hold the voltage: split it and route again.
+        far = feeders.connection["feeder_m"].to_numpy() > config.lv.max_feeder_length_m
+        if not far.any():
+            break
+        before = int(labels.max())
+        labels = split_clusters(buildings, labels, set(labels[far].tolist()), random_state=config.random_state)
+        if int(labels.max()) == before:  # only single-building clusters are too far: nothing left to split
+            break
+        subs = substation_nodes(streets, buildings, labels)
+        feeders = feeders_from_streets(streets, buildings, subs, labels, config=config.lv, cache=lv_cache)
+        splits += 1
+
     step("20 kV ring")
     feed = feed_in_node(streets, area.bbox, config.feed_in_lonlat)
-    ring = ring_from_substations(streets, feed, subs, random_state=config.random_state)
-
-    step("0.4 kV feeders")
-    feeders = feeders_from_streets(streets, buildings, subs, labels, config=config.lv)
+    rings = rings_from_substations(streets, feed, subs, random_state=config.random_state)
 
     step("electrical model")
     net, trafo_of_sub = net_from_layout(
-        streets=streets, buildings=buildings, ring=ring, substation_nodes=subs, feeders=feeders,
+        streets=streets, buildings=buildings, ring=rings, substation_nodes=subs, feeders=feeders,
         loads=config.loads, config=config.electrical,
     )
 
@@ -114,14 +130,14 @@ def grid_from_area(
         "sizing_changes": len(changes),
         "seed": config.random_state,
         "area": area.report,
-        "lv": feeders.report,
+        "lv": {**feeders.report, "substation_splits": splits},
         "credit": OSM_CREDIT,
     }
     if pf["violations"]:
         from gridgen._errors import GridValidationError
 
         raise GridValidationError(f"the sized grid still has {pf['violations']} limit violations")
-    geojson = geojson_from_grid(net, table, area, ring_open_leg=ring.open_leg)
+    geojson = geojson_from_grid(net, table, area, ring_open_leg=rings[0].open_leg if len(rings) == 1 else None)
     summary["runtime_s"] = round(time.perf_counter() - t0, 3)
     log.info("grid_from_area: %d buildings, %d substations, %d violations", len(table), len(net.trafo), pf["violations"])
     return Grid(net=net, buildings=table, geojson=geojson, summary=summary)
@@ -142,24 +158,27 @@ def geojson_from_grid(net, buildings: pd.DataFrame, area: Area, *, ring_open_leg
     for row in area.background_streets.itertuples():
         feature(_rounded(row.geometry.__geo_interface__), kind="street", highway=row.highway)
     footprints = area.buildings.to_crs(4326)
-    supplied = set(buildings.index)
     for row in area.background_buildings.itertuples():
         feature(_rounded(row.geometry.__geo_interface__), kind="footprint")
+    rows = buildings.to_dict("index")
     for b, geom in footprints.geometry.items():
-        if b in supplied:
-            r = buildings.loc[b]
+        r = rows.get(b)
+        if r is not None:
             feature(
                 _rounded(geom.__geo_interface__), kind="building", building_id=b, bus=int(r["bus"]),
                 substation=int(r["substation"]), households=int(r["households"]), peak_kw=round(float(r["peak_p_mw"]) * 1000, 2),
                 housenumber=str(r["housenumber"]) if isinstance(r["housenumber"], str) else "",
             )
     open_lines = set(net.switch.element[(net.switch.et == "l") & ~net.switch.closed])
-    for li, row in net.line.iterrows():
-        coords = _line_coords(net, li)
-        kind = "mv_line" if row.voltage_level == "MV" else ("service" if row["name"].endswith("service") else "lv_line")
+    line = net.line
+    for li, name, std_type, parallel, length_km, level, geo in zip(
+        line.index, line["name"], line.std_type, line.parallel, line.length_km, line.voltage_level, line.geo
+    ):
+        coords = [[round(x, 7), round(y, 7)] for x, y in json.loads(geo)["coordinates"]]
+        kind = "mv_line" if level == "MV" else ("service" if name.endswith("service") else "lv_line")
         feature(
-            {"type": "LineString", "coordinates": coords}, kind=kind, line=int(li), name=row["name"], std_type=row.std_type,
-            parallel=int(row.parallel), length_m=round(float(row.length_km) * 1000, 1), normally_open=bool(li in open_lines),
+            {"type": "LineString", "coordinates": coords}, kind=kind, line=int(li), name=name, std_type=std_type,
+            parallel=int(parallel), length_m=round(float(length_km) * 1000, 1), normally_open=bool(li in open_lines),
         )
     for ti, row in net.trafo.iterrows():
         lon, lat = _bus_lonlat(net, row.lv_bus)
@@ -181,16 +200,8 @@ def _rounded(geometry: dict) -> dict:
 
 
 def _bus_lonlat(net, bus: int) -> tuple[float, float]:
-    import json
-
     lon, lat = json.loads(net.bus.geo.at[bus])["coordinates"]
     return round(lon, 7), round(lat, 7)
-
-
-def _line_coords(net, li: int) -> list[list[float]]:
-    import json
-
-    return [[round(x, 7), round(y, 7)] for x, y in json.loads(net.line.geo.at[li])["coordinates"]]
 
 
 def grid_from_osm(

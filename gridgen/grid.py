@@ -89,7 +89,11 @@ class Grid:
             )
         try:
             net = pp.from_json(str(grid_dir / "grid.json"))
-            buildings = pd.read_csv(grid_dir / "buildings.csv", index_col="building_id", dtype={"building_id": str})
+            buildings = pd.read_csv(
+                grid_dir / "buildings.csv", index_col="building_id", dtype={"building_id": str, "housenumber": str}
+            )
+            if "housenumber" in buildings:  # "" is written as an empty field and would come back as NaN
+                buildings["housenumber"] = buildings["housenumber"].fillna("")
             geojson = json.loads((grid_dir / "map.geojson").read_text())
             summary = json.loads((grid_dir / "summary.json").read_text())
         except (ValueError, KeyError, OSError) as exc:

@@ -61,7 +61,8 @@ class Feeders:
         One row per cable segment: ``substation``, ``from_node``, ``to_node`` (street nodes, from
         is the substation side), ``length_m``, ``coords`` (metric polyline), ``downstream_households``.
     connection
-        Per building: ``conn_node`` (street node), ``service_m``, ``substation``.
+        Per building: ``conn_node`` (street node), ``service_m``, ``substation``, ``feeder_m`` (cable
+        length from the substation to its street point).
     report
         Counts and relaxations made.
     """
@@ -107,12 +108,14 @@ def feeders_from_streets(
     labels: np.ndarray,
     *,
     config: LVConfig = LVConfig(),
+    cache: dict | None = None,
 ) -> Feeders:
     """Return the radial feeders and service connections of every substation.
 
     Building ``b`` is served by substation ``labels[b]`` (its k-means cluster, which was sized for
     the transformer); each substation's feeders come from a min-cost flow (networkx network
-    simplex) restricted to a radial tree.
+    simplex) restricted to a radial tree. ``cache`` (a dict kept by the caller) reuses the feeders
+    of a substation whose node and buildings did not change since an earlier call.
     """
     nodes = sorted(streets.nodes)
     tree = cKDTree([(streets.nodes[n]["x"], streets.nodes[n]["y"]) for n in nodes])
@@ -122,6 +125,7 @@ def feeders_from_streets(
 
     substation = np.asarray(labels, dtype=int)
     far = []
+    feeder_m = np.zeros(len(buildings))
 
     segments = []
     relaxed = 0
@@ -135,30 +139,24 @@ def feeders_from_streets(
         for m in members:
             demand[conn_node[m]] = demand.get(conn_node[m], 0) + 1
             hh_at[conn_node[m]] = hh_at.get(conn_node[m], 0) + int(households[m])
-        flow, capacity = None, config.max_buildings_per_feeder
-        while flow is None:
-            try:
-                flow = _min_cost_flow(streets, sub_node, demand, capacity)
-            except nx.NetworkXUnfeasible:
-                # The substation node has too few streets for the feeders: allow bigger feeders.
-                capacity *= 2
-                relaxed += 1
-                if capacity > 64 * config.max_buildings_per_feeder:
-                    raise InputDataError(f"substation {k}: its buildings cannot be reached along the streets") from None
-        support = nx.Graph()
-        support.add_node(sub_node)
-        for u, targets in flow.items():
-            for v, f in targets.items():
-                if f > 0:
-                    support.add_edge(u, v, length=streets.edges[u, v]["length"])
-        new = _radial_segments(streets, support, sub_node, hh_at, k)
+        key = (sub_node, tuple(buildings.index[members]))
+        if cache is not None and key in cache:
+            cached_segments, k_relaxed = cache[key]
+            new = [{**seg, "substation": k} for seg in cached_segments]
+        else:
+            new, k_relaxed = _feeders_of_substation(streets, sub_node, demand, hh_at, k, config)
+            if cache is not None:
+                cache[key] = (new, k_relaxed)
+        relaxed += k_relaxed
         depth = _depths(new, sub_node)
+        for m in members:
+            feeder_m[m] = depth[conn_node[m]]
         far.extend(buildings.index[m] for m in members if depth[conn_node[m]] > config.max_feeder_length_m)
         segments.extend(new)
 
     seg = pd.DataFrame(segments)
     connection = pd.DataFrame(
-        {"conn_node": conn_node, "service_m": service_m, "substation": substation}, index=buildings.index
+        {"conn_node": conn_node, "service_m": service_m, "substation": substation, "feeder_m": feeder_m}, index=buildings.index
     )
     report = {
         "feeder_capacity_relaxations": relaxed,
@@ -169,6 +167,33 @@ def feeders_from_streets(
     return Feeders(segments=seg, connection=connection, report=report)
 
 
+def _feeders_of_substation(streets: nx.Graph, sub_node, demand: dict, hh_at: dict, k: int, config: LVConfig) -> tuple[list[dict], int]:
+    """Return the radial segments of one substation and how often its feeder capacity was relaxed."""
+    relaxed = 0
+    region = _flow_region(streets, sub_node, demand)
+    flow, capacity = None, config.max_buildings_per_feeder
+    while flow is None:
+        try:
+            flow = _min_cost_flow(streets, sub_node, demand, capacity, region)
+        except nx.NetworkXUnfeasible:
+            if region is not None:  # not within the region: try the whole graph before relaxing
+                region = None
+                continue
+            # The substation node has too few streets for the feeders: allow bigger feeders.
+            capacity *= 2
+            relaxed += 1
+            if capacity > 64 * config.max_buildings_per_feeder:
+                raise InputDataError(f"substation {k}: its buildings cannot be reached along the streets") from None
+    support = nx.Graph()
+    support.add_node(sub_node)
+    for u, targets in flow.items():
+        for v, f in targets.items():
+            if f > 0:
+                support.add_edge(u, v, length=streets.edges[u, v]["length"])
+    new = _radial_segments(streets, support, sub_node, hh_at, k)
+    return new, relaxed
+
+
 def _depths(segments: list[dict], root) -> dict:
     """Return the cable length from the substation to every joint of one radial network."""
     depth = {root: 0.0}
@@ -177,10 +202,30 @@ def _depths(segments: list[dict], root) -> dict:
     return depth
 
 
-def _min_cost_flow(streets: nx.Graph, source, demand: dict, capacity: int) -> dict:
-    """Solve the feeder flow: integer costs in decimetres (network simplex wants integers)."""
+def _flow_region(streets: nx.Graph, source, demand: dict) -> set | None:
+    """Return the street nodes within the farthest building's distance + 150 m of ``source``.
+
+    Arc cost is cable length, so a feeder leaves this neighbourhood only to detour around full
+    arcs; solving the flow there instead of on the whole street graph makes a large area (the
+    whole shared file: 40+ substations on 10,000 nodes) fast. None (whole graph) if a building's
+    street point is not reachable.
+    """
+    dist = nx.single_source_dijkstra_path_length(streets, source, weight="length")
+    if any(n not in dist for n in demand):
+        return None
+    cutoff = max((dist[n] for n in demand), default=0.0) + 150.0
+    return {n for n, d in dist.items() if d <= cutoff}
+
+
+def _min_cost_flow(streets: nx.Graph, source, demand: dict, capacity: int, region: set | None = None) -> dict:
+    """Solve the feeder flow: integer costs in decimetres (network simplex wants integers).
+
+    ``region``: street nodes the flow may use (None: all).
+    """
     digraph = nx.DiGraph()
     for u, v, d in streets.edges(data=True):
+        if region is not None and (u not in region or v not in region):
+            continue
         cost = max(1, int(round(d["length"] * 10)))
         digraph.add_edge(u, v, weight=cost, capacity=capacity)
         digraph.add_edge(v, u, weight=cost, capacity=capacity)

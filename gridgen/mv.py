@@ -15,6 +15,7 @@ from gridgen._errors import InputDataError
 log = logging.getLogger(__name__)
 
 EXACT_TSP_MAX_NODES = 9  # 8! orderings: exact enumeration is still instant
+MAX_SUBSTATIONS_PER_RING = 8  # a 20 kV ring carries a few MVA: a town gets several rings
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,25 @@ def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, 
     open_leg = int(np.argmin(np.abs(cumulative - cumulative[-1] / 2))) if legs else 0
     log.info("ring_from_substations: %d legs, %.0f m", len(legs), float(cumulative[-1]) if legs else 0.0)
     return Ring(order=order, legs=legs, open_leg=open_leg)
+
+
+def rings_from_substations(
+    streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0, max_per_ring: int = MAX_SUBSTATIONS_PER_RING
+) -> list[Ring]:
+    """Return the open rings from the feed-in: one ring up to ``max_per_ring`` substations, else several.
+
+    One ring of a whole town (60 substations, 40 km) drops too much voltage and overloads its
+    cable. The substations are sorted by bearing from the feed-in point and cut into equal
+    contiguous groups, one ring (exact TSP within the group) each. Up to ``max_per_ring``
+    substations this is exactly :func:`ring_from_substations`.
+    """
+    if len(substation_nodes) <= max_per_ring:
+        return [ring_from_substations(streets, feed_node, substation_nodes, random_state=random_state)]
+    fx, fy = streets.nodes[feed_node]["x"], streets.nodes[feed_node]["y"]
+    bearing = sorted(
+        substation_nodes,
+        key=lambda n: (float(np.arctan2(streets.nodes[n]["y"] - fy, streets.nodes[n]["x"] - fx)), str(n)),
+    )
+    n_rings = -(-len(bearing) // max_per_ring)
+    groups = [list(g) for g in np.array_split(np.array(bearing, dtype=object), n_rings)]
+    return [ring_from_substations(streets, feed_node, g, random_state=random_state) for g in groups]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from gridgen._errors import ConfigError, InputDataError
 from gridgen.loads import LoadConfig, coincident_peak_mw
@@ -37,6 +38,10 @@ class SubstationConfig:
         flexibility activation).
     max_utilisation
         A cluster whose peak exceeds this share of the largest standard transformer raises k.
+    max_radius_m
+        A cluster with a building farther than this (straight line) from its load-weighted centre
+        raises k too: otherwise k-means can put two settlements a kilometre apart behind one
+        transformer, and the 0.4 kV feeder between them cannot hold the voltage.
     """
 
     n_substations: int | None = None
@@ -44,6 +49,7 @@ class SubstationConfig:
     utilisation_cap: float = 0.6
     max_utilisation: float = 0.8
     max_substations: int = 200
+    max_radius_m: float = 400.0
 
     def __post_init__(self) -> None:
         if self.n_substations is not None and not (1 <= self.n_substations <= self.max_substations):
@@ -53,6 +59,8 @@ class SubstationConfig:
         for name in ("utilisation_cap", "max_utilisation"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.max_radius_m) and self.max_radius_m > 0):
+            raise ConfigError(f"max_radius_m must be > 0, got {self.max_radius_m}")
 
 
 def clusters_from_buildings(
@@ -70,24 +78,83 @@ def clusters_from_buildings(
     xy = buildings[["x", "y"]].to_numpy(float)
     households = buildings["households"].to_numpy(float)
     cap_mw = config.planning_rating_kva / 1000.0 * loads.cos_phi * config.utilisation_cap
-    k_lower = max(1, math.ceil(coincident_peak_mw(households.sum(), loads) / cap_mw))
+    max_peak_mw = TRAFO_SERIES_KVA[-1] / 1000.0 * loads.cos_phi * config.max_utilisation
+    k_lower = max(1, math.ceil(coincident_peak_mw(households.sum(), loads) / cap_mw), _k_for_largest_cluster(households, loads, max_peak_mw))
+    k_lower = min(k_lower, config.max_substations)
     candidates = [config.n_substations] if config.n_substations else range(k_lower, config.max_substations + 1)
+    with threadpool_limits(1):  # OpenMP threads make small fits several times slower on a shared machine
+        labels, k = _first_fitting_kmeans(xy, households, candidates, config, loads, random_state, max_peak_mw)
+    labels = _west_to_east(xy, labels, k)
+    log.info("clusters_from_buildings: %d substations for %d buildings", k, len(buildings))
+    return labels
+
+
+def _first_fitting_kmeans(xy, households, candidates, config, loads, random_state, max_peak_mw) -> tuple[np.ndarray, int]:
     for k in candidates:
-        if k > len(buildings):
-            raise InputDataError(f"{k} substations for {len(buildings)} buildings is too many")
+        if k > len(xy):
+            raise InputDataError(f"{k} substations for {len(xy)} buildings is too many")
         model = KMeans(n_clusters=k, n_init=10, random_state=random_state).fit(xy, sample_weight=households)
         labels = model.labels_
-        peaks = [coincident_peak_mw(households[labels == c].sum(), loads) for c in range(k)]
-        if config.n_substations or max(peaks) <= TRAFO_SERIES_KVA[-1] / 1000.0 * loads.cos_phi * config.max_utilisation:
+        if config.n_substations:
             break
-    # Relabel clusters west->east so ids do not depend on k-means' internal order.
+        peaks = [coincident_peak_mw(households[labels == c].sum(), loads) for c in range(k)]
+        if max(peaks) <= max_peak_mw and _max_radius_m(xy, households, labels, k) <= config.max_radius_m:
+            break
+    return labels, k
+
+
+def _west_to_east(xy: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Relabel clusters west->east so ids do not depend on k-means' internal order."""
     centres = np.array([xy[labels == c].mean(axis=0) for c in range(k)])
     order = np.lexsort((centres[:, 1], centres[:, 0]))
     relabel = np.empty(k, dtype=int)
     relabel[order] = np.arange(k)
-    labels = relabel[labels]
-    log.info("clusters_from_buildings: %d substations for %d buildings", k, len(buildings))
-    return labels
+    return relabel[labels]
+
+
+def split_clusters(buildings: pd.DataFrame, labels: np.ndarray, clusters, *, random_state: int = 0) -> np.ndarray:
+    """Return labels with each of ``clusters`` split in two by k-means (seeded), relabelled west->east.
+
+    Used when a cluster's feeders would exceed the feeder length limit along the streets.
+    """
+    xy = buildings[["x", "y"]].to_numpy(float)
+    households = buildings["households"].to_numpy(float)
+    labels = np.asarray(labels, dtype=int).copy()
+    k = int(labels.max()) + 1
+    with threadpool_limits(1):
+        for c in sorted(clusters):
+            member = np.flatnonzero(labels == c)
+            if len(member) < 2:
+                continue
+            halves = KMeans(n_clusters=2, n_init=10, random_state=random_state).fit(xy[member], sample_weight=households[member]).labels_
+            labels[member[halves == 1]] = k
+            k += 1
+    return _west_to_east(xy, labels, k)
+
+
+def _k_for_largest_cluster(households: np.ndarray, loads: LoadConfig, max_peak_mw: float) -> int:
+    """Return the smallest k for which the largest of k clusters can fit ``max_peak_mw``.
+
+    The largest of k clusters has at least N/k households and the coincident peak grows with the
+    households, so every smaller k fails the capacity test: the search starts here instead of
+    fitting k-means for each of them (the whole shared file: about 40 fits saved).
+    """
+    total = int(round(households.sum()))
+    n_max = 0
+    while n_max < total and coincident_peak_mw(float(n_max + 1), loads) <= max_peak_mw:
+        n_max += 1
+    return max(1, math.ceil(total / n_max)) if n_max else 1
+
+
+def _max_radius_m(xy: np.ndarray, households: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Return the largest distance of a building from its cluster's load-weighted centre."""
+    radius = 0.0
+    for c in range(k):
+        member = labels == c
+        w = households[member]
+        centre = (xy[member] * w[:, None]).sum(axis=0) / w.sum()
+        radius = max(radius, float(np.hypot(*(xy[member] - centre).T).max()))
+    return radius
 
 
 def substation_nodes(streets: nx.Graph, buildings: pd.DataFrame, labels: np.ndarray) -> list:
