@@ -48,7 +48,8 @@ def render_page(tab: str | None, bids: list[dict] | None):
     return market.grid_layout(grid.geojson, grid.summary)
 
 
-def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None):
+def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
+                 refine: bool | None = False):
     """Run a market round; return ``(result, alert_text, alert_open)``; errors keep the old result."""
     import dash
 
@@ -59,7 +60,7 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
     try:
         hour_value = int(hour) if hour not in (None, "") else None
         request_value = float(request_mw) if request_mw not in (None, "") else None
-        result = session.market_round(day_type, hour_value, request_value, bids or [])
+        result = session.market_round(day_type, hour_value, request_value, bids or [], refine=bool(refine))
     except _user_error_types() as exc:
         return dash.no_update, user_message(exc), True
     except (TypeError, ValueError) as exc:
@@ -67,9 +68,10 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
     return result, "", False
 
 
-def clear_market_request(request: dict | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None):
+def clear_market_request(request: dict | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
+                         refine: bool | None = False):
     """Background callback: :func:`clear_market` for a click recorded in the ``clear-request`` store."""
-    return clear_market((request or {}).get("n_clicks"), day_type, hour, request_mw, bids)
+    return clear_market((request or {}).get("n_clicks"), day_type, hour, request_mw, bids, refine)
 
 
 def show_result(result: dict | None, method: str):
@@ -215,6 +217,7 @@ def create_app(*, warm_up: bool = True):
         Output("market-alert", "is_open", allow_duplicate=True),
         Input("clear-request", "data"),
         State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
+        State("market-refine", "value"),
         background=True, interval=250,  # poll the job every 250 ms (Dash's default 1 s adds 0.5 s on average)
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],

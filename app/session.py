@@ -84,8 +84,13 @@ def bids_csv(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def market_round(day_type: str, hour: int, request_mw: float, bid_records: list[dict[str, Any]]) -> dict[str, Any]:
+def market_round(
+    day_type: str, hour: int, request_mw: float, bid_records: list[dict[str, Any]], *, refine: bool = False
+) -> dict[str, Any]:
     """Clear one request with the grid-aware MILP and the grid-blind merit order; validate both.
+
+    With ``refine`` the MILP adds its validated dispatch as a linearization point and clears again
+    until it is clean (beyond paper A; see :func:`optim.market.clear_market`).
 
     Returns a JSON-serializable dict (see :func:`_outcome_view`) with ``milp``, ``merit``, the TSO
     view ``tso`` and the time frame. Raises ``optim._errors.InputError`` for bad bids or request.
@@ -109,7 +114,7 @@ def market_round(day_type: str, hour: int, request_mw: float, bid_records: list[
 
     scenario_with_bids = replace(scenario, bids=bids.to_frame())
     lin = _linearization(day_type, int(hour), _bids_key(bids.to_frame()), scenario_with_bids)
-    milp = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="milp", linearization=lin)
+    milp = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="milp", linearization=lin, refine=refine)
     merit = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="merit-order", linearization=lin)
     return {
         "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": scenario.timestamp},

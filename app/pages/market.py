@@ -68,6 +68,8 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
         dbc.Col([dbc.Label("Map shows"), dcc.RadioItems(id="market-method", options=[{"label": v, "value": k} for k, v in METHODS.items()],
                                                          value="milp", inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"})], md=3),
         dbc.Col([html.Br(), dbc.Button("Clear market", id="market-clear", color="primary", className="me-2"),
+                 dbc.Checkbox(id="market-refine", label="refine (re-linearize at the dispatch)", value=False,
+                              className="small mt-1"),
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json"),
@@ -127,7 +129,8 @@ def summary_cards(result: dict[str, Any]):
             html.Div(title, className="view-title"),
             html.Div(f"{s['delivered_mw']:.3f} of {s['requested_mw']:.3f} MW", className="card-metric", id=f"market-card-{key}-delivered"),
             html.Div(f"status {status}" + (f", at most {s['max_deliverable_mw']:.3f} MW deliverable" if s.get("max_deliverable_mw") is not None and status != "optimal" else "")),
-            html.Div(f"cost {s['cost_eur']:.2f} €" + (f", linearization point {s['chosen_point']} ({s['chosen_point_label']})" if s.get("chosen_point") is not None else "")),
+            html.Div(f"cost {s['cost_eur']:.2f} €" + (f", linearization point {s['chosen_point']} ({s['chosen_point_label']})" if s.get("chosen_point") is not None else "")
+                     + (f", refined in {len(s.get('rounds') or [])} clearing rounds" if s.get("refined") else "")),
             html.Div(f"{v.get('violations', 0)} violations in the AC power flow" if v else "not validated", id=f"market-card-{key}-violations"),
         ]
         color = "success" if v and v.get("violations", 0) == 0 and status == "optimal" else ("danger" if v else "warning")

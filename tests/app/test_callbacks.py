@@ -569,3 +569,17 @@ def test_map_component_without_tiles(monkeypatch):
     assert [o.name for o in overlays] == [label for _, label, _, _ in LAYERS]
     (south, west), (north, east) = by_id(offline, "grid-map").bounds
     assert south < north and west < east and math.isclose(round(south), 49)
+
+
+def test_clear_market_with_refinement_meets_table_i() -> None:
+    """The refine checkbox re-linearizes at the dispatch until the AC power flow is clean."""
+    result, alert, is_open = server.clear_market(1, "weekday", 18, 1.8, session.default_bid_records(), True)
+    assert (alert, is_open) == ("", False)
+    s = result["milp"]["summary"]
+    assert s["refined"] is True and len(s["rounds"]) >= 2
+    assert s["delivered_mw"] == pytest.approx(1.8, abs=1e-6)
+    assert s["validation"]["violations"] == 0
+    assert s["validation"]["vm_mae_pu"] <= 2.3e-5
+    assert s["validation"]["loading_mae_percent"] <= 6.1e-3
+    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)
+    assert "refined in" in card_text
