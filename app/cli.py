@@ -18,6 +18,8 @@ import importlib
 
 # Subcommand modules, in the order ``digiplat --help`` lists them.
 COMMAND_MODULES = ("grid", "linearize", "clear", "mlopf", "serve")
+# Outputs derived from OpenStreetMap data carry the ODbL credit.
+OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear"})
 
 
 def parser_for_cli() -> argparse.ArgumentParser:
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"digiplat {args.command}: error: {message}", file=sys.stderr)
         return 2
+    if summary is not None and args.command in OSM_DERIVED_COMMANDS:
+        from gridgen.grid import credit
+
+        summary.setdefault("credit", credit())
     if summary is not None and getattr(args, "json", False):
         print(json.dumps(summary, default=_json_default))
     return 0

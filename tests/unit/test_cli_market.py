@@ -33,6 +33,7 @@ def test_linearize_then_clear(grid_dir, tmp_path, capsys):
     s = _json(capsys)
     assert {"points", "flex_buses", "monitored_buses", "monitored_branches", "runtime_s"} <= set(s)
     assert s["points"] == 3 and pkg.is_file() and (tmp_path / "pkg.zip.dso-key.json").is_file()
+    assert "OpenStreetMap contributors" in s["credit"]
 
     assert cli.main(["clear", "--package", str(pkg), "--request-mw", "0.5", "--json"]) == 0
     c = _json(capsys)
@@ -40,6 +41,7 @@ def test_linearize_then_clear(grid_dir, tmp_path, capsys):
               "runtime_s"):
         assert k in c
     assert c["status"] == "optimal" and c["delivered_mw"] == pytest.approx(0.5)
+    assert "OpenStreetMap contributors" in c["credit"]
     assert {"bid_id", "offered_mw", "activated_mw"} <= set(c["activations"][0])
     v = c["validation"]
     for k in ("vm_mae_pu", "vm_rmse_pu", "loading_mae_percent", "loading_rmse_percent", "violations", "vm_min_pu",
