@@ -198,7 +198,7 @@ def create_app(*, warm_up: bool = True):
         dbc.Tabs([dbc.Tab(label=label, tab_id=tab_id) for tab_id, label in TABS], id="tabs", active_tab="grid", className="mt-2"),
         # The spinner covers the page only while a tab renders, not while a callback inside it runs
         # (a market round has its own running indicator and must not hide the page).
-        dcc.Loading(dbc.Container(id="page", fluid=True, className="p-2"), type="default", delay_show=300,
+        dcc.Loading(dbc.Container(id="page", fluid=True, className="py-2"), type="default", delay_show=300,
                     target_components={"page": "children"}),
         html.Footer(f"Map data {OSM_CREDIT}. Code: DigIPlat demonstrator.", className="credit p-2"),
     ])
