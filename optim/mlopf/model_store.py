@@ -65,7 +65,7 @@ class TrainConfig:
     polytope_ds2: PolytopeConfig = PolytopeConfig(n_hidden=32, weight_infeasible=4.0, weight_feasible=1.0,
                                                   taus=(1.0, 0.3, 0.1, 0.03, 0.01), max_iter=300, max_iter_final=100,
                                                   max_samples_smooth=80_000)
-    label_margin_vm_pu: float = 0.005
+    label_margin_vm_pu: float = 0.0075
     label_margin_current_fraction: float = 0.02
     ds1_label_margin_vm_pu: float = 0.0
     ds1_label_margin_current_fraction: float = 0.0
