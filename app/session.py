@@ -8,6 +8,7 @@ the package's opaque figures for the TSO view). Every function here is plain and
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 import io
 import logging
 import math
@@ -77,7 +78,7 @@ def bids_from_upload(contents: str, filename: str) -> list[dict[str, Any]]:
 
 
 def bids_csv(records: list[dict[str, Any]]) -> str:
-    """Return the bid table as CSV text with the data credit as a comment-free last column-less line."""
+    """Return the bid table as CSV text (the documented bid format, docs/bids.md)."""
     frame = pd.DataFrame(records).reindex(columns=list(BID_COLUMNS))
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
@@ -97,7 +98,6 @@ def market_round(
     """
     from optim._errors import InputError
     from optim.market import clear_market
-    from optim.tso.bids import bids_from_frame
 
     if day_type not in DAY_TYPES:
         raise InputError(f"day type must be one of {', '.join(DAY_TYPES)}")
@@ -106,23 +106,16 @@ def market_round(
     if request_mw is None or not math.isfinite(float(request_mw)) or float(request_mw) == 0:
         raise InputError("the request P_E must be a non-zero number of MW")
     grid = default_grid()
-    scenario = scenario_for(day_type, int(hour))
-    frame = pd.DataFrame(bid_records or []).reindex(columns=list(BID_COLUMNS))
-    frame["fpu"] = frame["fpu"].replace("", None)
-    bids = bids_from_frame(frame)
-    from dataclasses import replace
-
-    scenario_with_bids = replace(scenario, bids=bids.to_frame())
-    lin = _linearization(day_type, int(hour), _bids_key(bids.to_frame()), scenario_with_bids)
+    bids, scenario_with_bids, lin = _linearized(day_type, int(hour), bid_records)
     milp = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="milp", linearization=lin, refine=refine)
     merit = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="merit-order", linearization=lin)
     return {
-        "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": scenario.timestamp},
+        "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": scenario_with_bids.timestamp},
         "request_mw": float(request_mw),
         "milp": _outcome_view(milp, grid, bids),
         "merit": _outcome_view(merit, grid, bids),
         "tso": _tso_view(milp.package, milp.clearing),
-        "linearize_s": round(lin.timings.get("total_s", 0.0) if isinstance(getattr(lin, "timings", None), dict) else 0.0, 3),
+        "linearize_s": round(lin.runtime_s, 3),
     }
 
 
@@ -149,18 +142,24 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario):
         return _LIN_CACHE[key]
 
 
-def warm_up() -> None:
-    """Load the grid, the default scenario and its linearization (the first click is then fast)."""
-    from dataclasses import replace
+def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None):
+    """Return ``(bids, scenario with these bids, linearization)`` for DataTable records.
 
+    Raises ``optim._errors.InputError`` listing every bad bid row.
+    """
     from optim.tso.bids import bids_from_frame
 
+    frame = pd.DataFrame(bid_records or []).reindex(columns=list(BID_COLUMNS))
+    frame["fpu"] = frame["fpu"].replace("", None)
+    bids = bids_from_frame(frame)
+    scenario = replace(scenario_for(day_type, hour), bids=bids.to_frame())
+    return bids, scenario, _linearization(day_type, hour, _bids_key(scenario.bids), scenario)
+
+
+def warm_up() -> None:
+    """Load the grid, the default scenario and its linearization (the first click is then fast)."""
     try:
-        scenario = scenario_for("weekday", 18)
-        frame = pd.DataFrame(default_bid_records()).reindex(columns=list(BID_COLUMNS))
-        frame["fpu"] = frame["fpu"].replace("", None)
-        bids = bids_from_frame(frame)
-        _linearization("weekday", 18, _bids_key(bids.to_frame()), replace(scenario, bids=bids.to_frame()))
+        _linearized("weekday", 18, default_bid_records())
     except Exception:  # warm-up is an optimisation; the real call reports errors to the user
         log.exception("warm-up failed")
 

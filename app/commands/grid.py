@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return _report(grid, args.out, credit())
         else:
             osm = args.osm or default_osm_path()
-            if osm is None or not Path(osm).is_file():
+            if not Path(osm).is_file():
                 raise InputDataError(f"OSM file {osm} does not exist; pass an existing .osm file with --osm")
             area = area_from_file(osm, bbox=bbox or (None if args.osm else BERGWALD_BBOX), config=config.area)
         bar.update(1)

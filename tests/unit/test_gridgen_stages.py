@@ -246,12 +246,18 @@ def _mv_ring_checks(net):
     assert nx.is_tree(open_graph)  # open ring: two radial halves from the feed-in
 
 
-def test_ring_is_one_tour_over_feed_in_and_substations(small_area):
-    streets = densified_streets(small_area.streets, 25.0)
-    buildings = pd.DataFrame(small_area.buildings.drop(columns="geometry"))
+
+def _layout(area, n_substations: int):
+    """Return densified streets, buildings with households, k-means labels and substation nodes."""
+    streets = densified_streets(area.streets, 25.0)
+    buildings = pd.DataFrame(area.buildings.drop(columns="geometry"))
     buildings["households"] = households_from_buildings(buildings)
-    labels = clusters_from_buildings(buildings, config=SubstationConfig(n_substations=4))
-    subs = substation_nodes(streets, buildings, labels)
+    labels = clusters_from_buildings(buildings, config=SubstationConfig(n_substations=n_substations))
+    return streets, buildings, labels, substation_nodes(streets, buildings, labels)
+
+
+def test_ring_is_one_tour_over_feed_in_and_substations(small_area):
+    streets, buildings, labels, subs = _layout(small_area, 4)
     feed = feed_in_node(streets, small_area.bbox)
     ring = ring_from_substations(streets, feed, subs)
     assert ring.order[0] == ring.order[-1] == feed
@@ -339,11 +345,7 @@ def test_feeders_are_radial_with_every_building_connected(small_grid):
 
 
 def test_feeder_segments_form_trees_per_substation(small_area):
-    streets = densified_streets(small_area.streets, 25.0)
-    buildings = pd.DataFrame(small_area.buildings.drop(columns="geometry"))
-    buildings["households"] = households_from_buildings(buildings)
-    labels = clusters_from_buildings(buildings, config=SubstationConfig(n_substations=2))
-    subs = substation_nodes(streets, buildings, labels)
+    streets, buildings, labels, subs = _layout(small_area, 2)
     feeders = feeders_from_streets(streets, buildings, subs, labels)
     for k, node in enumerate(subs):
         seg = feeders.segments[feeders.segments.substation == k]
