@@ -1,0 +1,125 @@
+"""``digiplat clear``: clear balancing-energy bids on the SensitivityPackage and validate by AC power flow.
+
+Without ``--package`` the shipped Bergwald grid and scenario are linearized first (3 points).
+With ``--package FILE`` the DSO key ``FILE.dso-key.json`` written by ``digiplat linearize`` is used
+for the validation (without it the validation is skipped and reported as null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _solver(value: str) -> str:
+    if value in ("highs", "highspy") or (value.startswith("pyomo:") and len(value) > 6):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown solver {value!r}: use highs or pyomo:NAME")
+
+
+def _request(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(x) or x == 0.0:
+        raise argparse.ArgumentTypeError(f"the request must be a finite, non-zero number of MW, got {value!r}")
+    return x
+
+
+def register(subparsers: Any) -> None:
+    """Add ``clear`` to the ``digiplat`` subcommands."""
+    p = subparsers.add_parser(
+        "clear",
+        help="TSO: clear bids (piecewise MILP or merit order), then validate by AC power flow",
+        description="Clear balancing-energy bids against a request on the DSO's SensitivityPackage (paper A, eq. 14) "
+                    "or by grid-blind merit order, and validate the dispatch by AC power flow (paper A, IV).",
+    )
+    p.add_argument("--package", metavar="FILE", help="sensitivity package (default: linearize the shipped scenario)")
+    p.add_argument("--bids", metavar="FILE", help="bid file, .csv or .json (default: the scenario's bids)")
+    p.add_argument("--request-mw", type=_request, required=True, metavar="X", help="requested balancing power P_E (MW, + up)")
+    p.add_argument("--method", choices=("milp", "merit-order"), default="milp", help="clearing method (default milp)")
+    p.add_argument("--solver", type=_solver, default="highs", help="highs (default) or pyomo:NAME, e.g. pyomo:appsi_highs")
+    p.add_argument("--refine", action="store_true", help="add the dispatch as a linearization point until it is clean")
+    p.add_argument("--max-iterations", type=int, default=4, help="clearings of --refine at most (default 4)")
+    p.add_argument("--grid", metavar="DIR", help="grid folder when no --package is given (default: Bergwald)")
+    p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type when no --package")
+    p.add_argument("--hour", type=int, default=None, metavar="H", help="hour when no --package")
+    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points when no --package (default 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Linearize (if needed), clear, validate; return the JSON summary."""
+    from app.commands.linearize import key_path_for, load_grid_and_scenario
+    from optim._errors import InputError
+    from optim.dso.linearize import DsoKey, Linearization, LinearizationConfig, linearize
+    from optim.dso.scenario import ScenarioConfig, scenario_from_grid
+    from optim.market import RefineConfig, clear_market
+    from optim.package import SensitivityPackage
+    from optim.tso.bids import read_bids
+
+    t0 = time.perf_counter()
+    if args.max_iterations < 1:
+        raise InputError("--max-iterations must be at least 1")
+    if args.package:
+        package = SensitivityPackage.load(args.package)
+        key_file = key_path_for(args.package)
+        key = DsoKey.load(key_file) if key_file.is_file() else None
+        if key is not None and (key.flex_ids != package.flex_ids or key.bus_ids != package.bus_ids
+                                or key.branch_ids != package.branch_ids):
+            raise InputError(f"the DSO key {key_file} does not belong to package {args.package}")
+        grid = scenario = None
+        if key is not None:
+            from gridgen.grid import Grid
+
+            grid = Grid.load(key.time_frame.get("grid_dir", ""))
+            scenario = scenario_from_grid(grid, ScenarioConfig.from_dict(key.time_frame["scenario"]))
+        elif args.refine:
+            raise InputError(f"--refine needs the DSO key {key_file} beside the package")
+        linearization = Linearization(package=package, key=key, runtime_s=0.0, power_flow_s=0.0, sensitivity_s=0.0)
+    else:
+        if args.points < 1:
+            raise InputError(f"--points must be a positive integer, got {args.points}")
+        grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour)
+        linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=args.points))
+    package = linearization.package
+    bids = read_bids(args.bids, package=package) if args.bids else None
+    if bids is None and scenario is None:
+        raise InputError("--bids is needed with a package whose DSO key is not available")
+    if grid is None:
+        # TSO only: clear without validation
+        from optim.market import MarketOutcome, clear_package
+
+        clearing = clear_package(args.method, package, bids, args.request_mw, args.solver)
+        outcome = MarketOutcome(clearing=clearing, validation=None, package=package, key=None,
+                                rounds=({"points": package.n_points, "status": clearing.status.value},),
+                                runtime_s=time.perf_counter() - t0)
+    else:
+        outcome = clear_market(grid, scenario, bids, args.request_mw, method=args.method, solver=args.solver,
+                               refine=args.refine, linearization=linearization,
+                               refine_config=RefineConfig(max_iterations=args.max_iterations))
+    summary = outcome.summary()
+    summary["linearize_s"] = round(linearization.runtime_s, 4)
+    summary["runtime_s"] = round(time.perf_counter() - t0, 4)
+    if not args.json:
+        v = summary["validation"]
+        line = (f"{summary['status']}: {summary['delivered_mw']:.4g} of {summary['requested_mw']:.4g} MW "
+                f"for {summary['cost_eur']:.2f} EUR ({args.method}")
+        line += f", point {summary['chosen_point']} '{summary['chosen_point_label']}')" if summary["chosen_point"] is not None else ")"
+        if summary["status"] != "optimal" and summary.get("max_deliverable_mw") is not None:
+            line += f"; at most {summary['max_deliverable_mw']:.4g} MW deliverable"
+        print(line)
+        if v is not None:
+            err = ("" if v["vm_mae_pu"] is None else
+                   f", MAE {v['vm_mae_pu']:.2e} p.u. / {v['loading_mae_percent']:.2e} %")
+            print(f"AC power flow: {v['violations']} violations, vm {v['vm_min_pu']:.4f}..{v['vm_max_pu']:.4f} p.u., "
+                  f"max loading {v['max_loading_percent']:.1f} %{err}")
+        elif grid is None:
+            print("validation skipped: no DSO key beside the package", file=sys.stderr)
+    return summary

@@ -1,0 +1,419 @@
+"""Load an area from OpenStreetMap: the street graph and the supplied buildings.
+
+From an ``.osm``/``.osm.pbf`` file (offline) or, for users with a network, by place name or
+bounding box through osmnx (online, osmnx's own cache). Everything downstream works in a metric
+projection (UTM) and keeps WGS84 coordinates for the map.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from gridgen._errors import ConfigError, InputDataError
+
+log = logging.getLogger(__name__)
+
+# Bergwald, Karlsruhe-Durlach: the settlement between Hooverstraße, Elsa-Brändström-Straße and
+# Straße des Roten Kreuzes. With the default building filter it holds about 248 supplied
+# buildings (paper A: 241).
+BERGWALD_BBOX: tuple[float, float, float, float] = (48.9695, 8.4600, 48.9755, 8.4745)  # S, W, N, E
+
+# Ways a distribution cable is not laid along.
+EXCLUDED_HIGHWAYS = frozenset(
+    {"motorway", "motorway_link", "trunk", "trunk_link", "steps", "platform", "raceway", "proposed",
+     "construction", "bus_guideway", "corridor", "elevator", "via_ferrata"}
+)
+# Building tags that are never supplied (used when the data has building types).
+UNSUPPLIED_BUILDING_TYPES = frozenset(
+    {"garage", "garages", "shed", "carport", "hut", "roof", "cabin", "greenhouse", "kiosk",
+     "transformer_tower", "service", "ruins", "construction", "bunker", "parking"}
+)
+DEFAULT_HEIGHT_M = 3.66  # the tile generator's value for buildings without height/levels
+
+
+@dataclass(frozen=True)
+class AreaConfig:
+    """How an area is read.
+
+    Parameters
+    ----------
+    min_building_area_m2
+        Footprints below this are sheds, garages or carports and are not supplied.
+    street_buffer_m
+        Streets this far outside the bbox are kept, so feeders can leave and re-enter it.
+    max_bridge_m
+        Street-graph components within this distance of the main component are joined to it by a
+        short cable trench; farther ones (and buildings that can only reach them) are dropped.
+    """
+
+    min_building_area_m2: float = 60.0
+    street_buffer_m: float = 150.0
+    max_bridge_m: float = 150.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_building_area_m2", "street_buffer_m", "max_bridge_m"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Area:
+    """Street graph and supplied buildings of one area.
+
+    Parameters
+    ----------
+    streets
+        Undirected street graph in the metric CRS ``crs``; nodes have ``x``, ``y`` (metres) and
+        ``lon``, ``lat``; edges have ``length`` (m), ``highway`` and ``coords`` (metric polyline).
+    buildings
+        GeoDataFrame in ``crs`` indexed by ``building_id`` with ``area_m2``, ``height_m``,
+        ``levels_known``, ``x``, ``y``, ``lon``, ``lat``.
+    background
+        Streets and all footprints in WGS84 (for the offline base map), as GeoDataFrames.
+    """
+
+    streets: nx.Graph
+    buildings: gpd.GeoDataFrame
+    crs: Any
+    bbox: tuple[float, float, float, float]
+    background_streets: gpd.GeoDataFrame
+    background_buildings: gpd.GeoDataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """Return ``(south, west, north, east)`` from ``"S,W,N,E"``; raise ConfigError if malformed."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--bbox must be four numbers SOUTH,WEST,NORTH,EAST, got {text!r}") from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--bbox must be four numbers SOUTH,WEST,NORTH,EAST, got {text!r}")
+    south, west, north, east = values
+    if not (-90 <= south < north <= 90 and -180 <= west < east <= 180):
+        raise ConfigError(f"--bbox {text!r} is not SOUTH<NORTH and WEST<EAST in degrees")
+    return values  # type: ignore[return-value]
+
+
+def area_from_file(
+    path: str | Path,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    config: AreaConfig = AreaConfig(),
+) -> Area:
+    """Return the area inside ``bbox`` (S, W, N, E) of an OSM XML or PBF file.
+
+    Without ``bbox`` the whole file is used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"OSM file {path} does not exist; pass an existing .osm/.osm.pbf file with --osm")
+    try:
+        if path.suffix == ".pbf":
+            raw_graph, footprints = _read_pbf(path)
+        else:
+            raw_graph, footprints = _graph_and_footprints(_read_osm_xml(path))
+    except InputDataError:
+        raise
+    except Exception as exc:  # osmnx raises a zoo of parser errors; one line for the user
+        raise InputDataError(f"cannot parse OSM file {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=str(path))
+
+
+def area_from_place(
+    place: str | None = None,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    config: AreaConfig = AreaConfig(),
+) -> Area:
+    """Return an area downloaded by osmnx by place name or bbox (needs a network; osmnx caches)."""
+    import osmnx as ox
+
+    if place is None and bbox is None:
+        raise ConfigError("give a place name or a bbox")
+    try:
+        if place is not None:
+            polygon = ox.geocode_to_gdf(place).union_all()
+            west, south, east, north = polygon.bounds
+            bbox = bbox or (south, west, north, east)
+        south, west, north, east = bbox  # type: ignore[misc]
+        pad = config.street_buffer_m / 111_000
+        raw_graph = ox.graph_from_bbox(
+            (west - pad, south - pad, east + pad, north + pad), network_type="all", simplify=False, retain_all=True
+        )
+        footprints = ox.features_from_bbox((west, south, east, north), tags={"building": True})
+    except (ConfigError, InputDataError):
+        raise
+    except Exception as exc:
+        raise InputDataError(
+            f"cannot download OSM data for {place or bbox}: {type(exc).__name__}: {str(exc)[:200]} "
+            "(needs a network connection; use --osm FILE offline)"
+        ) from exc
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or str(bbox))
+
+
+def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
+    """Read a PBF file by converting it to OSM XML with osmium (optional dependency)."""
+    try:
+        import osmium  # noqa: F401
+    except ImportError:
+        raise InputDataError(
+            f"reading {path.name} needs the 'osmium' package (pip install osmium), or convert it to .osm"
+        ) from None
+    import tempfile
+
+    import osmium
+
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "area.osm"
+        writer = osmium.SimpleWriter(str(xml))
+        for obj in osmium.FileProcessor(str(path)):
+            writer.add(obj)
+        writer.close()
+        return _graph_and_footprints(_read_osm_xml(xml))
+
+
+def _read_osm_xml(path: Path) -> dict[str, Any]:
+    """Return the elements of an OSM XML file as osmnx's Overpass-like JSON, in one pass.
+
+    osmnx's ``graph_from_xml`` and ``features_from_xml`` each parse the whole file (a DOM pass plus
+    a SAX pass with Python callbacks); this reads it once with ElementTree's C parser. The dicts are
+    those osmnx's own reader makes (``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
+    ``tags``), so osmnx builds the same graph and footprints from them.
+    """
+    import bz2
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
+    elements: list[dict[str, Any]] = []
+    with opener(path, "rb") as file:
+        for _, el in ET.iterparse(file, events=("end",)):
+            kind = el.tag
+            if kind == "node":
+                element = {"type": "node", "id": int(el.get("id")), "lat": float(el.get("lat")), "lon": float(el.get("lon"))}
+            elif kind == "way":
+                element = {"type": "way", "id": int(el.get("id")), "nodes": [int(nd.get("ref")) for nd in el.iter("nd")]}
+            elif kind == "relation":
+                element = {
+                    "type": "relation", "id": int(el.get("id")),
+                    "members": [{k: (int(v) if k == "ref" else v) for k, v in m.attrib.items()} for m in el.iter("member")],
+                }
+            else:
+                continue
+            element["tags"] = {t.get("k"): t.get("v") for t in el.iter("tag")}
+            elements.append(element)
+            el.clear()
+    return {"elements": elements}
+
+
+def _graph_and_footprints(response: dict[str, Any]) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
+    """Return osmnx's unsimplified street graph and building footprints of one parsed file.
+
+    The graph gets only the ways tagged ``highway`` (and their nodes): the others (buildings)
+    would become edges that :func:`_area_from_raw` drops anyway.
+    """
+    from osmnx import features as ox_features
+    from osmnx import graph as ox_graph
+    from osmnx import settings as ox_settings
+    from shapely.geometry import Polygon
+
+    elements = response["elements"]
+    ways = [e for e in elements if e["type"] == "way" and "highway" in e["tags"]]
+    used = {n for w in ways for n in w["nodes"]}
+    if ways:
+        street_json = {"elements": [e for e in elements if e["type"] == "node" and e["id"] in used] + ways}
+        graph = ox_graph._create_graph([street_json], bidirectional=False)
+    else:
+        graph = nx.MultiDiGraph(crs=ox_settings.default_crs)
+    if not any("building" in e["tags"] for e in elements):
+        return graph, gpd.GeoDataFrame(geometry=[], crs=ox_settings.default_crs)
+    # _create_gdf consumes the element dicts (pops their tags): the graph must be built first.
+    footprints = ox_features._create_gdf([response], Polygon(), {"building": True})
+    return graph, footprints
+
+
+def _area_from_raw(
+    raw_graph: nx.MultiDiGraph,
+    footprints: gpd.GeoDataFrame,
+    *,
+    bbox: tuple[float, float, float, float] | None,
+    config: AreaConfig,
+    source: str,
+) -> Area:
+    import osmnx as ox
+
+    # graph_from_xml turns every way into edges, buildings included: keep the cable-worthy streets.
+    graph = raw_graph.copy()
+    drop = [
+        (u, v, k)
+        for u, v, k, d in graph.edges(keys=True, data=True)
+        if "highway" not in d or not set(_as_list(d["highway"])).isdisjoint(EXCLUDED_HIGHWAYS)
+    ]
+    graph.remove_edges_from(drop)
+    graph.remove_nodes_from([n for n in list(graph) if graph.degree(n) == 0])
+    if graph.number_of_nodes() == 0:
+        raise InputDataError(f"{source} holds no streets to route cables along")
+    if footprints is None or len(footprints) == 0:
+        raise InputDataError(f"{source} holds no buildings")
+
+    lons = np.array([d["x"] for _, d in graph.nodes(data=True)])
+    lats = np.array([d["y"] for _, d in graph.nodes(data=True)])
+    if bbox is None:
+        b = footprints.total_bounds  # minx, miny, maxx, maxy
+        bbox = (float(b[1]), float(b[0]), float(b[3]), float(b[2]))
+    south, west, north, east = bbox
+    if east < lons.min() or west > lons.max() or north < lats.min() or south > lats.max():
+        raise InputDataError(
+            f"bbox {bbox} lies outside the data of {source} "
+            f"(lat {lats.min():.4f}..{lats.max():.4f}, lon {lons.min():.4f}..{lons.max():.4f})"
+        )
+
+    pad_lat = config.street_buffer_m / 111_320
+    pad_lon = config.street_buffer_m / (111_320 * math.cos(math.radians((south + north) / 2)))
+    keep = [
+        n
+        for n, d in graph.nodes(data=True)
+        if south - pad_lat <= d["y"] <= north + pad_lat and west - pad_lon <= d["x"] <= east + pad_lon
+    ]
+    graph = graph.subgraph(keep).copy()
+    if graph.number_of_edges() == 0:
+        raise InputDataError(f"bbox {bbox} holds no streets in {source}; choose a larger or another bbox")
+
+    projected = ox.project_graph(graph)
+    crs = projected.graph["crs"]
+    streets = _undirected_streets(projected, graph)
+
+    # Buildings: polygons whose centroid lies in the bbox, sheds and garages out.
+    polys = footprints[footprints.geometry.geom_type.isin(["Polygon", "MultiPolygon"])].copy()
+    centroids = polys.geometry.representative_point()
+    inside = (centroids.y >= south) & (centroids.y <= north) & (centroids.x >= west) & (centroids.x <= east)
+    polys = polys[inside.values]
+    if len(polys) == 0:
+        raise InputDataError(f"bbox {bbox} holds no buildings in {source}; choose another bbox")
+    projected_polys = polys.to_crs(crs)
+    area_m2 = projected_polys.geometry.area
+    btype = polys["building"].astype(str) if "building" in polys else pd.Series("yes", index=polys.index)
+    supplied = (area_m2 >= config.min_building_area_m2) & ~btype.isin(UNSUPPLIED_BUILDING_TYPES)
+    n_footprints = len(polys)
+    polys, projected_polys, area_m2 = polys[supplied], projected_polys[supplied], area_m2[supplied]
+    if len(polys) == 0:
+        raise InputDataError(
+            f"bbox {bbox} holds {n_footprints} footprints but none of at least {config.min_building_area_m2:g} m²"
+        )
+
+    height = pd.to_numeric(polys.get("render_height", pd.Series(np.nan, index=polys.index)), errors="coerce")
+    if "height" in polys:
+        height = height.fillna(pd.to_numeric(polys["height"], errors="coerce"))
+    if "building:levels" in polys:
+        height = height.fillna(pd.to_numeric(polys["building:levels"], errors="coerce") * DEFAULT_HEIGHT_M)
+    levels_known = height.notna() & ~np.isclose(height.fillna(DEFAULT_HEIGHT_M), DEFAULT_HEIGHT_M)
+    height = height.fillna(DEFAULT_HEIGHT_M)
+
+    point_m = projected_polys.geometry.representative_point()
+    point_ll = gpd.GeoSeries(point_m, crs=crs).to_crs(4326)
+    # Stable ids from position (the data has no OSM ids): sorted west->east, south->north.
+    order = np.lexsort((np.round(point_ll.y.values, 7), np.round(point_ll.x.values, 7)))
+    buildings = gpd.GeoDataFrame(
+        {
+            "area_m2": area_m2.values[order],
+            "height_m": height.values[order],
+            "levels_known": levels_known.values[order],
+            "x": point_m.x.values[order],
+            "y": point_m.y.values[order],
+            "lon": point_ll.x.values[order],
+            "lat": point_ll.y.values[order],
+            "housenumber": (polys["addr:housenumber"].astype(str).values[order] if "addr:housenumber" in polys else ""),
+        },
+        geometry=projected_polys.geometry.values[order],
+        crs=crs,
+    )
+    buildings.index = pd.Index([f"B{k:04d}" for k in range(1, len(buildings) + 1)], name="building_id")
+    buildings["housenumber"] = buildings["housenumber"].replace({"nan": ""})
+
+    streets, bridged, dropped_nodes = _join_components(streets, config.max_bridge_m)
+    report = {
+        "source": source,
+        "bbox": list(bbox),
+        "footprints_in_bbox": int(n_footprints),
+        "supplied_buildings": int(len(buildings)),
+        "street_components_bridged": bridged,
+        "street_nodes_dropped": dropped_nodes,
+    }
+    background_streets = ox.graph_to_gdfs(graph, nodes=False)[["geometry", "highway"]].reset_index(drop=True)
+    background_streets["highway"] = background_streets["highway"].map(lambda h: _as_list(h)[0])
+    log.info("area_from_file: %d supplied buildings, %d street nodes (%s)", len(buildings), len(streets), source)
+    return Area(
+        streets=streets,
+        buildings=buildings,
+        crs=crs,
+        bbox=tuple(bbox),  # type: ignore[arg-type]
+        background_streets=background_streets,
+        background_buildings=footprints[footprints.geometry.geom_type.isin(["Polygon", "MultiPolygon"])][
+            inside.values
+        ][["geometry"]].reset_index(drop=True),
+        report=report,
+    )
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _undirected_streets(projected: nx.MultiDiGraph, wgs84: nx.MultiDiGraph) -> nx.Graph:
+    """Return a simple undirected graph with metric lengths and polylines (shortest parallel edge)."""
+    streets = nx.Graph()
+    for n, d in projected.nodes(data=True):
+        streets.add_node(n, x=float(d["x"]), y=float(d["y"]), lon=float(wgs84.nodes[n]["x"]), lat=float(wgs84.nodes[n]["y"]))
+    for u, v, d in projected.edges(data=True):
+        if u == v:
+            continue
+        (x0, y0), (x1, y1) = (projected.nodes[u]["x"], projected.nodes[u]["y"]), (projected.nodes[v]["x"], projected.nodes[v]["y"])
+        length = float(math.hypot(x1 - x0, y1 - y0))
+        if streets.has_edge(u, v) and streets.edges[u, v]["length"] <= length:
+            continue
+        streets.add_edge(u, v, length=max(length, 0.1), highway=_as_list(d.get("highway", "road"))[0], bridge=False)
+    return streets
+
+
+def _join_components(streets: nx.Graph, max_bridge_m: float) -> tuple[nx.Graph, int, int]:
+    """Join street components to the largest one by short trenches, drop the unreachable rest.
+
+    Components are joined in order of their distance to the growing main component, so a chain
+    of small gaps is bridged; each bridge is a straight edge marked ``bridge=True``.
+    """
+    components = sorted(nx.connected_components(streets), key=lambda c: (-len(c), min(c)))
+    main = set(components[0])
+    rest = [set(c) for c in components[1:]]
+    bridged = 0
+    while rest:
+        main_nodes = sorted(main)
+        tree = cKDTree([(streets.nodes[n]["x"], streets.nodes[n]["y"]) for n in main_nodes])
+        best = None
+        for idx, comp in enumerate(rest):
+            nodes = sorted(comp)
+            dist, pos = tree.query([(streets.nodes[n]["x"], streets.nodes[n]["y"]) for n in nodes])
+            k = int(np.argmin(dist))
+            if best is None or dist[k] < best[0]:
+                best = (float(dist[k]), idx, nodes[k], main_nodes[int(pos[k])])
+        assert best is not None
+        dist, idx, a, b = best
+        if dist > max_bridge_m:
+            break
+        streets.add_edge(a, b, length=max(dist, 0.1), highway="trench", bridge=True)
+        main |= rest.pop(idx)
+        bridged += 1
+    dropped = sum(len(c) for c in rest)
+    streets = streets.subgraph(main).copy()
+    return streets, bridged, dropped

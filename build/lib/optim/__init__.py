@@ -1,0 +1,1 @@
+"""The two sides of the flexibility market (DSO, TSO), validation, and paper B's ML-based OPF."""

@@ -1,0 +1,332 @@
+"""AC power-flow validation of a dispatch (paper A, IV; Table I, Fig. 4 and 5). DSO-side knowledge.
+
+The dispatch (flexibility per flexible bus, MW, + = more injection) is applied to the full grid at
+the time frame (:func:`optim.dso.linearize.net_at_time_frame`, reactive power of the flexibility
+held at zero like in the sensitivities), an AC power flow is run, and the result is compared with
+the MILP's prediction ``G_V``, ``G_L`` at the chosen linearization point:
+
+- MAE and RMSE of the monitored bus voltages (p.u.) and of the signed branch loadings (%, lines and
+  transformers), over all monitored elements;
+- the same over the **critical** elements: the ``critical_share`` (default 10 %, at least one) of
+  the buses and of the branches closest to their limits in the power flow: for buses the margin
+  ``min(vm - vm_min, vm_max - vm)``, for branches ``loading_max - |loading|`` (paper A, Fig. 4/5
+  show such critical buses and branches);
+- limit violations (element, value, limit) with a tolerance of 1e-6 p.u. / 1e-4 %, the voltage
+  extremes and the largest loading.
+
+A merit-order dispatch has no prediction: then only violations and extremes are reported and the
+error fields are None.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from optim._errors import InputError
+
+logger = logging.getLogger(__name__)
+
+VM_TOLERANCE_PU = 1e-6
+LOADING_TOLERANCE_PERCENT = 1e-4
+
+__all__ = ["Violation", "ValidationResult", "validate_dispatch", "critical_mask", "p_flex_from_buildings"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One limit violation found by the power flow.
+
+    Parameters
+    ----------
+    element
+        ``"bus"``, ``"line"`` or ``"trafo"``.
+    index
+        pandapower index (DSO-private).
+    opaque_id
+        The package's id of the row (``V...``/``L...``).
+    quantity
+        ``"vm_pu"`` or ``"loading_percent"`` (loading as pandapower reports it, unsigned).
+    value, limit
+        The power-flow value and the limit it breaks.
+    """
+
+    element: str
+    index: int
+    opaque_id: str
+    quantity: str
+    value: float
+    limit: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"element": self.element, "index": int(self.index), "id": self.opaque_id, "quantity": self.quantity,
+                "value": float(self.value), "limit": float(self.limit)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Violation":
+        return cls(element=data["element"], index=int(data["index"]), opaque_id=data["id"], quantity=data["quantity"],
+                   value=float(data["value"]), limit=float(data["limit"]))
+
+
+def _metrics(pf: np.ndarray, pred: np.ndarray | None) -> tuple[float | None, float | None]:
+    if pred is None or pf.size == 0:
+        return None, None
+    err = pf - pred
+    return float(np.mean(np.abs(err))), float(np.sqrt(np.mean(err ** 2)))
+
+
+def critical_mask(margin: np.ndarray, share: float) -> np.ndarray:
+    """Mask of the ``share`` (at least one) of elements with the smallest margin to their limit."""
+    n = margin.size
+    mask = np.zeros(n, dtype=bool)
+    if n == 0:
+        return mask
+    k = max(1, int(np.ceil(share * n)))
+    mask[np.argsort(margin, kind="stable")[:k]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """AC power flow at a dispatch compared with the prediction (paper A, Table I).
+
+    Attributes
+    ----------
+    method
+        ``"milp"`` or ``"merit-order"`` (or what the caller says).
+    vm_mae_pu, vm_rmse_pu, loading_mae_percent, loading_rmse_percent
+        Errors over all monitored elements; None without a prediction.
+    critical_vm_mae_pu, critical_vm_rmse_pu, critical_loading_mae_percent, critical_loading_rmse_percent
+        Errors over the critical elements (see module docstring); None without a prediction.
+    violations
+        Every violated limit.
+    vm_min_pu, vm_max_pu, max_loading_percent
+        Extremes of the power flow over the monitored elements (loading unsigned).
+    delivered_mw
+        Sum of the applied dispatch.
+    bus_ids, vm_pf_pu, vm_pred_pu, critical_buses
+        Per monitored bus (package order): power flow, prediction (or None), critical flag.
+    branch_ids, branch_elements, loading_pf_percent, loading_pred_percent, critical_branches
+        Per monitored branch (package order), signed loadings.
+    runtime_s
+        Wall time (power flow included).
+    """
+
+    method: str
+    vm_mae_pu: float | None
+    vm_rmse_pu: float | None
+    loading_mae_percent: float | None
+    loading_rmse_percent: float | None
+    critical_vm_mae_pu: float | None
+    critical_vm_rmse_pu: float | None
+    critical_loading_mae_percent: float | None
+    critical_loading_rmse_percent: float | None
+    violations: tuple[Violation, ...]
+    vm_min_pu: float
+    vm_max_pu: float
+    max_loading_percent: float
+    delivered_mw: float
+    bus_ids: tuple[str, ...] = ()
+    vm_pf_pu: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vm_pred_pu: np.ndarray | None = None
+    critical_buses: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    branch_ids: tuple[str, ...] = ()
+    branch_elements: tuple[str, ...] = ()
+    loading_pf_percent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    loading_pred_percent: np.ndarray | None = None
+    critical_branches: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    runtime_s: float = 0.0
+
+    @property
+    def n_violations(self) -> int:
+        return len(self.violations)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``validation`` object of ``digiplat clear --json`` (no per-element arrays)."""
+        return {
+            "vm_mae_pu": self.vm_mae_pu,
+            "vm_rmse_pu": self.vm_rmse_pu,
+            "loading_mae_percent": self.loading_mae_percent,
+            "loading_rmse_percent": self.loading_rmse_percent,
+            "critical_vm_mae_pu": self.critical_vm_mae_pu,
+            "critical_vm_rmse_pu": self.critical_vm_rmse_pu,
+            "critical_loading_mae_percent": self.critical_loading_mae_percent,
+            "critical_loading_rmse_percent": self.critical_loading_rmse_percent,
+            "violations": self.n_violations,
+            "violation_list": [v.to_dict() for v in self.violations],
+            "vm_min_pu": self.vm_min_pu,
+            "vm_max_pu": self.vm_max_pu,
+            "max_loading_percent": self.max_loading_percent,
+            "delivered_mw": self.delivered_mw,
+            "runtime_s": self.runtime_s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, arrays as lists (for the browser store and files)."""
+        def arr(a: np.ndarray | None) -> list | None:
+            return None if a is None else np.asarray(a).tolist()
+
+        out = self.summary()
+        out.pop("violations")
+        out.pop("violation_list")
+        out.update({
+            "method": self.method,
+            "violations": [v.to_dict() for v in self.violations],
+            "bus_ids": list(self.bus_ids), "vm_pf_pu": arr(self.vm_pf_pu), "vm_pred_pu": arr(self.vm_pred_pu),
+            "critical_buses": arr(self.critical_buses), "branch_ids": list(self.branch_ids),
+            "branch_elements": list(self.branch_elements), "loading_pf_percent": arr(self.loading_pf_percent),
+            "loading_pred_percent": arr(self.loading_pred_percent), "critical_branches": arr(self.critical_branches),
+        })
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ValidationResult":
+        def arr(v: Any, dtype: Any = float) -> np.ndarray | None:
+            return None if v is None else np.asarray(v, dtype=dtype)
+
+        d = dict(data)
+        return cls(
+            method=d["method"],
+            **{k: d.get(k) for k in ("vm_mae_pu", "vm_rmse_pu", "loading_mae_percent", "loading_rmse_percent",
+                                     "critical_vm_mae_pu", "critical_vm_rmse_pu", "critical_loading_mae_percent",
+                                     "critical_loading_rmse_percent")},
+            violations=tuple(Violation.from_dict(v) for v in d.get("violations", [])),
+            vm_min_pu=float(d["vm_min_pu"]), vm_max_pu=float(d["vm_max_pu"]),
+            max_loading_percent=float(d["max_loading_percent"]), delivered_mw=float(d["delivered_mw"]),
+            bus_ids=tuple(d.get("bus_ids", ())), vm_pf_pu=arr(d.get("vm_pf_pu", [])),
+            vm_pred_pu=arr(d.get("vm_pred_pu")), critical_buses=arr(d.get("critical_buses", []), bool),
+            branch_ids=tuple(d.get("branch_ids", ())), branch_elements=tuple(d.get("branch_elements", ())),
+            loading_pf_percent=arr(d.get("loading_pf_percent", [])),
+            loading_pred_percent=arr(d.get("loading_pred_percent")),
+            critical_branches=arr(d.get("critical_branches", []), bool),
+            runtime_s=float(d.get("runtime_s", 0.0)),
+        )
+
+
+def p_flex_from_buildings(key: Any, p_building_mw: dict[str, float]) -> np.ndarray:
+    """Sum a per-building dispatch (MW) onto the key's flexible buses (package column order)."""
+    flex_of = {bld: fid for fid, blds in key.buildings_of_flex.items() for bld in blds}
+    out = dict.fromkeys(key.flex_ids, 0.0)
+    for bld, p in p_building_mw.items():
+        if str(bld) not in flex_of:
+            raise InputError(f"building {bld!r} has no flexible bus in this linearization")
+        if not np.isfinite(p):
+            raise InputError(f"the dispatch of building {bld!r} is not finite")
+        out[flex_of[str(bld)]] += float(p)
+    return np.array([out[f] for f in key.flex_ids])
+
+
+def validate_dispatch(
+    grid: Any,
+    scenario: Any,
+    key: Any,
+    p_flex_mw: Sequence[float] | np.ndarray,
+    *,
+    predicted_vm_pu: Sequence[float] | None = None,
+    predicted_loading_percent: Sequence[float] | None = None,
+    method: str = "milp",
+    vm_min_pu: float = 0.95,
+    vm_max_pu: float = 1.05,
+    loading_max_percent: float = 100.0,
+    critical_share: float = 0.1,
+    return_net: bool = False,
+) -> ValidationResult | tuple[ValidationResult, Any]:
+    """Run the AC power flow at a dispatch and compare it with the prediction.
+
+    Parameters
+    ----------
+    grid, scenario
+        The DSO's grid and the time frame the package was built for.
+    key
+        :class:`optim.dso.linearize.DsoKey` of the package (maps opaque ids to the grid).
+    p_flex_mw
+        Dispatch per flexible bus in the key's (package's) column order, MW, + = more injection.
+    predicted_vm_pu, predicted_loading_percent
+        ``G_V`` and ``G_L`` of the chosen point, in package row order (None: merit order).
+    method
+        Label stored in the result.
+    vm_min_pu, vm_max_pu, loading_max_percent
+        Limits (the package's).
+    critical_share
+        Share of buses and of branches counted as critical (closest to their limits).
+    return_net
+        Also return the solved pandapower net (for a refinement point or the map).
+
+    Returns
+    -------
+    ValidationResult
+        (and the net if ``return_net``).
+
+    Raises
+    ------
+    InputError
+        Wrong length or non-finite dispatch or prediction.
+    PowerFlowError
+        The power flow at the dispatch does not converge.
+    """
+    from optim.dso.linearize import apply_flex, net_at_time_frame, run_power_flow
+    from optim.dso.sensitivity import signed_loading_percent
+
+    t0 = time.perf_counter()
+    p = np.asarray(p_flex_mw, dtype=float)
+    if p.shape != (len(key.flex_ids),):
+        raise InputError(f"the dispatch has {p.size} values for {len(key.flex_ids)} flexible buses")
+    if not np.all(np.isfinite(p)):
+        raise InputError("the dispatch contains NaN or infinite values")
+    if not 0.0 < critical_share <= 1.0:
+        raise InputError("critical_share must be within (0, 1]")
+    vm_pred = None if predicted_vm_pu is None else np.asarray(predicted_vm_pu, dtype=float)
+    ld_pred = None if predicted_loading_percent is None else np.asarray(predicted_loading_percent, dtype=float)
+    for name, arr, n in (("predicted_vm_pu", vm_pred, len(key.bus_ids)),
+                         ("predicted_loading_percent", ld_pred, len(key.branch_ids))):
+        if arr is not None and (arr.shape != (n,) or not np.all(np.isfinite(arr))):
+            raise InputError(f"{name} must hold {n} finite values")
+
+    net = net_at_time_frame(grid, scenario, flex_buses=key.flex_buses)
+    apply_flex(net, key.flex_buses, p)
+    run_power_flow(net, where=f"the {method} dispatch ({p.sum():.4g} MW)")
+    buses = np.asarray(key.buses, dtype=np.int64)
+    elements = tuple(key.branch_elements)
+    indices = np.asarray(key.branch_indices, dtype=np.int64)
+    vm = net.res_bus.vm_pu.loc[buses].to_numpy(dtype=float)
+    loading = signed_loading_percent(net, elements, indices)
+
+    violations: list[Violation] = []
+    for k in np.flatnonzero(vm < vm_min_pu - VM_TOLERANCE_PU):
+        violations.append(Violation("bus", int(buses[k]), key.bus_ids[k], "vm_pu", float(vm[k]), vm_min_pu))
+    for k in np.flatnonzero(vm > vm_max_pu + VM_TOLERANCE_PU):
+        violations.append(Violation("bus", int(buses[k]), key.bus_ids[k], "vm_pu", float(vm[k]), vm_max_pu))
+    for k in np.flatnonzero(np.abs(loading) > loading_max_percent + LOADING_TOLERANCE_PERCENT):
+        violations.append(Violation(elements[k], int(indices[k]), key.branch_ids[k], "loading_percent",
+                                    float(abs(loading[k])), loading_max_percent))
+
+    crit_bus = critical_mask(np.minimum(vm - vm_min_pu, vm_max_pu - vm), critical_share)
+    crit_branch = critical_mask(loading_max_percent - np.abs(loading), critical_share)
+    vm_mae, vm_rmse = _metrics(vm, vm_pred)
+    ld_mae, ld_rmse = _metrics(loading, ld_pred)
+    cvm_mae, cvm_rmse = _metrics(vm[crit_bus], None if vm_pred is None else vm_pred[crit_bus])
+    cld_mae, cld_rmse = _metrics(loading[crit_branch], None if ld_pred is None else ld_pred[crit_branch])
+    result = ValidationResult(
+        method=method,
+        vm_mae_pu=vm_mae, vm_rmse_pu=vm_rmse, loading_mae_percent=ld_mae, loading_rmse_percent=ld_rmse,
+        critical_vm_mae_pu=cvm_mae, critical_vm_rmse_pu=cvm_rmse,
+        critical_loading_mae_percent=cld_mae, critical_loading_rmse_percent=cld_rmse,
+        violations=tuple(violations),
+        vm_min_pu=float(vm.min()) if vm.size else float("nan"),
+        vm_max_pu=float(vm.max()) if vm.size else float("nan"),
+        max_loading_percent=float(np.abs(loading).max()) if loading.size else 0.0,
+        delivered_mw=float(p.sum()),
+        bus_ids=tuple(key.bus_ids), vm_pf_pu=vm, vm_pred_pu=vm_pred, critical_buses=crit_bus,
+        branch_ids=tuple(key.branch_ids), branch_elements=elements, loading_pf_percent=loading,
+        loading_pred_percent=ld_pred, critical_branches=crit_branch,
+        runtime_s=time.perf_counter() - t0,
+    )
+    logger.info("validated %s dispatch of %.4f MW: %d violations, vm %.4f..%.4f p.u., max loading %.1f %%%s",
+                method, result.delivered_mw, result.n_violations, result.vm_min_pu, result.vm_max_pu,
+                result.max_loading_percent,
+                "" if vm_mae is None else f", MAE {vm_mae:.2e} p.u. / {ld_mae:.2e} %")
+    return (result, net) if return_net else result
