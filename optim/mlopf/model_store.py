@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,6 +385,6 @@ def ds1_plot_samples(directory: Path | str = DEFAULT_MODEL_DIR) -> tuple[np.ndar
     try:
         with np.load(path) as z:
             return z["x"].astype(float), z["feasible"].astype(bool)
-    except (OSError, ValueError, KeyError, EOFError) as exc:  # only a figure: show the rest without it
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # only a figure: show the rest
         logger.warning("cannot read the DS1 samples %s (%s); the 3-D figure is left out", path, exc)
         return None
