@@ -456,9 +456,12 @@ def _file_error(source: str, where: str, reason: str, advice: str) -> BidFileErr
 # --- readers and writer --------------------------------------------------------------------------
 
 
-def _records_from_csv(text: str, source: str, header_problems: list[BidProblem]) -> Iterator[tuple[str, Any]]:
-    """Yield ``(where, record)`` per CSV row; header problems are appended to ``header_problems``."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _records_from_csv(lines: Iterable[str], source: str, header_problems: list[BidProblem]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, record)`` per CSV row; header problems are appended to ``header_problems``.
+
+    ``lines`` may be the open file: the CSV is parsed as it is read, never held whole.
+    """
+    reader = csv.reader(lines)
     try:
         try:
             header = next(reader)
@@ -492,6 +495,17 @@ def _records_from_csv(text: str, source: str, header_problems: list[BidProblem])
     except csv.Error as exc:
         raise _file_error(source, f"line {reader.line_num + 1}", f"not readable as CSV ({exc})",
                           "save the bids as a comma-separated UTF-8 file") from None
+
+
+def _bounded_lines(lines: Iterable[str], source: str) -> Iterator[str]:
+    """Yield ``lines`` while their total stays within the size limit (the file may grow after stat)."""
+    total = 0
+    for line in lines:
+        total += len(line)
+        if total > MAX_FILE_BYTES:
+            raise LimitError(f"{source}: more than the {MAX_FILE_BYTES / 1e6:.0f} MB limit of a bid file; split the "
+                             "bids into smaller files")
+        yield line
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\Z)', re.DOTALL)  # possessive: linear on any input
@@ -560,12 +574,17 @@ def _records_from_json(text: str, source: str) -> Iterator[tuple[str, Any]]:
         raise _file_error(source, f"line {line}", "unexpected text after the JSON array", "remove it")
 
 
-def _text_of(path: Path, source: str) -> str:
-    """Return the file's text, refusing by size before reading more than the limit."""
+def _check_size(path: Path, source: str) -> None:
+    """Refuse a file beyond the size limit from its size, before reading it."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise LimitError(f"{source}: {size / 1e6:.1f} MB is more than the {MAX_FILE_BYTES / 1e6:.0f} MB limit of a bid "
                          "file; split the bids into smaller files")
+
+
+def _text_of(path: Path, source: str) -> str:
+    """Return the file's text, refusing by size before reading more than the limit."""
+    _check_size(path, source)
     with path.open("rb") as fh:
         raw = fh.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after stat
     if len(raw) > MAX_FILE_BYTES:
@@ -574,9 +593,13 @@ def _text_of(path: Path, source: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise BidFileError(f"cannot read bid file {source}: line {line} is not UTF-8 text (byte {exc.start}); save "
-                           "the bids as UTF-8 CSV or JSON", [BidProblem(f"line {line}", None, "not UTF-8 text")]) from None
+        raise _not_utf8(raw, exc, source) from None
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError, source: str) -> BidFileError:
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return BidFileError(f"cannot read bid file {source}: line {line} is not UTF-8 text; save the bids as UTF-8 CSV "
+                        "or JSON", [BidProblem(f"line {line}", None, "not UTF-8 text")])
 
 
 def read_bids(path: str | Path, *, package: "SensitivityPackage | None" = None) -> BidTable:
@@ -614,17 +637,27 @@ def read_bids(path: str | Path, *, package: "SensitivityPackage | None" = None) 
         raise InputError(f"bid file {path} must end in .csv or .json")
     source = path.name
     try:
-        text = _text_of(path, source)
+        if suffix == ".csv":
+            _check_size(path, source)
+            header_problems: list[BidProblem] = []
+            with path.open("r", encoding="utf-8-sig", newline="") as fh:  # newline="": csv handles line ends
+                try:
+                    table = _table_from_records(
+                        _records_from_csv(_bounded_lines(fh, source), source, header_problems), source=source,
+                        package=package, from_text=True, header_problems=header_problems,
+                    )
+                except UnicodeDecodeError:  # decoded ahead in chunks: find the line in the bytes
+                    raw = path.read_bytes()[: MAX_FILE_BYTES + 1]
+                    try:
+                        raw.decode("utf-8-sig")
+                    except UnicodeDecodeError as exc:
+                        raise _not_utf8(raw, exc, source) from None
+                    raise
+        else:
+            table = _table_from_records(_records_from_json(_text_of(path, source), source), source=source,
+                                        package=package)
     except OSError as exc:
         raise InputError(f"cannot read bid file {path}: {exc.strerror or exc}") from exc
-    if suffix == ".csv":
-        header_problems: list[BidProblem] = []
-        table = _table_from_records(
-            _records_from_csv(text, source, header_problems), source=source, package=package, from_text=True,
-            header_problems=header_problems,
-        )
-    else:
-        table = _table_from_records(_records_from_json(text, source), source=source, package=package)
     log.info("read %d bids (%d rows) from %s", table.n_bids, len(table.rows), path)
     return table
 
