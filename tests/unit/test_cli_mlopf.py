@@ -203,3 +203,20 @@ def test_subprocess_corrupt_shipped_style_models(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("digiplat mlopf: error: ") and "models.json" in lines[0], proc.stderr
+
+
+def test_corrupt_default_models_without_models_flag(tmp_path, capsys, monkeypatch):
+    """The shipped location (no --models): a truncated models.json is refused, not retrained over."""
+    import optim.mlopf.model_store as store
+
+    folder = _models_dir(tmp_path, json.dumps(SHIPPED)[:1234])
+    monkeypatch.setattr(store, "DEFAULT_MODEL_DIR", folder)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("retrained over a damaged models.json")
+
+    monkeypatch.setattr(store, "models_from_training", must_not_run)
+    code = cli.main(["mlopf", "benchmark", "--cost-sets", "1"])
+    lines = _error_lines(capsys)
+    assert code == 2 and len(lines) == 1 and "is not readable model JSON" in lines[0]
+    assert (folder / MODELS_FILE).read_text() == json.dumps(SHIPPED)[:1234]
