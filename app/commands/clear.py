@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.linearize import MAX_POINTS, hour_arg, points_arg
+from optim.tso.bids import MAX_FILE_BYTES, MAX_JSON_DEPTH, MAX_ROWS
 
 EXIT_INFEASIBLE = 3
+
 
 def _solver(value: str) -> str:
     if value in ("highs", "highspy") or (value.startswith("pyomo:") and len(value) > 6):
@@ -59,11 +61,13 @@ def register(subparsers: Any) -> None:
         help="TSO: clear bids (piecewise MILP or merit order), then validate by AC power flow",
         description="Clear balancing-energy bids against a request on the DSO's SensitivityPackage (paper A, eq. 14) "
                     "or by grid-blind merit order, and validate the dispatch by AC power flow (paper A, IV).",
-        epilog=f"limits: a bid file is at most 20 MB, 200,000 rows and (JSON) 32 levels of nesting; --points "
+        epilog=f"limits: a bid file is at most {MAX_FILE_BYTES / 1e6:.0f} MB, {MAX_ROWS:,} rows and (JSON) "
+               f"{MAX_JSON_DEPTH} levels of nesting; --points "
                f"1..{MAX_POINTS}; --max-iterations 1..{MAX_POINTS}; --hour 0..23. exit codes: 0 the request is "
                "delivered; 3 it cannot be delivered (the result is printed anyway: status infeasible and "
-               "max_deliverable_mw, with --json as the last line); 2 bad input (one line on stderr says what is wrong "
-               "and what to do, for a bid file followed by up to 10 lines, one per bad row); 1 an internal error "
+               "max_deliverable_mw, with --json as the last line); 2 bad input or a failed solver (one line on stderr says "
+               "what is wrong and what to do, for a bid file followed by up to 10 lines, one per bad row); 1 an "
+               "internal error "
                "(a bug; DIGIPLAT_DEBUG=1 shows the traceback).",
     )
     p.add_argument("--package", metavar="FILE", help="sensitivity package (default: linearize the shipped scenario)")

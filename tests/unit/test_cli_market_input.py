@@ -268,3 +268,19 @@ def test_subprocess_contract(package, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "digiplat linearize: error: argument --points: --points must be 1..64, got 100000")
+
+
+def test_a_failed_solver_is_one_line(package, capsys, monkeypatch):
+    import optim.market as market
+
+    class Failed:
+        def summary(self):
+            return {"status": "solver_error", "message": "HiGHS stopped: time limit reached"}
+
+    monkeypatch.setattr(market, "clear_market", lambda *args, **kwargs: Failed())
+    assert cli.main(["clear", "--package", str(package), "--request-mw", "0.05", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no result: a failed solver has none
+    assert captured.err.splitlines() == [
+        "digiplat clear: error: the solver failed: HiGHS stopped: time limit reached; try another --solver "
+        "(e.g. pyomo:appsi_highs) or --method merit-order"]
