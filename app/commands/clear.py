@@ -3,6 +3,9 @@
 Without ``--package`` the shipped Bergwald grid and scenario are linearized first (3 points).
 With ``--package FILE`` the DSO key ``FILE.dso-key.json`` written by ``digiplat linearize`` is used
 for the validation (without it the validation is skipped and reported as null).
+
+A request the bids and the grid cannot deliver is an answer, not an error: the result (status
+``infeasible``, ``max_deliverable_mw``) is printed as usual and the exit code is 3.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from app.commands.linearize import MAX_POINTS, hour_arg, points_arg
+from optim.tso.bids import MAX_FILE_BYTES, MAX_JSON_DEPTH, MAX_ROWS
+
+EXIT_INFEASIBLE = 3
 
 
 def _solver(value: str) -> str:
@@ -31,6 +39,21 @@ def _request(value: str) -> float:
     return x
 
 
+def _iterations(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-iterations must be an integer, got {value!r}") from None
+    if not 1 <= n <= MAX_POINTS:
+        raise argparse.ArgumentTypeError(f"--max-iterations must be 1..{MAX_POINTS}, got {n}")
+    return n
+
+
+def exit_code_of(summary: dict[str, Any]) -> int:
+    """Return the exit code of a clearing: 0 delivered, 3 not deliverable (infeasible)."""
+    return EXIT_INFEASIBLE if summary.get("status") == "infeasible" else 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``clear`` to the ``digiplat`` subcommands."""
     p = subparsers.add_parser(
@@ -38,26 +61,36 @@ def register(subparsers: Any) -> None:
         help="TSO: clear bids (piecewise MILP or merit order), then validate by AC power flow",
         description="Clear balancing-energy bids against a request on the DSO's SensitivityPackage (paper A, eq. 14) "
                     "or by grid-blind merit order, and validate the dispatch by AC power flow (paper A, IV).",
+        epilog=f"limits: a bid file is at most {MAX_FILE_BYTES / 1e6:.0f} MB, {MAX_ROWS:,} rows and (JSON) "
+               f"{MAX_JSON_DEPTH} levels of nesting; --points "
+               f"1..{MAX_POINTS}; --max-iterations 1..{MAX_POINTS}; --hour 0..23. exit codes: 0 the request is "
+               "delivered; 3 it cannot be delivered (the result is printed anyway: status infeasible and "
+               "max_deliverable_mw, with --json as the last line); 2 bad input or a failed solver (one line on stderr says "
+               "what is wrong and what to do, for a bid file followed by up to 10 lines, one per bad row); 1 an "
+               "internal error "
+               "(a bug; DIGIPLAT_DEBUG=1 shows the traceback).",
     )
     p.add_argument("--package", metavar="FILE", help="sensitivity package (default: linearize the shipped scenario)")
-    p.add_argument("--bids", metavar="FILE", help="bid file, .csv or .json (default: the scenario's bids)")
+    p.add_argument("--bids", metavar="FILE",
+                   help="bid file, .csv or .json, format in docs/bids.md (default: the scenario's bids)")
     p.add_argument("--request-mw", type=_request, required=True, metavar="X", help="requested balancing power P_E (MW, + up)")
     p.add_argument("--method", choices=("milp", "merit-order"), default="milp", help="clearing method (default milp)")
     p.add_argument("--solver", type=_solver, default="highs", help="highs (default) or pyomo:NAME, e.g. pyomo:appsi_highs")
     p.add_argument("--refine", action="store_true", help="add the dispatch as a linearization point until it is clean")
-    p.add_argument("--max-iterations", type=int, default=4, help="clearings of --refine at most (default 4)")
+    p.add_argument("--max-iterations", type=_iterations, default=4, help="clearings of --refine at most (default 4)")
     p.add_argument("--grid", metavar="DIR", help="grid folder when no --package is given (default: Bergwald)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type when no --package")
-    p.add_argument("--hour", type=int, default=None, metavar="H", help="hour when no --package")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points when no --package (default 3)")
+    p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour when no --package")
+    p.add_argument("--points", type=points_arg, default=3, metavar="M",
+                   help=f"operating points when no --package, 1..{MAX_POINTS} (default 3)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_code_of=exit_code_of)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Linearize (if needed), clear, validate; return the JSON summary."""
-    from app.commands.linearize import key_path_for, load_grid_and_scenario
-    from optim._errors import InputError
+    from app.commands.linearize import checked_points, grid_from_folder, key_path_for, load_grid_and_scenario
+    from optim._errors import InputError, SolverError
     from optim.dso.linearize import DsoKey, Linearization, LinearizationConfig, linearize
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
     from optim.market import RefineConfig, clear_market
@@ -76,16 +109,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"the DSO key {key_file} does not belong to package {args.package}")
         grid = scenario = None
         if key is not None:
-            from gridgen.grid import Grid
-
-            grid = Grid.load(key.time_frame.get("grid_dir", ""))
+            grid = grid_from_folder(key.time_frame.get("grid_dir", ""))
             scenario = scenario_from_grid(grid, ScenarioConfig.from_dict(key.time_frame["scenario"]))
         elif args.refine:
             raise InputError(f"--refine needs the DSO key {key_file} beside the package")
         linearization = Linearization(package=package, key=key, runtime_s=0.0, power_flow_s=0.0, sensitivity_s=0.0)
     else:
-        if args.points < 1:
-            raise InputError(f"--points must be a positive integer, got {args.points}")
+        checked_points(args.points)
         grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour)
         linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=args.points))
     package = linearization.package
@@ -105,6 +135,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                refine=args.refine, linearization=linearization,
                                refine_config=RefineConfig(max_iterations=args.max_iterations))
     summary = outcome.summary()
+    if summary["status"] == "solver_error":
+        raise SolverError(f"the solver failed: {summary.get('message') or 'no message'}; try another --solver "
+                          "(e.g. pyomo:appsi_highs) or --method merit-order")
     summary["linearize_s"] = round(linearization.runtime_s, 4)
     summary["runtime_s"] = round(time.perf_counter() - t0, 4)
     if not args.json:
@@ -115,6 +148,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if summary["status"] != "optimal" and summary.get("max_deliverable_mw") is not None:
             line += f"; at most {summary['max_deliverable_mw']:.4g} MW deliverable"
         print(line)
+        if summary["status"] == "infeasible" and summary.get("message"):
+            print(summary["message"])
         if v is not None:
             err = ("" if v["vm_mae_pu"] is None else
                    f", MAE {v['vm_mae_pu']:.2e} p.u. / {v['loading_mae_percent']:.2e} %")

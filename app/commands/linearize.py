@@ -8,6 +8,7 @@ Writes the package (all the TSO may see) to ``--out`` and, beside it, the DSO's 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,12 +16,64 @@ from typing import Any
 
 DEFAULT_OUT = "sensitivity_package.zip"
 KEY_SUFFIX = ".dso-key.json"
+#: Most operating points of one linearization (each costs an AC power flow and a sensitivity
+#: matrix; the package grows linearly and the clearing's binaries too).
+MAX_POINTS = 64
+MAX_SEED = 2**32 - 1
 
 
 def key_path_for(package_path: str | Path) -> Path:
     """Where the DSO key of a package file lives."""
     package_path = Path(package_path)
     return package_path.with_name(package_path.name + KEY_SUFFIX)
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+
+
+def points_arg(text: str) -> int:
+    """Parse ``--points``: 1 to :data:`MAX_POINTS` operating points."""
+    value = _int(text, "--points")
+    if not 1 <= value <= MAX_POINTS:
+        raise argparse.ArgumentTypeError(f"--points must be 1..{MAX_POINTS}, got {value}")
+    return value
+
+
+def hour_arg(text: str) -> int:
+    """Parse ``--hour``: 0 to 23."""
+    value = _int(text, "--hour")
+    if not 0 <= value <= 23:
+        raise argparse.ArgumentTypeError(f"--hour must be 0..23, got {value}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    """Parse ``--seed``: 0 to 2**32 - 1 (numpy and scikit-learn accept that range)."""
+    value = _int(text, "--seed")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"--seed must be 0..{MAX_SEED}, got {value}")
+    return value
+
+
+def out_file_arg(text: str) -> Path:
+    """Parse an output file path; refuse one that cannot be a file before any work is done."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output path is empty")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name, e.g. {path / DEFAULT_OUT}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: no permission to write in {parent}; choose another path")
+    return path
 
 
 def register(subparsers: Any) -> None:
@@ -30,13 +83,18 @@ def register(subparsers: Any) -> None:
         help="DSO: operating points, AC power flows, VTDF/LTDF sensitivities -> SensitivityPackage",
         description="Linearize the DSO grid at m operating points of a time frame (paper A, III-B) and write the "
                     "SensitivityPackage for the TSO, plus the DSO's private key beside it.",
+        epilog=f"limits: --points 1..{MAX_POINTS}, --hour 0..23, --seed 0..2**32-1. exit codes: 0 written; 2 bad "
+               "input (one line on stderr says what is wrong and what to do); 1 an internal error (a bug; "
+               "DIGIPLAT_DEBUG=1 shows the traceback).",
     )
     p.add_argument("--grid", metavar="DIR", help="grid folder (default: the shipped Bergwald grid)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type (default: scenario's)")
-    p.add_argument("--hour", type=int, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points (default 3: all, half, none)")
-    p.add_argument("--seed", type=int, default=None, help="scenario seed (default: scenario's)")
-    p.add_argument("--out", metavar="FILE", default=DEFAULT_OUT, help=f"package file (default {DEFAULT_OUT})")
+    p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
+    p.add_argument("--points", type=points_arg, default=3, metavar="M",
+                   help=f"operating points, 1..{MAX_POINTS} (default 3: all, half, none)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="scenario seed, 0..2**32-1 (default: scenario's)")
+    p.add_argument("--out", metavar="FILE", type=out_file_arg, default=DEFAULT_OUT,
+                   help=f"package file (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)
 
@@ -51,13 +109,43 @@ def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
 
     path = Path(grid_dir) if grid_dir else default_grid_dir()
-    grid = Grid.load(path)
+    grid = grid_from_folder(path)
     if hour is not None and not 0 <= hour <= 23:
         raise InputError(f"--hour must be 0..23, got {hour}")
     config = ScenarioConfig().with_time_frame(day_type=day_type, hour=hour)
     if seed is not None:
         config = replace(config, random_state=int(seed))
     return grid, scenario_from_grid(grid, config), path
+
+
+def grid_from_folder(path: str | Path) -> Any:
+    """Return ``Grid.load(path)``; a folder whose files cannot be read gives one InputError.
+
+    Grid.load raises GridGenError for what it checks; a damaged file (truncated JSON, ``{}``, wrong
+    tables) can fail deeper, in pandapower or pandas, and is still the user's folder, not a bug.
+    """
+    from gridgen._errors import GridGenError
+    from gridgen.grid import Grid
+    from optim._errors import InputError, OptimError
+
+    try:
+        return Grid.load(path)
+    except (GridGenError, OptimError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other failure to read the folder is its content
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise InputError(f"grid folder {path} is damaged or incomplete ({type(exc).__name__}"
+                         f"{': ' + text if text else ''}); rebuild it with 'digiplat grid build' or give another "
+                         "--grid") from exc
+
+
+def checked_points(n_points: int | None) -> int:
+    """Return ``n_points`` if it is 1..MAX_POINTS, else raise LimitError (for callers without the parser)."""
+    from optim._errors import LimitError
+
+    if n_points is None or not 1 <= int(n_points) <= MAX_POINTS:
+        raise LimitError(f"--points must be 1..{MAX_POINTS}, got {n_points}")
+    return int(n_points)
 
 
 def _progress(disable: bool):
@@ -82,12 +170,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Linearize and write the package and key; return the JSON summary."""
     import dataclasses
 
-    from optim._errors import InputError
     from optim.dso.linearize import LinearizationConfig, linearize
 
     t0 = time.perf_counter()
-    if args.points is None or args.points < 1:
-        raise InputError(f"--points must be a positive integer, got {args.points}")
+    checked_points(args.points)
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed)
     lin = linearize(grid, scenario, config=LinearizationConfig(n_points=args.points),
                     progress=_progress(disable=not sys.stderr.isatty()))

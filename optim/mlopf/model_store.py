@@ -6,16 +6,24 @@ DS2's dataset and models (same grid and DG buses, paper B, V-B); its metrics are
 samples relabelled with DS3's PQ charts, with the charts enforced as linear inequalities.
 
 Files: ``models.json`` (configuration, surrogates, metrics) and ``ds1_samples.npz`` (a subsample of
-DS1's dataset for the 3-D figure).
+DS1's dataset for the 3-D figure). Every file is written to a temporary sibling and swapped in with
+``os.replace`` only when complete (:func:`atomic_write`), so a failed or interrupted write leaves the
+previous file intact and no temporary file behind. Reading checks the structure and the array
+shapes and turns a truncated, corrupt or inconsistent ``models.json`` into one
+:class:`~optim._errors.InputError` line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -200,29 +208,161 @@ def models_from_training(config: TrainConfig = TrainConfig(), *, system: Integra
     return models, datasets
 
 
+def output_dir(directory: Path | str) -> Path:
+    """Return ``directory`` created if needed; raise InputError if it cannot be a folder of outputs."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is a file, not a folder; give a folder for the models")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"cannot create the folder {directory}: a part of the path is a file; choose another "
+                         "folder") from None
+    return directory
+
+
+def _temporary_sibling(path: Path) -> Path:
+    """Create and return an empty, unique, hidden sibling of ``path`` (usual permissions, unlike mkstemp's 0600)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.open("xb").close()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+@contextmanager
+def _staged(paths: list[Path]) -> Iterator[list[Path]]:
+    """Yield one temporary sibling per path; swap them all in if the block succeeds, else remove them."""
+    temps: list[Path] = []
+    try:
+        for path in paths:
+            temps.append(_temporary_sibling(path))
+        yield temps
+        for tmp in temps:  # durable before it becomes visible under the real name
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        for tmp, path in zip(temps, paths):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """Write a file by ``write(temporary_path)`` and swap it in only when complete.
+
+    The temporary file is a sibling of ``path`` (same file system, so ``os.replace`` is atomic);
+    on any failure it is removed and the previous ``path`` stays as it was.
+    """
+    path = Path(path)
+    with _staged([path]) as (tmp,):
+        write(tmp)
+    return path
+
+
 def save_models(models: TrainedModels, directory: Path | str = DEFAULT_MODEL_DIR, *, ds1_data: Dataset | None = None,
                 n_plot_samples: int = 4000) -> Path:
-    """Write ``models.json`` (and a DS1 sample subset for the 3-D figure) to ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``models.json`` (and a DS1 sample subset for the 3-D figure) to ``directory``.
+
+    Both files are written to temporary siblings first and swapped in only when both are complete:
+    a failure leaves the previous files intact and no temporary file behind.
+    """
+    directory = output_dir(directory)
     path = directory / MODELS_FILE
-    path.write_text(json.dumps(models.to_dict()))
-    if ds1_data is not None:
-        rng = np.random.default_rng(models.config.seed)
-        idx = rng.choice(ds1_data.n_samples, size=min(n_plot_samples, ds1_data.n_samples), replace=False)
-        np.savez_compressed(directory / SAMPLES_FILE, x=ds1_data.x[idx].astype(np.float32), feasible=ds1_data.feasible[idx])
+    text = json.dumps(models.to_dict())
+    targets = [path] + ([directory / SAMPLES_FILE] if ds1_data is not None else [])
+    with _staged(targets) as temps:
+        temps[0].write_text(text)
+        if ds1_data is not None:
+            rng = np.random.default_rng(models.config.seed)
+            idx = rng.choice(ds1_data.n_samples, size=min(n_plot_samples, ds1_data.n_samples), replace=False)
+            with open(temps[1], "wb") as fh:  # a file object: savez would append .npz to a name
+                np.savez_compressed(fh, x=ds1_data.x[idx].astype(np.float32), feasible=ds1_data.feasible[idx])
     logger.info("saved models to %s", path)
     return path
 
 
+def _array_problem(name: str, value: np.ndarray, shape: tuple[int | None, ...]) -> str | None:
+    if value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
+        return f"{name} has shape {value.shape}, expected {tuple('n' if w is None else w for w in shape)}"
+    if not np.isfinite(value).all():
+        return f"{name} holds NaN or infinite values"
+    return None
+
+
+def model_problems(models: TrainedModels) -> list[str]:
+    """Return what is inconsistent in loaded models (array shapes, bounds, names); empty if none."""
+    problems: list[str] = []
+    if not models.surrogates:
+        problems.append("no surrogates")
+    for s in models.surrogates:
+        poly, reg = s.polytope, s.regression
+        n = poly.x_lower.size if poly.x_lower.ndim == 1 else -1
+        k = poly.a.shape[0] if poly.a.ndim == 2 else -1
+        n_out = len(reg.output_names)
+        n_features = 1 + n + n * (n + 1) // 2
+        checks = [(f"{s.ds_name} polytope x_lower", poly.x_lower, (n,)), (f"{s.ds_name} polytope x_upper", poly.x_upper, (n,)),
+                  (f"{s.ds_name} polytope a", poly.a, (k, n)), (f"{s.ds_name} polytope b", poly.b, (k,)),
+                  (f"{s.ds_name} polytope w_hidden", poly.w_hidden, (k, n)),
+                  (f"{s.ds_name} polytope b_hidden", poly.b_hidden, (k,)),
+                  (f"{s.ds_name} regression coef", reg.coef, (n_features, n_out)),
+                  (f"{s.ds_name} regression x_lower", reg.x_lower, (n,)), (f"{s.ds_name} regression x_upper", reg.x_upper, (n,))]
+        problems.extend(p for p in (_array_problem(*c) for c in checks) if p)
+        if not problems and not (np.all(poly.x_lower < poly.x_upper) and np.all(reg.x_lower < reg.x_upper)):
+            problems.append(f"{s.ds_name} has lower bounds not below its upper bounds")
+    return problems
+
+
 def load_models(directory: Path | str = DEFAULT_MODEL_DIR) -> TrainedModels:
-    """Read ``models.json`` from ``directory``."""
-    path = Path(directory) / MODELS_FILE
+    """Read and check ``models.json`` from ``directory``.
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no ``models.json`` (the app shows "no trained models" for this).
+    InputError
+        The file is truncated, not JSON, or its content is not a consistent set of models.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is a file, not a folder of models; give the folder holding {MODELS_FILE}")
+    path = directory / MODELS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no trained models at {path}; run `digiplat mlopf train`")
-    models = TrainedModels.from_dict(json.loads(path.read_text()))
+    advice = (f"restore it (the shipped one: git checkout -- assets/mlopf) or train new ones with "
+              f"`digiplat mlopf train --out {directory}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not readable model JSON ({exc}); {advice}") from exc
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be a model file; {advice}") from None
+    try:
+        models = TrainedModels.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise InputError(f"{path} is not a complete model file ({what[:160]}); {advice}") from exc
+    problems = model_problems(models)
+    if problems:
+        raise InputError(f"{path} holds inconsistent models ({problems[0]}); {advice}")
     logger.info("loaded models from %s", path)
     return models
+
+
+def models_fit_system(models: TrainedModels, system: IntegratedSystem) -> None:
+    """Raise InputError unless every DS of ``system`` has a surrogate of its input dimension."""
+    by_name = {s.ds_name: s for s in models.surrogates}
+    for ds in system.ds:
+        s = by_name.get(ds.model_name or ds.name)
+        if s is None:
+            raise InputError(f"the models have no surrogate for {ds.name} (needs {ds.model_name or ds.name}); "
+                             "train them with `digiplat mlopf train`")
+        if s.polytope.x_lower.size != ds.n_x:
+            raise InputError(f"the {s.ds_name} surrogate has {s.polytope.x_lower.size} inputs, {ds.name} needs {ds.n_x}; "
+                             "the models belong to other systems: train them with `digiplat mlopf train`")
 
 
 def models_from_store(directory: Path | str = DEFAULT_MODEL_DIR, *, train_if_missing: bool = True, progress: bool = True) -> TrainedModels:
@@ -230,6 +370,7 @@ def models_from_store(directory: Path | str = DEFAULT_MODEL_DIR, *, train_if_mis
     path = Path(directory) / MODELS_FILE
     if path.is_file() or not train_if_missing:
         return load_models(directory)
+    output_dir(directory)  # before hours of training: the models must have somewhere to go
     logger.info("no models at %s: training them (default seed)", path)
     models, data = models_from_training(TrainConfig(), progress=progress)
     save_models(models, directory, ds1_data=data["DS1"])
@@ -241,5 +382,9 @@ def ds1_plot_samples(directory: Path | str = DEFAULT_MODEL_DIR) -> tuple[np.ndar
     path = Path(directory) / SAMPLES_FILE
     if not path.is_file():
         return None
-    with np.load(path) as z:
-        return z["x"].astype(float), z["feasible"].astype(bool)
+    try:
+        with np.load(path) as z:
+            return z["x"].astype(float), z["feasible"].astype(bool)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # only a figure: show the rest
+        logger.warning("cannot read the DS1 samples %s (%s); the 3-D figure is left out", path, exc)
+        return None

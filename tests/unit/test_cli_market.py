@@ -93,4 +93,6 @@ def test_bad_bid_file(grid_dir, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["clear", "--package", str(pkg), "--bids", str(bad), "--request-mw", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
+    assert err[0] == ("digiplat clear: error: bids.csv: 1 invalid row of 1, no bids were read; fix the row listed "
+                      "below and load the file again")
+    assert err[1:] == ["  line 2: p_mw 'abc' is not a number"]

@@ -88,3 +88,105 @@ def test_bad_training_input():
         polytope_from_dataset(x[:, :2], feas[:50], x_lower=LO, x_upper=HI)
     with pytest.raises(InputError):
         quadratic_model_from_dataset(x[:5], np.ones((5, 1)), x_lower=LO, x_upper=HI, output_names=("p",))
+
+
+# --- the model files: atomic writes and checked reads (issue 9) ------------------------------------
+
+
+def _stored_models():
+    from optim.mlopf.model_store import DEFAULT_MODEL_DIR, load_models
+
+    return load_models(DEFAULT_MODEL_DIR)
+
+
+def _ds1_data(n: int = 300, seed: int = 0):
+    from optim.mlopf.sampling import Dataset
+
+    x, feas = _box_data(n, seed)
+    return Dataset("DS1", x, feas, np.zeros((n, 1)), np.zeros((n, 1)))
+
+
+def test_save_and_load_round_trip_without_temporary_files(tmp_path):
+    import os
+
+    from optim.mlopf.model_store import MODELS_FILE, SAMPLES_FILE, ds1_plot_samples, load_models, save_models
+
+    models = _stored_models()
+    save_models(models, tmp_path / "m", ds1_data=_ds1_data())
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [SAMPLES_FILE, MODELS_FILE]
+    back = load_models(tmp_path / "m")
+    assert back.summary() == models.summary()
+    x, feas = ds1_plot_samples(tmp_path / "m")
+    assert x.shape == (300, 3) and feas.dtype == bool
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m" / MODELS_FILE).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("fail_in", ["samples", "models_json", "fsync"])
+def test_a_failing_model_write_leaves_the_old_models_intact(tmp_path, monkeypatch, fail_in):
+    import errno
+    import json
+    import os
+    import pathlib
+
+    import optim.mlopf.model_store as store
+
+    folder = tmp_path / "m"
+    old = _stored_models()
+    store.save_models(old, folder, ds1_data=_ds1_data(seed=1))
+    old_json = (folder / store.MODELS_FILE).read_text()
+    old_x, _ = store.ds1_plot_samples(folder)
+
+    changed = json.loads(old_json)
+    changed["config"]["seed"] = 7  # new models that differ from the old ones
+    new = store.TrainedModels.from_dict(changed)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fail_in == "samples":
+        real = np.savez_compressed
+
+        def half_then_full(fh, **arrays):  # some bytes reach the temporary file, then the disk is full
+            fh.write(b"PK\x03\x04 half an archive")
+            disk_full()
+
+        monkeypatch.setattr(np, "savez_compressed", half_then_full)
+    elif fail_in == "models_json":
+        real_write_text = pathlib.Path.write_text
+
+        def half_text(self, text, *args, **kwargs):
+            real_write_text(self, text[: len(text) // 3], *args, **kwargs)
+            disk_full()
+
+        monkeypatch.setattr(pathlib.Path, "write_text", half_text)
+    else:
+        monkeypatch.setattr(os, "fsync", disk_full)
+
+    with pytest.raises(OSError, match="No space left"):
+        store.save_models(new, folder, ds1_data=_ds1_data(seed=2))
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == [store.SAMPLES_FILE, store.MODELS_FILE]  # no temp files
+    assert (folder / store.MODELS_FILE).read_text() == old_json  # the old models, untouched
+    assert store.load_models(folder).config.seed == old.config.seed
+    assert np.array_equal(store.ds1_plot_samples(folder)[0], old_x)
+
+
+def test_save_models_refuses_a_file_as_folder(tmp_path):
+    from optim.mlopf.model_store import save_models
+
+    blocker = tmp_path / "m"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        save_models(_stored_models(), blocker)
+    with pytest.raises(InputError, match="a part of the path is a file"):
+        save_models(_stored_models(), blocker / "sub")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_unreadable_plot_samples_leave_out_the_figure(tmp_path):
+    from optim.mlopf.model_store import SAMPLES_FILE, ds1_plot_samples
+
+    (tmp_path / SAMPLES_FILE).write_bytes(b"PK\x03\x04 truncated")
+    assert ds1_plot_samples(tmp_path) is None

@@ -48,8 +48,8 @@ def problems_of(path: Path, **kwargs) -> dict[str, str]:
         read_bids(path, **kwargs)
     assert isinstance(info.value, InputError)
     merged: dict[str, str] = {}
-    for where, message in info.value.problems:
-        merged[where] = f"{merged[where]}; {message}" if where in merged else message
+    for problem in info.value.problems:
+        merged[problem.where] = f"{merged[problem.where]}; {problem}" if problem.where in merged else str(problem)
     return merged
 
 
@@ -67,7 +67,7 @@ def test_good_csv_reads_rows_and_aggregates_bids(tmp_path: Path) -> None:
     [
         ("B1,A1,h1,abc,50,pv\n", 2, r"p_mw 'abc' is not a number"),
         ("B1,A1,h1,0.1,xyz,pv\n", 2, r"price_eur_per_mwh 'xyz' is not a number"),
-        ("B1,A1,h1,nan,50,pv\n", 2, r"p_mw is nan"),
+        ("B1,A1,h1,nan,50,pv\n", 2, r"p_mw is nan \(must be finite\)"),
         ("B1,A1,h1,0.1,inf,pv\n", 2, r"price_eur_per_mwh is inf"),
         ("B1,A1,h1,-inf,50,pv\n", 2, r"p_mw is -inf"),
         (",A1,h1,0.1,50,pv\n", 2, r"bid_id '' is empty"),
@@ -76,9 +76,9 @@ def test_good_csv_reads_rows_and_aggregates_bids(tmp_path: Path) -> None:
         ("B1,A1,h1,0.1,50,pv,extra\n", 2, r"has 7 fields, the header has 6"),
         ("B1,A1,h1,0.1,50\n", 2, r"has 5 fields"),
         ("B1,A1,h1,0.1,50,pv\nB1,A1,h1,0.2,50,pv\n", 3, r"duplicates line 2"),
-        ("B1,A1,h1,0.1,50,pv\nB1,A1,h2,-0.2,50,pv\n", 3, r"mixes signs: upward on line 2, downward here"),
-        ("B1,A1,h1,0.1,50,pv\nB1,A1,h2,0.2,51,pv\n", 3, r"price 50 on line 2 but 51 here"),
-        ("B1,A1,h1,0.1,50,pv\nB1,A9,h2,0.2,50,pv\n", 3, r"aggregator 'A1' on line 2 but 'A9' here"),
+        ("B1,A1,h1,0.1,50,pv\nB1,A1,h2,-0.2,50,pv\n", 3, r"p_mw of bid 'B1' mixes signs: upward on line 2, downward here"),
+        ("B1,A1,h1,0.1,50,pv\nB1,A1,h2,0.2,51,pv\n", 3, r"price_eur_per_mwh of bid 'B1' is 50 on line 2 but 51 here"),
+        ("B1,A1,h1,0.1,50,pv\nB1,A9,h2,0.2,50,pv\n", 3, r"aggregator of bid 'B1' is 'A1' on line 2 but 'A9' here"),
     ],
 )
 def test_each_kind_of_bad_row_is_reported_with_its_line(tmp_path: Path, body: str, line: int, pattern: str) -> None:
@@ -91,9 +91,12 @@ def test_all_problems_are_listed_at_once_with_a_summary(tmp_path: Path) -> None:
     with pytest.raises(BidFileError) as info:
         read_bids(write(tmp_path, text))
     lines = str(info.value).splitlines()
-    assert lines[0] == "bids.csv: 2 invalid rows of 4; no bids were read"
-    assert lines[1].startswith("  line 3: p_mw 'x'")
-    assert lines[2].startswith("  line 5: price_eur_per_mwh is nan")  # blank line 4 skipped, still counted
+    assert lines[0] == ("bids.csv: 2 invalid rows of 4, no bids were read; fix the rows listed below and load the "
+                        "file again")
+    assert lines[1] == "  line 3: p_mw 'x' is not a number"
+    assert lines[2] == "  line 5: price_eur_per_mwh is nan (must be finite)"  # blank line 4 skipped, still counted
+    assert info.value.details == tuple(lines[1:])
+    assert [(p.where, p.column) for p in info.value.problems] == [("line 3", "p_mw"), ("line 5", "price_eur_per_mwh")]
     assert len(lines) == 3
 
 
@@ -106,7 +109,7 @@ def test_header_problems(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, "bid_id,aggregator,p_mw,price_eur_per_mwh,colour\nB1,A1,0.1,5,red\n"))
     assert "missing column(s) building_id" in problems["line 1"]
     problems = problems_of(write(tmp_path, HEADER.strip() + ",colour\nB1,A1,h1,0.1,5,pv,red\n"))
-    assert "unknown column(s) colour" in problems["line 1"]
+    assert "colour in the header is not a column" in problems["line 1"]
     problems = problems_of(write(tmp_path, HEADER.strip() + ",p_mw\nB1,A1,h1,0.1,5,pv,0.2\n"))
     assert "repeated column(s) p_mw" in problems["line 1"]
     assert "file is empty" in problems_of(write(tmp_path, ""))["line 1"]
@@ -117,7 +120,7 @@ def test_unknown_building_only_with_a_package(tmp_path: Path, package: Sensitivi
     path = write(tmp_path, GOOD + "B3,A3,h9,0.1,50,pv\n")
     assert len(read_bids(path).rows) == 4
     problems = problems_of(path, package=package)
-    assert list(problems) == ["line 5"] and "building 'h9' is unknown" in problems["line 5"]
+    assert list(problems) == ["line 5"] and "building_id 'h9' is unknown" in problems["line 5"]
 
 
 def test_json_reports_the_line_of_each_object(tmp_path: Path, package: SensitivityPackage) -> None:
@@ -135,8 +138,8 @@ def test_json_reports_the_line_of_each_object(tmp_path: Path, package: Sensitivi
     problems = problems_of(write(tmp_path, text, "bids.json"), package=package)
     assert set(problems) == {"line 3", "line 5", "line 7", "line 8"}
     assert "p_mw '0.01' is not a number" in problems["line 3"]  # JSON numbers must be numbers
-    assert "unknown column(s) colour" in problems["line 5"]
-    assert "missing column(s) p_mw" in problems["line 7"]
+    assert "colour is not a column" in problems["line 5"]
+    assert "p_mw is missing" in problems["line 7"]
     assert "expected an object" in problems["line 8"]
 
 
@@ -179,8 +182,7 @@ def test_frame_input_reports_index_labels() -> None:
     )
     with pytest.raises(BidFileError) as info:
         bids_from_frame(frame)
-    problems = dict(info.value.problems)
-    assert set(problems) == {"row 11", "row 12"}
+    assert {p.where for p in info.value.problems} == {"row 11", "row 12"}
     good = bids_from_frame(frame.iloc[:1])
     assert good.rows[0].building_id == "7"  # integer ids become strings
     with pytest.raises(BidFileError, match="missing column"):
@@ -189,7 +191,7 @@ def test_frame_input_reports_index_labels() -> None:
 
 
 def test_direct_construction_is_checked_too() -> None:
-    with pytest.raises(BidFileError, match="is nan"):
+    with pytest.raises(BidFileError, match=r"is nan \(must be finite\)"):
         BidTable(rows=(BidRow("B1", "A", "h1", math.nan, 1.0),))
     table = BidTable(rows=(BidRow("B1", "A", "h1", 0.5, 1.0),))
     assert BidTable.from_dict(json.loads(json.dumps(table.to_dict()))).rows == table.rows
@@ -213,3 +215,125 @@ def test_schema_matches_the_reader_and_the_docs_example_reads(tmp_path: Path) ->
     except ImportError:
         return
     jsonschema.validate(json.loads(json_block), BID_SCHEMA)
+
+
+# --- limits and hostile files (issue 9) ------------------------------------------------------------
+
+
+def _row(k: int) -> str:
+    return f"B{k},A1,h{k},0.01,50,pv\n"
+
+
+def test_at_most_ten_bad_rows_are_listed_but_all_are_counted(tmp_path: Path) -> None:
+    text = HEADER + "".join(f"B{k},A1,h{k},x{k},50,pv\n" for k in range(25)) + _row(99)
+    with pytest.raises(BidFileError) as info:
+        read_bids(write(tmp_path, text))
+    first, *rest = str(info.value).splitlines()
+    assert first.startswith("bids.csv: 25 invalid rows of 26") and "(the first 10 of 25)" in first
+    assert len(rest) == 10 == len(info.value.details)
+    assert rest[0] == "  line 2: p_mw 'x0' is not a number"
+    assert rest[-1].startswith("  line 11: p_mw 'x9'")
+    assert len(info.value.problems) == 25
+
+
+def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
+    text = HEADER + f"B1,A1,h1,{'9x' * 5000},50,pv\n"
+    with pytest.raises(BidFileError) as info:
+        read_bids(write(tmp_path, text))
+    assert max(len(line) for line in str(info.value).splitlines()) < 200
+
+
+def test_file_beyond_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from optim._errors import LimitError
+    from optim.tso.bids import MAX_FILE_BYTES
+
+    path = tmp_path / "big.csv"
+    with path.open("wb") as fh:  # sparse: 50 MB on paper, nothing on disk
+        fh.write(HEADER.encode())
+        fh.truncate(50_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError, match=r"big.csv: 50.0 MB is more than the 20 MB limit") as info:
+            read_bids(path)
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 1_000_000  # nothing of the file was read
+    assert len(str(info.value).splitlines()) == 1
+    assert MAX_FILE_BYTES == 20_000_000
+
+
+def test_rows_beyond_the_limit_are_refused(tmp_path: Path, monkeypatch) -> None:
+    import optim.tso.bids as bids_module
+    from optim._errors import LimitError
+
+    monkeypatch.setattr(bids_module, "MAX_ROWS", 5)
+    assert len(read_bids(write(tmp_path, HEADER + "".join(_row(k) for k in range(5)))).rows) == 5
+    with pytest.raises(LimitError, match=r"more than 5 rows \(line 7\); split the bids"):
+        read_bids(write(tmp_path, HEADER + "".join(_row(k) for k in range(6))))
+    rows = ",\n".join(json.dumps({"bid_id": f"B{k}", "aggregator": "A", "building_id": f"h{k}", "p_mw": 0.1,
+                                  "price_eur_per_mwh": 1.0}) for k in range(6))
+    with pytest.raises(LimitError, match=r"more than 5 rows \(line 7\)"):
+        read_bids(write(tmp_path, "[\n" + rows + "\n]\n", "bids.json"))
+    with pytest.raises(LimitError, match="more than 5"):
+        bids_from_frame(pd.DataFrame({c: ["1"] * 6 for c in BID_COLUMNS}))
+
+
+def test_the_real_row_limit_is_200000(tmp_path: Path) -> None:
+    from optim._errors import LimitError
+
+    text = HEADER + "x\n" * 200_001  # rows with the wrong number of fields: the cheapest to count
+    with pytest.raises(LimitError, match=r"more than 200,000 rows \(line 200002\)"):
+        read_bids(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("depth, refused", [(32, False), (33, True), (100_000, True)])
+def test_json_nesting_is_limited_without_recursion(tmp_path: Path, depth: int, refused: bool) -> None:
+    from optim._errors import LimitError
+
+    nested = "[" * (depth - 2) + "1" + "]" * (depth - 2)  # inside the bid array and its object
+    text = ('[{"bid_id": "B1", "aggregator": "A", "building_id": "h1", "p_mw": 0.1, "price_eur_per_mwh": 1,\n'
+            f' "fpu": {nested}}}]')
+    path = write(tmp_path, text, "bids.json")
+    if refused:
+        with pytest.raises(LimitError, match=r"bids.json line 2: JSON nested deeper than 32 levels"):
+            read_bids(path)
+    else:  # within the limit: read, and the row is refused for its fpu
+        assert re.search(r"fpu .* is not one of", problems_of(path)["line 1"])
+
+
+def test_brackets_inside_json_strings_do_not_nest(tmp_path: Path) -> None:
+    bid = {"bid_id": "[" * 100 + '\\"{' * 50, "aggregator": "A", "building_id": "h1", "p_mw": 0.1,
+           "price_eur_per_mwh": 1.0}
+    table = read_bids(write(tmp_path, json.dumps([bid]), "bids.json"))
+    assert table.rows[0].bid_id == bid["bid_id"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "pattern"),
+    [
+        ("bids.csv", "bid_id,aggregator,building_id,p_mw,price_eur_per_mwh\nB1,\xff\xfe,h1,1,2\n".encode("latin-1"),
+         r"cannot read bid file bids.csv: line 2 is not UTF-8 text; save the bids as UTF-8"),
+        ("bids.csv", (HEADER + 'B1,"' + "a" * 200_000 + '",h1,1,2,\n').encode(), r"bids.csv line \d+: not readable as CSV"),
+        ("bids.json", b'[{"bid_id": "B1", "p_mw": ' + b"9" * 5000 + b"}]", r"bids.json line 1: unreadable JSON value"),
+        ("bids.json", b'[{"bid_id": "B1, "p_mw": 1}]', r"bids.json line 1: invalid JSON"),
+        ("bids.json", b'[{"bid_id": "B1", "p_mw": 1}\n\n{}]', r"bids.json line 3: invalid JSON \(expected ',' or ']'"),
+        ("bids.json", b"\x00\x01\x02", r"bids.json line 1: expected a JSON array"),
+    ],
+)
+def test_unreadable_files_give_one_line(tmp_path: Path, name: str, content: bytes, pattern: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BidFileError) as info:
+        read_bids(path)
+    assert re.match(pattern, str(info.value)), str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_directory_is_not_a_bid_file(tmp_path: Path) -> None:
+    folder = tmp_path / "bids.csv"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is not a regular file"):
+        read_bids(folder)
