@@ -1,1 +1,0 @@
-"""Subcommands of the ``digiplat`` CLI, one module each (see app/cli.py)."""

@@ -1,1 +1,0 @@
-"""Pages of the Dash demonstrator: plain layout and figure functions, wired up in app/server.py."""

@@ -1,1 +1,0 @@
-"""DSO side of paper A: scenario, operating points and sensitivities. Has the grid."""
