@@ -467,7 +467,7 @@ def linearize(
     from optim.dso.points import points_for
 
     t0 = time.perf_counter()
-    flex = flex_table(grid, scenario.bids, scenario.buildings if config.reactive else None)
+    flex = flex_table(grid, scenario.bids, scenario.buildings)
     chosen, meta = points_for(grid, scenario, flex, config, progress=progress)
     lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta)
     runtime = time.perf_counter() - t0
@@ -495,7 +495,10 @@ def linearize_at(
     t0 = time.perf_counter()
     total = len(chosen) + 1
     flex_buses = flex.index.to_numpy(dtype=np.int64)
-    dq_dp = flex.dq_dp.to_numpy(dtype=float) if config.reactive else np.zeros(len(flex_buses))
+    # the key always carries the units' physical ratios (validation applies them); the points and
+    # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
+    dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
+    dq_dp = dq_physical if config.reactive else np.zeros(len(flex_buses))
     net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
     p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
     if progress:
@@ -567,7 +570,7 @@ def linearize_at(
     )
     buildings = scenario.buildings
     ratios: dict[str, tuple[float, float]] = {}
-    if config.reactive and {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
+    if {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
         for bld in flex_of_asset:
             row = buildings.loc[bld]
             ratios[bld] = (float(row.dq_dp_up), float(row.dq_dp_down))
@@ -583,7 +586,7 @@ def linearize_at(
         point_labels=tuple(p.label for p in points),
         point_fractions=tuple(float(f) for f in (extra_meta or {}).get("point_fractions", ())),
         time_frame=time_frame,
-        dq_dp=tuple(float(x) for x in dq_dp[flex_order]),
+        dq_dp=tuple(float(x) for x in dq_physical[flex_order]),
         dq_dp_of_building=ratios,
         package_fingerprint=package.fingerprint(),
     )
