@@ -91,6 +91,9 @@ class LinearizationConfig:
         Q follows P at each unit's power factor (default); False: Q held (paper A).
     screen_rows
         Leave out rows that cannot bind for any dispatch within the offers (the box is stored).
+    point_passes
+        Passes of the ``merit-levels`` selection (1: levels cleared on the all/half/none package;
+        2: cleared again on the first pass' package).
     """
 
     n_points: int = 3
@@ -106,6 +109,7 @@ class LinearizationConfig:
     branch_rows: str = "current"
     reactive: bool = True
     screen_rows: bool = True
+    point_passes: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_points, (int, np.integer)) or self.n_points < 1:
@@ -114,6 +118,8 @@ class LinearizationConfig:
             raise InputError(f"unknown point method {self.point_method!r}: use one of {', '.join(POINT_METHODS)}")
         if not isinstance(self.polygon_sides, (int, np.integer)) or not 4 <= self.polygon_sides <= 720:
             raise InputError(f"--polygon-sides must be an integer from 4 to 720, got {self.polygon_sides!r}")
+        if not isinstance(self.point_passes, (int, np.integer)) or not 1 <= self.point_passes <= 4:
+            raise InputError(f"point_passes must be 1..4, got {self.point_passes!r}")
         if self.branch_rows not in ("current", "signed-loading"):
             raise InputError(f"branch_rows must be 'current' or 'signed-loading', got {self.branch_rows!r}")
         for name in ("vm_min_pu", "vm_max_pu", "loading_min_percent", "loading_max_percent", "tolerance_mva"):

@@ -114,7 +114,8 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
     col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
     order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
     levels_mw: list[float] = []
-    for passes in range(2):
+    n_passes = int(getattr(config, "point_passes", 1))
+    for passes in range(n_passes):
         new_points: list[tuple[str, np.ndarray]] = [("no bids", np.zeros(len(flex)))]
         levels_mw = []
         for s, volume in directions:
@@ -127,9 +128,9 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
                 levels_mw.append(round(request, 6))
                 new_points.append((f"level {request:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
         if progress:
-            progress(passes + 1, 3, f"point selection pass {passes + 1}: {len(new_points)} points")
+            progress(passes + 1, n_passes + 1, f"point selection pass {passes + 1}: {len(new_points)} points")
         chosen = new_points
-        if passes == 0:
+        if passes < n_passes - 1:
             lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True))
             col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
             order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
