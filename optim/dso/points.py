@@ -99,10 +99,13 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
 
     p_up = float(flex.p_up_mw.sum())
     p_down = float(-flex.p_down_mw.sum())
-    n_levels = max(1, int(config.n_points) - 1)
+    n_levels = int(config.n_points) - 1
     directions = [(s, v) for s, v in ((1.0, p_up), (-1.0, p_down)) if v > 1e-9]
     if not directions:
         raise InputError("the bids offer no volume: no levels to clear")
+    if n_levels == 0:
+        return [("no bids", np.zeros(len(flex)))], {"point_levels_mw": [], "point_definition": "no bids only"}
+    directions = sorted(directions, key=lambda d: -d[1])[:n_levels]  # too few levels: the larger directions
     counts = {s: 1 for s, _ in directions}
     for _ in range(n_levels - len(directions)):  # the remaining levels go where the volume is
         s = max(directions, key=lambda d: d[1] / counts[d[0]])[0]
