@@ -7,8 +7,10 @@
    (skipped when a linearization is passed in);
 2. TSO: :func:`optim.tso.clearing.clear_milp` (grid-aware) or
    :func:`optim.tso.merit_order.clear_merit_order` (grid-blind) on the package and the bids only;
-3. DSO: :func:`optim.validation.validate_dispatch` applies the dispatch to the full grid, runs the
-   AC power flow and compares it with the MILP's prediction at the chosen point.
+3. DSO: :func:`optim.validation.validate_dispatch` applies the dispatch to the full grid with the
+   physical P and Q of every activated unit (:func:`optim.validation.q_flex_from_pieces`), runs
+   the AC power flow and compares it with the prediction of the DSO's own paper-style point that
+   the clearing chose (``Linearization.private_package`` if a hardened package was shared).
 
 **Refinement** (``refine=True``, beyond paper A, its future work on the choice of operating
 points): while the validated dispatch has a violation, or its voltage or loading MAE is above the

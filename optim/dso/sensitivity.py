@@ -31,6 +31,14 @@ The derivative of the ``max`` is taken at the end that is larger at the operatin
 Loadings are *signed* by the active-power flow direction at the from (HV) end, so ``-100 %`` is
 the limit of reversed flow; the sign is held fixed in the derivative.
 
+**Complex branch currents** (for the current polygon of the package): at the end that is larger
+at the point, the current in % of the rating, rotated into the frame of that end's voltage and
+oriented from -> to, ``I_loc = o I e^{-j theta}`` (``o = +1`` at the from end, ``-1`` at the to
+end), and ``dI_loc = o e^{-j theta} (dI - j I dtheta)``. Then ``|I_loc|`` is the unsigned loading,
+``Re(I_loc) |V|`` is the active power in the flow direction (so ``sign(Re) |I_loc|`` is the paper's
+signed loading), and, unlike the P-signed magnitude, both parts are smooth where P changes sign
+while Q flows.
+
 Voltage-dependent loads (``const_z_percent``/``const_i_percent``) are rejected: their Jacobian
 terms are not modelled here.
 """
