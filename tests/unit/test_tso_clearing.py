@@ -299,3 +299,27 @@ def test_single_point_zero_offers_and_a_grid_already_out_of_limits(hand) -> None
     r = clear_milp(hot, bids, 0.1)
     assert r.status is ClearingStatus.INFEASIBLE and r.max_deliverable_mw == 0.0
     assert "no operating point admits" in r.message
+
+
+def test_a_rows_only_package_clears_the_same_without_predictions(hand) -> None:
+    """The clearing uses only the rows: a hardened-style copy (rows, P_flex, ids) gives the same
+    optimum, and no predicted voltages or loadings (the DSO validates with its own package)."""
+    package, bids = hand
+    hardened = SensitivityPackage(
+        flex_ids=package.flex_ids,
+        points=tuple(OperatingPoint(p.label, p.p_flex_mw, a_per_mw=p.a_per_mw * 3.0, b=p.b * 3.0)
+                     for p in package.points),
+        flex_of_asset=package.flex_of_asset, style="hardened",
+    )
+    for request in (1.5, 2.0, 2.5):
+        ref, r = clear_milp(package, bids, request), clear_milp(hardened, bids, request)
+        assert r.status == ref.status and r.cost_eur == pytest.approx(ref.cost_eur, abs=1e-7)
+        assert r.max_deliverable_mw == pytest.approx(ref.max_deliverable_mw, abs=1e-6)
+        assert r.vm_pu is None and r.loading_percent is None and r.bus_ids == () and r.branch_ids == ()
+    with pytest.raises(InputError, match="hardened package carries no p_mw"):
+        SensitivityPackage(flex_ids=package.flex_ids, points=package.points, style="hardened")
+    with pytest.raises(InputError, match="needs its rows"):
+        SensitivityPackage(flex_ids=package.flex_ids, points=(OperatingPoint("x", np.zeros(3)),), style="hardened")
+    assert hardened.fingerprint() != package.fingerprint()
+    back = SensitivityPackage.from_dict(json.loads(json.dumps(hardened.to_dict())))
+    assert back.style == "hardened" and back.fingerprint() == hardened.fingerprint()
