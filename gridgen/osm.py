@@ -121,14 +121,17 @@ def area_from_file(
         raise InputDataError(f"OSM file {path} does not exist; pass an existing .osm/.osm.pbf file with --osm")
     try:
         if path.suffix == ".pbf":
-            raw_graph, footprints = _read_pbf(path)
+            response, facts = _read_pbf(path, bbox=bbox, street_buffer_m=config.street_buffer_m)
         else:
-            raw_graph, footprints = _graph_and_footprints(_read_osm_xml(path))
+            response, facts = _read_osm_xml(path, bbox=bbox, street_buffer_m=config.street_buffer_m)
+        _check_file_facts(facts, bbox, path.name)
+        raw_graph, footprints = _graph_and_footprints(response)
     except InputDataError:
         raise
     except Exception as exc:  # osmnx raises a zoo of parser errors; one line for the user
         raise InputDataError(f"cannot parse OSM file {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=str(path))
+    # Only the file name is recorded: the summary must not carry a path of the build machine.
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=path.name, facts=facts)
 
 
 def area_from_place(
@@ -163,7 +166,7 @@ def area_from_place(
     return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or str(bbox))
 
 
-def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
+def _read_pbf(path: Path, **selection: Any) -> tuple[dict[str, Any], "FileFacts"]:
     """Read a PBF file by converting it to OSM XML with osmium (optional dependency)."""
     try:
         import osmium  # noqa: F401
@@ -181,41 +184,150 @@ def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
         for obj in osmium.FileProcessor(str(path)):
             writer.add(obj)
         writer.close()
-        return _graph_and_footprints(_read_osm_xml(xml))
+        return _read_osm_xml(xml, **selection)
 
 
-def _read_osm_xml(path: Path) -> dict[str, Any]:
-    """Return the elements of an OSM XML file as osmnx's Overpass-like JSON, in one pass.
+@dataclass(frozen=True)
+class FileFacts:
+    """What the whole file holds, counted while it is read (for the bbox checks and the node order).
 
-    osmnx's ``graph_from_xml`` and ``features_from_xml`` each parse the whole file (a DOM pass plus
-    a SAX pass with Python callbacks); this reads it once with ElementTree's C parser. The dicts are
-    those osmnx's own reader makes (``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
-    ``tags``), so osmnx builds the same graph and footprints from them.
+    Parameters
+    ----------
+    street_nodes
+        Nodes with at least one cable-worthy street edge (highway not in ``EXCLUDED_HIGHWAYS``).
+    street_extent
+        ``(south, west, north, east)`` of those nodes, None if there are none.
+    buildings
+        Elements tagged ``building``.
+    """
+
+    street_nodes: int
+    street_extent: tuple[float, float, float, float] | None
+    buildings: int
+
+
+def _read_osm_xml(
+    path: Path, *, bbox: tuple[float, float, float, float] | None = None, street_buffer_m: float = 0.0
+) -> tuple[dict[str, Any], FileFacts]:
+    """Return the elements of an OSM XML file that ``bbox`` needs, as osmnx's Overpass-like JSON.
+
+    One pass with ElementTree's C parser stores nodes as coordinates only; element dicts (those
+    osmnx's own reader makes: ``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
+    ``tags``) are then made only for what the area needs: street ways with a node within
+    ``street_buffer_m`` of the bbox, building ways whose extent meets the bbox, every relation
+    with its member ways, and the nodes of those ways. Those are exactly the streets the area
+    keeps and the footprints whose representative point can lie in the bbox (it lies in the
+    footprint, so in its extent). Without ``bbox`` every element is returned.
     """
     import bz2
     import gzip
     import xml.etree.ElementTree as ET
 
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    elements: list[dict[str, Any]] = []
+    node_ids: list[int] = []
+    node_lat: list[float] = []
+    node_lon: list[float] = []
+    node_tags: dict[int, dict[str, str]] = {}
+    ways: list[tuple[int, list[int], dict[str, str]]] = []
+    relations: list[dict[str, Any]] = []
     with opener(path, "rb") as file:
         for _, el in ET.iterparse(file, events=("end",)):
             kind = el.tag
             if kind == "node":
-                element = {"type": "node", "id": int(el.get("id")), "lat": float(el.get("lat")), "lon": float(el.get("lon"))}
+                node_ids.append(int(el.get("id")))
+                node_lat.append(float(el.get("lat")))
+                node_lon.append(float(el.get("lon")))
+                if len(el):
+                    node_tags[node_ids[-1]] = {t.get("k"): t.get("v") for t in el.iter("tag")}
             elif kind == "way":
-                element = {"type": "way", "id": int(el.get("id")), "nodes": [int(nd.get("ref")) for nd in el.iter("nd")]}
+                ways.append((int(el.get("id")), [int(nd.get("ref")) for nd in el.iter("nd")],
+                             {t.get("k"): t.get("v") for t in el.iter("tag")}))
             elif kind == "relation":
-                element = {
+                relations.append({
                     "type": "relation", "id": int(el.get("id")),
                     "members": [{k: (int(v) if k == "ref" else v) for k, v in m.attrib.items()} for m in el.iter("member")],
-                }
+                    "tags": {t.get("k"): t.get("v") for t in el.iter("tag")},
+                })
             else:
                 continue
-            element["tags"] = {t.get("k"): t.get("v") for t in el.iter("tag")}
-            elements.append(element)
             el.clear()
-    return {"elements": elements}
+    position = {nid: i for i, nid in enumerate(node_ids)}
+    lat, lon = np.asarray(node_lat), np.asarray(node_lon)
+
+    street_nodes: set[int] = set()
+    for _, refs, tags in ways:
+        if "highway" in tags and tags["highway"] not in EXCLUDED_HIGHWAYS and len(set(refs)) >= 2:
+            street_nodes.update(refs)
+    street_idx = np.array([position[n] for n in street_nodes if n in position], dtype=np.int64)
+    extent = (
+        (float(lat[street_idx].min()), float(lon[street_idx].min()), float(lat[street_idx].max()), float(lon[street_idx].max()))
+        if len(street_idx) else None
+    )
+    facts = FileFacts(
+        street_nodes=len(street_idx),
+        street_extent=extent,
+        buildings=sum("building" in t for _, _, t in ways) + sum("building" in r["tags"] for r in relations)
+        + sum("building" in t for t in node_tags.values()),
+    )
+
+    if bbox is None:
+        keep_way = [True] * len(ways)
+        keep_node = np.ones(len(node_ids), dtype=bool)
+    else:
+        south, west, north, east = bbox
+        pad_lat, pad_lon = _pad_deg(street_buffer_m, south, north)
+        in_padded = (lat >= south - pad_lat) & (lat <= north + pad_lat) & (lon >= west - pad_lon) & (lon <= east + pad_lon)
+        members = {m["ref"] for r in relations for m in r["members"] if m.get("type") == "way"}
+        keep_way = []
+        for wid, refs, tags in ways:
+            idx = np.fromiter((position[n] for n in refs if n in position), dtype=np.int64)
+            if wid in members:
+                keep = True
+            elif "highway" in tags:
+                keep = bool(in_padded[idx].any())
+            elif "building" in tags and len(idx):
+                keep = bool(lat[idx].max() >= south and lat[idx].min() <= north
+                            and lon[idx].max() >= west and lon[idx].min() <= east)
+            else:
+                keep = False
+            keep_way.append(keep)
+        keep_node = np.zeros(len(node_ids), dtype=bool)
+        for (_, refs, _), keep in zip(ways, keep_way):
+            if keep:
+                keep_node[[position[n] for n in refs if n in position]] = True
+        for nid, tags in node_tags.items():
+            if "building" in tags:
+                keep_node[position[nid]] = True
+
+    elements: list[dict[str, Any]] = []
+    for i in np.flatnonzero(keep_node).tolist():
+        nid = node_ids[i]
+        elements.append({"type": "node", "id": nid, "lat": node_lat[i], "lon": node_lon[i], "tags": node_tags.get(nid, {})})
+    elements += [
+        {"type": "way", "id": wid, "nodes": refs, "tags": tags} for (wid, refs, tags), keep in zip(ways, keep_way) if keep
+    ]
+    elements += relations
+    return {"elements": elements}, facts
+
+
+def _pad_deg(buffer_m: float, south: float, north: float) -> tuple[float, float]:
+    """Return ``buffer_m`` in degrees of latitude and of longitude at the bbox's mean latitude."""
+    return buffer_m / 111_320, buffer_m / (111_320 * math.cos(math.radians((south + north) / 2)))
+
+
+def _check_file_facts(facts: FileFacts, bbox: tuple[float, float, float, float] | None, source: str) -> None:
+    """Raise InputDataError if the file holds no streets or buildings, or ``bbox`` misses its data."""
+    if facts.street_nodes == 0:
+        raise InputDataError(f"{source} holds no streets to route cables along")
+    if facts.buildings == 0:
+        raise InputDataError(f"{source} holds no buildings")
+    if bbox is not None and facts.street_extent is not None:
+        south, west, north, east = bbox
+        s, w, n, e = facts.street_extent
+        if east < w or west > e or north < s or south > n:
+            raise InputDataError(
+                f"bbox {tuple(bbox)} lies outside the data of {source} (lat {s:.4f}..{n:.4f}, lon {w:.4f}..{e:.4f})"
+            )
 
 
 def _graph_and_footprints(response: dict[str, Any]) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
@@ -251,7 +363,12 @@ def _area_from_raw(
     bbox: tuple[float, float, float, float] | None,
     config: AreaConfig,
     source: str,
+    facts: FileFacts | None = None,
 ) -> Area:
+    """Return the area of the street graph and footprints of a source (a file's selection or a download).
+
+    ``facts`` (from a file): what the whole file held, when only the bbox's part was passed.
+    """
     import osmnx as ox
 
     # graph_from_xml turns every way into edges, buildings included: keep the cable-worthy streets.
@@ -263,31 +380,32 @@ def _area_from_raw(
     ]
     graph.remove_edges_from(drop)
     graph.remove_nodes_from([n for n in list(graph) if graph.degree(n) == 0])
-    if graph.number_of_nodes() == 0:
+    selected = facts is not None and bbox is not None  # a file's bbox selection: the whole file was checked
+    if graph.number_of_nodes() == 0 and not selected:
         raise InputDataError(f"{source} holds no streets to route cables along")
-    if footprints is None or len(footprints) == 0:
+    if (footprints is None or len(footprints) == 0) and not selected:
         raise InputDataError(f"{source} holds no buildings")
 
-    lons = np.array([d["x"] for _, d in graph.nodes(data=True)])
-    lats = np.array([d["y"] for _, d in graph.nodes(data=True)])
     if bbox is None:
         b = footprints.total_bounds  # minx, miny, maxx, maxy
         bbox = (float(b[1]), float(b[0]), float(b[3]), float(b[2]))
     south, west, north, east = bbox
-    if east < lons.min() or west > lons.max() or north < lats.min() or south > lats.max():
-        raise InputDataError(
-            f"bbox {bbox} lies outside the data of {source} "
-            f"(lat {lats.min():.4f}..{lats.max():.4f}, lon {lons.min():.4f}..{lons.max():.4f})"
-        )
+    if not selected:
+        lons = np.array([d["x"] for _, d in graph.nodes(data=True)])
+        lats = np.array([d["y"] for _, d in graph.nodes(data=True)])
+        if east < lons.min() or west > lons.max() or north < lats.min() or south > lats.max():
+            raise InputDataError(
+                f"bbox {bbox} lies outside the data of {source} "
+                f"(lat {lats.min():.4f}..{lats.max():.4f}, lon {lons.min():.4f}..{lons.max():.4f})"
+            )
 
-    pad_lat = config.street_buffer_m / 111_320
-    pad_lon = config.street_buffer_m / (111_320 * math.cos(math.radians((south + north) / 2)))
+    pad_lat, pad_lon = _pad_deg(config.street_buffer_m, south, north)
     keep = [
         n
         for n, d in graph.nodes(data=True)
         if south - pad_lat <= d["y"] <= north + pad_lat and west - pad_lon <= d["x"] <= east + pad_lon
     ]
-    graph = graph.subgraph(keep).copy()
+    graph = _induced_subgraph(graph, keep, facts.street_nodes if facts is not None else graph.number_of_nodes())
     if graph.number_of_edges() == 0:
         raise InputDataError(f"bbox {bbox} holds no streets in {source}; choose a larger or another bbox")
 
@@ -365,6 +483,28 @@ def _area_from_raw(
         ][["geometry"]].reset_index(drop=True),
         report=report,
     )
+
+
+def _induced_subgraph(graph: nx.MultiDiGraph, keep: list, full_nodes: int) -> nx.MultiDiGraph:
+    """Return ``graph.subgraph(keep).copy()`` with the node order it has on the whole file's graph.
+
+    networkx iterates a subgraph view over ``set(keep)`` when ``keep`` is less than half of the
+    graph (``full_nodes`` street nodes), else over the graph's own order. Node and edge order
+    decide ties downstream (shortest paths, flows), so the order of the whole file's graph is kept
+    when only the bbox's streets were read: the same grid as from the whole graph.
+    """
+    order = list(set(keep)) if 2 * len(keep) < full_nodes else keep
+    keep_set = set(keep)
+    sub = nx.MultiDiGraph(**graph.graph)
+    sub.add_nodes_from((n, graph.nodes[n].copy()) for n in order)
+    sub.add_edges_from(
+        (u, v, key, data.copy())
+        for u in order
+        for v, keydict in graph._adj[u].items()
+        if v in keep_set
+        for key, data in keydict.items()
+    )
+    return sub
 
 
 def _as_list(value: Any) -> list[str]:

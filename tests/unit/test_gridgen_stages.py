@@ -81,7 +81,7 @@ def test_single_pass_reader_matches_osmnx_readers():
 
     from gridgen.osm import _graph_and_footprints, _read_osm_xml
 
-    graph, footprints = _graph_and_footprints(_read_osm_xml(SMALL_OSM))
+    graph, footprints = _graph_and_footprints(_read_osm_xml(SMALL_OSM)[0])
     ref_graph = ox.graph_from_xml(SMALL_OSM, simplify=False, retain_all=True)
     ref_footprints = ox.features_from_xml(SMALL_OSM, tags={"building": True})
     street_edges = {(u, v, d["highway"]) for u, v, d in ref_graph.edges(data=True) if "highway" in d}
