@@ -140,11 +140,18 @@ def area_from_place(
     bbox: tuple[float, float, float, float] | None = None,
     config: AreaConfig = AreaConfig(),
 ) -> Area:
-    """Return an area downloaded by osmnx by place name or bbox (needs a network; osmnx caches)."""
+    """Return an area downloaded by osmnx, by place name (Nominatim) or bbox (Overpass).
+
+    Endpoints and cache come from the environment (:func:`configure_osmnx`); a second request for
+    the same area is answered from osmnx's cache without a network. Every failure to get an answer
+    (no connection, time-out, an HTTP error, an answer that is not OSM data) is one InputDataError.
+    """
     import osmnx as ox
 
     if place is None and bbox is None:
         raise ConfigError("give a place name or a bbox")
+    endpoints = configure_osmnx()
+    stage = "Nominatim" if place is not None else "Overpass"
     try:
         if place is not None:
             polygon = ox.geocode_to_gdf(place).union_all()
@@ -152,6 +159,7 @@ def area_from_place(
             bbox = bbox or (south, west, north, east)
         south, west, north, east = bbox  # type: ignore[misc]
         pad = config.street_buffer_m / 111_000
+        stage = "Overpass"
         raw_graph = ox.graph_from_bbox(
             (west - pad, south - pad, east + pad, north + pad), network_type="all", simplify=False, retain_all=True
         )
@@ -159,11 +167,60 @@ def area_from_place(
     except (ConfigError, InputDataError):
         raise
     except Exception as exc:
-        raise InputDataError(
-            f"cannot download OSM data for {place or bbox}: {type(exc).__name__}: {str(exc)[:200]} "
-            "(needs a network connection; use --osm FILE offline)"
-        ) from exc
-    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or str(bbox))
+        raise InputDataError(_download_error(exc, stage, endpoints, place or bbox)) from exc
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or f"Overpass bbox {tuple(bbox)}")
+
+
+def configure_osmnx() -> dict[str, str]:
+    """Set osmnx's endpoints, cache and time-out from the environment; return the endpoints used.
+
+    ``DIGIPLAT_NOMINATIM_URL`` and ``DIGIPLAT_OVERPASS_URL`` (default: osmnx's public servers),
+    ``DIGIPLAT_OSMNX_CACHE`` (default ``$XDG_CACHE_HOME/digiplat/osmnx``, else
+    ``~/.cache/digiplat/osmnx``) and ``DIGIPLAT_OSMNX_TIMEOUT_S`` (per request, default 60 s).
+    osmnx's Overpass slot check (``/status``) is kept for the public server only: a configured
+    server (a local mirror) need not have that endpoint, and osmnx waits 60 s when it cannot read it.
+    """
+    import os
+
+    import osmnx as ox
+
+    public = _OSMNX_PUBLIC
+    ox.settings.nominatim_url = os.environ.get("DIGIPLAT_NOMINATIM_URL") or public["nominatim"]
+    ox.settings.overpass_url = os.environ.get("DIGIPLAT_OVERPASS_URL") or public["overpass"]
+    ox.settings.overpass_rate_limit = not os.environ.get("DIGIPLAT_OVERPASS_URL")
+    cache = os.environ.get("DIGIPLAT_OSMNX_CACHE")
+    if not cache:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        cache = str(Path(base) / "digiplat" / "osmnx")
+    ox.settings.cache_folder = cache
+    ox.settings.use_cache = True
+    timeout = os.environ.get("DIGIPLAT_OSMNX_TIMEOUT_S", "60")
+    try:
+        timeout_s = int(float(timeout))
+    except ValueError:
+        raise ConfigError(f"DIGIPLAT_OSMNX_TIMEOUT_S must be a number of seconds, got {timeout!r}") from None
+    if not 1 <= timeout_s <= 3600:
+        raise ConfigError(f"DIGIPLAT_OSMNX_TIMEOUT_S must be between 1 and 3600 s, got {timeout!r}")
+    ox.settings.requests_timeout = timeout_s  # an integer: it is also Overpass's [timeout:N] in the query
+    return {"Nominatim": ox.settings.nominatim_url, "Overpass": ox.settings.overpass_url, "timeout_s": str(timeout_s)}
+
+
+# osmnx's own defaults (its settings module is mutated by configure_osmnx).
+_OSMNX_PUBLIC = {"nominatim": "https://nominatim.openstreetmap.org/", "overpass": "https://overpass-api.de/api"}
+
+
+def _download_error(exc: Exception, stage: str, endpoints: dict[str, str], what: Any) -> str:
+    """Return one line saying which server failed how, and what to do."""
+    import requests
+
+    url = endpoints.get(stage, stage)
+    hint = "check the network or DIGIPLAT_NOMINATIM_URL/DIGIPLAT_OVERPASS_URL, or build offline with --osm FILE"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"the {stage} server {url} did not answer within {endpoints['timeout_s']} s; {hint}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"cannot reach the {stage} server {url}; {hint}"
+    detail = " ".join(str(exc).split())[:160]
+    return f"the {stage} server {url} gave no usable answer for {what!r} ({type(exc).__name__}: {detail}); {hint}"
 
 
 def _read_pbf(path: Path, **selection: Any) -> tuple[dict[str, Any], "FileFacts"]:
