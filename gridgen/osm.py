@@ -426,8 +426,6 @@ def _area_from_raw(
 
     ``facts`` (from a file): what the whole file held, when only the bbox's part was passed.
     """
-    import osmnx as ox
-
     # graph_from_xml turns every way into edges, buildings included: keep the cable-worthy streets.
     graph = raw_graph.copy()
     drop = [
@@ -466,9 +464,8 @@ def _area_from_raw(
     if graph.number_of_edges() == 0:
         raise InputDataError(f"bbox {bbox} holds no streets in {source}; choose a larger or another bbox")
 
-    projected = ox.project_graph(graph)
-    crs = projected.graph["crs"]
-    streets = _undirected_streets(projected, graph)
+    crs, node_xy = _utm_node_coordinates(graph)
+    streets = _undirected_streets(graph, node_xy)
 
     # Buildings: polygons whose centroid lies in the bbox, sheds and garages out.
     polys = footprints[footprints.geometry.geom_type.isin(["Polygon", "MultiPolygon"])].copy()
@@ -526,8 +523,7 @@ def _area_from_raw(
         "street_components_bridged": bridged,
         "street_nodes_dropped": dropped_nodes,
     }
-    background_streets = ox.graph_to_gdfs(graph, nodes=False)[["geometry", "highway"]].reset_index(drop=True)
-    background_streets["highway"] = background_streets["highway"].map(lambda h: _as_list(h)[0])
+    background_streets = _street_lines(graph)
     log.info("area_from_file: %d supplied buildings, %d street nodes (%s)", len(buildings), len(streets), source)
     return Area(
         streets=streets,
@@ -568,15 +564,55 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
-def _undirected_streets(projected: nx.MultiDiGraph, wgs84: nx.MultiDiGraph) -> nx.Graph:
+def _utm_node_coordinates(graph: nx.MultiDiGraph) -> tuple[Any, dict]:
+    """Return the UTM CRS osmnx's ``project_graph`` would choose and every node's metric (x, y).
+
+    The same steps as ``project_graph`` (the nodes' ``estimate_utm_crs``, then ``to_crs``) without
+    its round trip through GeoDataFrames and back into a new graph, which cost more than the
+    projection itself; only the node coordinates are used downstream.
+    """
+    from osmnx import settings as ox_settings
+
+    nodes = list(graph.nodes)
+    lon = np.array([graph.nodes[n]["x"] for n in nodes], dtype=float)
+    lat = np.array([graph.nodes[n]["y"] for n in nodes], dtype=float)
+    points = gpd.GeoSeries(gpd.points_from_xy(lon, lat), crs=graph.graph.get("crs", ox_settings.default_crs))
+    mean_lat = float(lat.mean())
+    crs = "epsg:32761" if mean_lat < -80 else "epsg:32661" if mean_lat > 84 else points.estimate_utm_crs()
+    projected = points.to_crs(crs)
+    crs = projected.crs
+    return crs, dict(zip(nodes, zip(projected.x.to_numpy(), projected.y.to_numpy())))
+
+
+def _street_lines(graph: nx.MultiDiGraph) -> gpd.GeoDataFrame:
+    """Return every street edge as a straight WGS84 line with its ``highway`` (the base map).
+
+    The lines osmnx's ``graph_to_gdfs`` makes for an unsimplified graph (from the end nodes), in
+    its order, without building the edge table of all attributes.
+    """
+    from shapely import linestrings
+
+    rows = [(u, v, d) for u, v, _, d in graph.edges(keys=True, data=True)]
+    coords = np.array(
+        [[[graph.nodes[u]["x"], graph.nodes[u]["y"]], [graph.nodes[v]["x"], graph.nodes[v]["y"]]] for u, v, _ in rows],
+        dtype=float,
+    ).reshape(-1, 2, 2)
+    return gpd.GeoDataFrame(
+        {"geometry": linestrings(coords), "highway": [_as_list(d["highway"])[0] for _, _, d in rows]},
+        geometry="geometry", crs=graph.graph.get("crs"),
+    )
+
+
+def _undirected_streets(wgs84: nx.MultiDiGraph, node_xy: dict) -> nx.Graph:
     """Return a simple undirected graph with metric lengths and polylines (shortest parallel edge)."""
     streets = nx.Graph()
-    for n, d in projected.nodes(data=True):
-        streets.add_node(n, x=float(d["x"]), y=float(d["y"]), lon=float(wgs84.nodes[n]["x"]), lat=float(wgs84.nodes[n]["y"]))
-    for u, v, d in projected.edges(data=True):
+    for n, d in wgs84.nodes(data=True):
+        x, y = node_xy[n]
+        streets.add_node(n, x=float(x), y=float(y), lon=float(d["x"]), lat=float(d["y"]))
+    for u, v, d in wgs84.edges(data=True):
         if u == v:
             continue
-        (x0, y0), (x1, y1) = (projected.nodes[u]["x"], projected.nodes[u]["y"]), (projected.nodes[v]["x"], projected.nodes[v]["y"])
+        (x0, y0), (x1, y1) = node_xy[u], node_xy[v]
         length = float(math.hypot(x1 - x0, y1 - y0))
         if streets.has_edge(u, v) and streets.edges[u, v]["length"] <= length:
             continue
