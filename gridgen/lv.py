@@ -1,9 +1,27 @@
 """0.4 kV feeders: a minimum-cost-flow problem on the street graph per substation.
 
-Each substation supplies its buildings: supply at the substation node, demand at each building's
-street connection point, cost = cable length, arc capacity = buildings per feeder. The flow's
-support is the cable network; a shortest-path tree over that support makes it strictly radial
-(ties in the flow could otherwise close a mesh). Every building gets a service connection.
+Formulation. Each substation supplies its buildings: supply at the substation node, demand 1 at
+each building's street connection point, both directions of every street edge an arc with cost =
+cable length in decimetres (integers) and capacity = buildings per feeder. The flow's support is
+the cable network; a shortest-path tree over that support makes it strictly radial (ties in the
+flow could otherwise close a mesh). Every building gets a service connection.
+
+Search. The flow is first sought in the substation's neighbourhood (street distance up to the
+farthest building + 150 m), then on the whole street graph, then with the capacity doubled up to
+64 times (a substation node with two streets cannot send 81 buildings through 2 x 40).
+
+Screening (why safe). Before any solve, each attempt is checked by necessary conditions of
+feasibility: every demand node must be in the allowed streets, the substation's arcs must carry
+the demand (out-degree x capacity >= demand), and finally an exact scipy max-flow from the
+substation to a super sink must reach the total demand (a flow problem with one source is feasible
+if and only if it does). Attempts that fail are skipped without a min-cost-flow solve; the first
+attempt that passes is the one the unscreened search would have solved, so the result is the same.
+
+Solver (why exact). The feasible attempt is solved once, as an LP, by HiGHS's simplex: a node-arc
+incidence matrix is totally unimodular, so with integral demands and capacities every basic
+optimum is integral, the min-cost flow itself. On every flow of the shared file HiGHS returns the
+same arc flows as networkx's network simplex (the reference, kept as ``flow_solver`` option and as
+the fallback if HiGHS ever returns a non-integral or non-optimal answer), 3-5 x faster.
 """
 
 from __future__ import annotations
@@ -30,6 +48,7 @@ FLOW_SOLVERS = ("highs", "network_simplex")
 REGION_MARGIN_M = 150.0
 # Feeder capacity is doubled at most this often (up to 64 x) before the area is given up.
 MAX_RELAXATIONS = 6
+_ARRAYS_KEY = "street arrays"  # the cache entry holding (streets, its arrays)
 
 
 @dataclass(frozen=True)
@@ -129,11 +148,17 @@ def feeders_from_streets(
     """Return the radial feeders and service connections of every substation.
 
     Building ``b`` is served by substation ``labels[b]`` (its k-means cluster, which was sized for
-    the transformer); each substation's feeders come from a min-cost flow (networkx network
-    simplex) restricted to a radial tree. ``cache`` (a dict kept by the caller) reuses the feeders
+    the transformer); each substation's feeders come from a min-cost flow (HiGHS, see the module
+    docstring) restricted to a radial tree. ``cache`` (a dict kept by the caller) reuses the feeders
     of a substation whose node and buildings did not change since an earlier call.
     """
-    arrays = _StreetArrays(streets)
+    held = cache.get(_ARRAYS_KEY) if cache is not None else None
+    if held is not None and held[0] is streets:  # a split re-routes on the same street graph
+        arrays = held[1]
+    else:
+        arrays = _StreetArrays(streets)
+        if cache is not None:
+            cache[_ARRAYS_KEY] = (streets, arrays)
     nodes = sorted(streets.nodes)
     tree = cKDTree([(streets.nodes[n]["x"], streets.nodes[n]["y"]) for n in nodes])
     dist, idx = tree.query(buildings[["x", "y"]].to_numpy(float))

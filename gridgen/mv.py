@@ -58,7 +58,9 @@ def feed_in_node(streets: nx.Graph, bbox: tuple[float, float, float, float], lon
     return nodes[int(idx)]
 
 
-def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0) -> Ring:
+def ring_from_substations(
+    streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0, matrix: StreetMatrix | None = None
+) -> Ring:
     """Return the shortest closed tour (TSP on street distances) as an open ring.
 
     Up to ``EXACT_TSP_MAX_NODES`` ring nodes the tour is exact (enumeration, written here because
@@ -67,7 +69,7 @@ def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, 
     ring_nodes = [feed_node] + [n for n in substation_nodes if n != feed_node]
     complete = nx.Graph()
     route: dict = {}
-    matrix = StreetMatrix(streets)
+    matrix = matrix or StreetMatrix(streets)
     for a in ring_nodes:
         found = matrix.shortest_paths(a, ring_nodes)
         if found is None:  # a float tie on a path: networkx's own choice decides
@@ -154,4 +156,5 @@ def rings_from_substations(
     )
     n_rings = -(-len(bearing) // max_per_ring)
     groups = [list(g) for g in np.array_split(np.array(bearing, dtype=object), n_rings)]
-    return [ring_from_substations(streets, feed_node, g, random_state=random_state) for g in groups]
+    matrix = StreetMatrix(streets)  # one for all rings
+    return [ring_from_substations(streets, feed_node, g, random_state=random_state, matrix=matrix) for g in groups]
