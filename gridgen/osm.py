@@ -335,23 +335,27 @@ def _read_osm_xml(
         pad_lat, pad_lon = _pad_deg(street_buffer_m, south, north)
         in_padded = (lat >= south - pad_lat) & (lat <= north + pad_lat) & (lon >= west - pad_lon) & (lon <= east + pad_lon)
         members = {m["ref"] for r in relations for m in r["members"] if m.get("type") == "way"}
-        keep_way = []
-        for wid, refs, tags in ways:
-            idx = np.fromiter((position[n] for n in refs if n in position), dtype=np.int64)
-            if wid in members:
-                keep = True
-            elif "highway" in tags:
-                keep = bool(in_padded[idx].any())
-            elif "building" in tags and len(idx):
-                keep = bool(lat[idx].max() >= south and lat[idx].min() <= north
-                            and lon[idx].max() >= west and lon[idx].min() <= east)
-            else:
-                keep = False
-            keep_way.append(keep)
+        # All node references at once: per way, whether a node lies in the padded bbox and the extent.
+        counts = np.fromiter((len(refs) for _, refs, _ in ways), dtype=np.int64, count=len(ways))
+        flat = np.fromiter((position.get(n, -1) for _, refs, _ in ways for n in refs), dtype=np.int64, count=int(counts.sum()))
+        way_of = np.repeat(np.arange(len(ways)), counts)
+        known = flat >= 0  # references to nodes the file does not hold are ignored, as osmnx does
+        way_k, node_k = way_of[known], flat[known]
+        touches = np.zeros(len(ways), dtype=bool)
+        np.logical_or.at(touches, way_k, in_padded[node_k])
+        lat_min, lat_max = np.full(len(ways), np.inf), np.full(len(ways), -np.inf)
+        lon_min, lon_max = np.full(len(ways), np.inf), np.full(len(ways), -np.inf)
+        np.minimum.at(lat_min, way_k, lat[node_k])
+        np.maximum.at(lat_max, way_k, lat[node_k])
+        np.minimum.at(lon_min, way_k, lon[node_k])
+        np.maximum.at(lon_max, way_k, lon[node_k])
+        meets_bbox = (lat_max >= south) & (lat_min <= north) & (lon_max >= west) & (lon_min <= east)
+        keep_way = [
+            wid in members or (bool(touches[w]) if "highway" in tags else "building" in tags and bool(meets_bbox[w]))
+            for w, (wid, _, tags) in enumerate(ways)
+        ]
         keep_node = np.zeros(len(node_ids), dtype=bool)
-        for (_, refs, _), keep in zip(ways, keep_way):
-            if keep:
-                keep_node[[position[n] for n in refs if n in position]] = True
+        keep_node[node_k[np.asarray(keep_way, dtype=bool)[way_k]]] = True
         for nid, tags in node_tags.items():
             if "building" in tags:
                 keep_node[position[nid]] = True
