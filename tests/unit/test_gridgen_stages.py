@@ -32,7 +32,7 @@ from gridgen.electrical import (
 )
 from gridgen.grid import GRID_FILES, Grid
 from gridgen.loads import LoadConfig, coincidence_factor, coincident_peak_mw, households_from_buildings
-from gridgen.lv import densified_streets, feeders_from_streets
+from gridgen.lv import LVConfig, densified_streets, feeders_from_streets
 from gridgen.mv import feed_in_node, ring_from_substations
 from gridgen.osm import AreaConfig, area_from_file, parse_bbox
 from gridgen.substations import (
@@ -375,6 +375,86 @@ def test_feeder_segments_form_trees_per_substation(small_area):
         roots = seg[seg.from_node == node]
         assert roots.downstream_households.sum() == buildings.loc[members, "households"].sum()
     assert (feeders.connection.service_m >= 5.0).all()
+
+
+def _unscreened_search(streets, sub_node, demand: dict, config: LVConfig):
+    """The search before issue 12: network simplex on every attempt, the first that is feasible wins."""
+    from gridgen.lv import REGION_MARGIN_M, _StreetArrays
+
+    arrays = _StreetArrays(streets)
+    dist = arrays.distances_m(sub_node)
+    cutoff = max(dist[arrays.index[n]] for n in demand) + REGION_MARGIN_M
+    attempts = [(dist <= cutoff, config.max_buildings_per_feeder, 0)]
+    attempts += [(np.isfinite(dist), config.max_buildings_per_feeder * 2**j, j) for j in range(7)]
+    for nodes_ok, capacity, relaxed in attempts:
+        problem = arrays.flow_problem(sub_node, demand, capacity, nodes_ok)
+        try:
+            return problem.optimal_arcs("network_simplex"), relaxed
+        except nx.NetworkXUnfeasible:
+            continue
+    raise AssertionError("no feasible attempt")
+
+
+@pytest.mark.parametrize("capacity", [40, 3, 1])
+def test_screened_flows_equal_the_unscreened_search(small_area, monkeypatch, capacity):
+    """Screening skips only infeasible attempts: the same arcs and relaxations, one solve per substation."""
+    import gridgen.lv as lv
+
+    streets, buildings, labels, subs = _layout(small_area, 2)
+    conn_node = feeders_from_streets(streets, buildings, subs, labels).connection.conn_node.to_numpy()
+    config = LVConfig(max_buildings_per_feeder=capacity)
+    solves = []
+    real_solve = lv._highs_flow
+    monkeypatch.setattr(lv, "_highs_flow", lambda problem: solves.append(problem.capacity) or real_solve(problem))
+    arrays = lv._StreetArrays(streets)
+    relaxations = 0
+    for k, node in enumerate(subs):
+        demand: dict = {}
+        for conn in conn_node[labels == k]:
+            demand[conn] = demand.get(conn, 0) + 1
+        demand.pop(node, None)
+        expected_arcs, expected_relaxed = _unscreened_search(streets, node, demand, config)
+        before = len(solves)
+        problem_arcs = None
+        dist = arrays.distances_m(node)
+        cutoff = max(dist[arrays.index[n]] for n in demand) + lv.REGION_MARGIN_M
+        for nodes_ok, cap, relaxed in [(dist <= cutoff, capacity, 0)] + [(np.isfinite(dist), capacity * 2**j, j) for j in range(7)]:
+            problem = arrays.flow_problem(node, demand, cap, nodes_ok)
+            if problem.may_be_feasible():
+                problem_arcs = problem.optimal_arcs("highs")
+                break
+        assert problem_arcs == expected_arcs and relaxed == expected_relaxed
+        assert len(solves) - before == 1  # infeasible attempts were screened, not solved
+        relaxations += relaxed
+    if capacity == 1:
+        assert relaxations > 0  # the case exercises the relaxation path
+
+
+def test_highs_and_network_simplex_give_the_same_feeders(small_area):
+    streets, buildings, labels, subs = _layout(small_area, 2)
+    highs = feeders_from_streets(streets, buildings, subs, labels, config=LVConfig(flow_solver="highs"))
+    simplex = feeders_from_streets(streets, buildings, subs, labels, config=LVConfig(flow_solver="network_simplex"))
+    pd.testing.assert_frame_equal(highs.segments, simplex.segments)
+    pd.testing.assert_frame_equal(highs.connection, simplex.connection)
+    assert highs.report == simplex.report
+    with pytest.raises(ConfigError, match="flow_solver"):
+        LVConfig(flow_solver="cplex")
+
+
+def test_street_matrix_paths_equal_networkx(small_area):
+    from gridgen.street_matrix import StreetMatrix
+
+    streets = densified_streets(small_area.streets, 25.0)
+    matrix = StreetMatrix(streets)
+    nodes = sorted(streets.nodes)[:: max(1, len(streets) // 12)]
+    for source in nodes:
+        found = matrix.shortest_paths(source, nodes)
+        ref_dist, ref_path = nx.single_source_dijkstra(streets, source, weight="length")
+        if found is None:  # a float tie: the caller uses networkx; check the tie is real
+            continue
+        dist, path = found
+        for t in nodes:
+            assert dist[t] == ref_dist[t] and path[t] == ref_path[t]
 
 
 # --- cable sizing and the sizing loop ----------------------------------------------------------
