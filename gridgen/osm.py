@@ -268,7 +268,7 @@ def _read_osm_xml(
 ) -> tuple[dict[str, Any], FileFacts]:
     """Return the elements of an OSM XML file that ``bbox`` needs, as osmnx's Overpass-like JSON.
 
-    One pass with ElementTree's C parser stores nodes as coordinates only; element dicts (those
+    One pass with expat (C) stores nodes as coordinates only; element dicts (those
     osmnx's own reader makes: ``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
     ``tags``) are then made only for what the area needs: street ways with a node within
     ``street_buffer_m`` of the bbox, building ways whose extent meets the bbox, every relation
@@ -278,7 +278,7 @@ def _read_osm_xml(
     """
     import bz2
     import gzip
-    import xml.etree.ElementTree as ET
+    import xml.parsers.expat
 
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
     node_ids: list[int] = []
@@ -287,27 +287,38 @@ def _read_osm_xml(
     node_tags: dict[int, dict[str, str]] = {}
     ways: list[tuple[int, list[int], dict[str, str]]] = []
     relations: list[dict[str, Any]] = []
+    # expat's start-tag callback, no element objects: the file is read in one pass of C parsing
+    # with one small Python call per tag. `tags_of` is where the next <tag> goes.
+    state: dict[str, Any] = {"tags_of": None, "refs": None, "members": None}
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if name == "node":
+            node_ids.append(int(attrs["id"]))
+            node_lat.append(float(attrs["lat"]))
+            node_lon.append(float(attrs["lon"]))
+            state["tags_of"] = ("node", node_ids[-1])
+        elif name == "nd":
+            state["refs"].append(int(attrs["ref"]))
+        elif name == "tag":
+            target = state["tags_of"]
+            if isinstance(target, tuple):
+                node_tags.setdefault(target[1], {})[attrs["k"]] = attrs["v"]
+            elif target is not None:
+                target[attrs["k"]] = attrs["v"]
+        elif name == "way":
+            ways.append((int(attrs["id"]), [], {}))
+            state["refs"], state["tags_of"] = ways[-1][1], ways[-1][2]
+        elif name == "member":
+            state["members"].append({k: (int(v) if k == "ref" else v) for k, v in attrs.items()})
+        elif name == "relation":
+            relations.append({"type": "relation", "id": int(attrs["id"]), "members": [], "tags": {}})
+            state["members"], state["tags_of"] = relations[-1]["members"], relations[-1]["tags"]
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.buffer_text = True
     with opener(path, "rb") as file:
-        for _, el in ET.iterparse(file, events=("end",)):
-            kind = el.tag
-            if kind == "node":
-                node_ids.append(int(el.get("id")))
-                node_lat.append(float(el.get("lat")))
-                node_lon.append(float(el.get("lon")))
-                if len(el):
-                    node_tags[node_ids[-1]] = {t.get("k"): t.get("v") for t in el.iter("tag")}
-            elif kind == "way":
-                ways.append((int(el.get("id")), [int(nd.get("ref")) for nd in el.iter("nd")],
-                             {t.get("k"): t.get("v") for t in el.iter("tag")}))
-            elif kind == "relation":
-                relations.append({
-                    "type": "relation", "id": int(el.get("id")),
-                    "members": [{k: (int(v) if k == "ref" else v) for k, v in m.attrib.items()} for m in el.iter("member")],
-                    "tags": {t.get("k"): t.get("v") for t in el.iter("tag")},
-                })
-            else:
-                continue
-            el.clear()
+        parser.ParseFile(file)
     position = {nid: i for i, nid in enumerate(node_ids)}
     lat, lon = np.asarray(node_lat), np.asarray(node_lon)
 
