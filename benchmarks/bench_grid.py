@@ -189,19 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     ok = [r for r in rows if "total_s" in r["today"] and "error" not in r["today"]]
     if len(ok) >= 2:
         print()
-        print("scaling (today's generator; growth exponent = log(time ratio) / log(buildings ratio) against the first row,")
-        print("<= 1 means no faster than linear)")
-        head = f"{'area':<9} {'buildings':>9} {'total s':>8} {'ms/building':>11} {'exponent':>8}"
+        print("scaling (growth exponent = log(time ratio) / log(buildings ratio), against the first row and against the")
+        print("previous row (step); <= 1 means no faster than linear)")
+        head = f"{'area':<9} {'buildings':>9} {'total s':>8} {'ms/building':>11} {'exponent':>8} {'step':>6}"
         if any(r["before"] for r in ok):
             head += f" {'before ms/b':>11} {'before exp.':>11}"
         print(head)
         print("-" * len(head))
-        first = ok[0]
+        first, previous = ok[0], None
         for r in ok:
             n, t = r["today"]["buildings"], r["today"]["total_s"]
             n0, t0 = first["today"]["buildings"], first["today"]["total_s"]
             exp = f"{math.log(t / t0) / math.log(n / n0):>8.2f}" if n != n0 else f"{'-':>8}"
-            line = f"{r['area']:<9} {n:>9} {t:>8.2f} {1000 * t / n:>11.2f} {exp}"
+            n1, t1 = (previous["today"]["buildings"], previous["today"]["total_s"]) if previous else (n, t)
+            step = f"{math.log(t / t1) / math.log(n / n1):>6.2f}" if n != n1 else f"{'-':>6}"
+            previous = r
+            line = f"{r['area']:<9} {n:>9} {t:>8.2f} {1000 * t / n:>11.2f} {exp} {step}"
             b, b0 = r.get("before"), first.get("before")
             if b and b0 and "total_s" in b and "total_s" in b0:
                 bexp = f"{math.log(b['total_s'] / b0['total_s']) / math.log(n / n0):>11.2f}" if n != n0 else f"{'-':>11}"
