@@ -19,6 +19,7 @@ Conventions other stages rely on:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -55,33 +56,49 @@ class Grid:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write the grid folder atomically: all files, or none (an old folder stays intact)."""
+        """Write the grid folder atomically: the complete new folder, or the old one untouched.
+
+        The files are written to a temporary sibling folder (same file system); only when all of
+        them are complete is the old folder renamed aside, the new one renamed into its place and
+        the old one removed. If the second rename fails the old folder is renamed back. A failure
+        at any step leaves the previous folder as it was and no temporary folder behind.
+        """
         import pandapower as pp
 
         out_dir = Path(out_dir)
+        check_grid_out_dir(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".grid-", dir=out_dir.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+        old: Path | None = None
         try:
             pp.to_json(self.net, str(tmp / "grid.json"))
             self.buildings.to_csv(tmp / "buildings.csv", float_format="%.9g")
             (tmp / "map.geojson").write_text(json.dumps(self.geojson, separators=(",", ":")))
             (tmp / "summary.json").write_text(json.dumps(self.summary, indent=1, sort_keys=True) + "\n")
             if out_dir.exists():
-                for name in GRID_FILES:
-                    (out_dir / name).unlink(missing_ok=True)
-            out_dir.mkdir(exist_ok=True)
-            for name in GRID_FILES:
-                (tmp / name).replace(out_dir / name)
+                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+                os.replace(out_dir, old)  # an empty directory is replaced by the rename
+                try:
+                    os.replace(tmp, out_dir)
+                except BaseException:
+                    os.replace(old, out_dir)
+                    old = None
+                    raise
+            else:
+                os.replace(tmp, out_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         return out_dir
 
     @classmethod
     def load(cls, grid_dir: str | Path) -> "Grid":
-        """Read a grid folder written by :meth:`save`."""
+        """Read a grid folder written by :meth:`save`; raise InputDataError if it is not a complete one."""
         import pandapower as pp
 
         grid_dir = Path(grid_dir)
+        rebuild = f"rebuild it with 'digiplat grid build --out {grid_dir}'"
         missing = [n for n in GRID_FILES if not (grid_dir / n).is_file()]
         if missing:
             raise InputDataError(
@@ -89,6 +106,11 @@ class Grid:
             )
         try:
             net = pp.from_json(str(grid_dir / "grid.json"))
+        except Exception as exc:  # pandapower raises many types on a truncated or foreign JSON file
+            raise InputDataError(f"{grid_dir / 'grid.json'} is not a readable pandapower grid ({type(exc).__name__}); {rebuild}") from exc
+        if not all(hasattr(net, t) and len(getattr(net, t)) for t in ("bus", "line", "trafo", "load")):
+            raise InputDataError(f"{grid_dir / 'grid.json'} holds no complete grid (buses, lines, transformers, loads); {rebuild}")
+        try:
             buildings = pd.read_csv(
                 grid_dir / "buildings.csv", index_col="building_id", dtype={"building_id": str, "housenumber": str}
             )
@@ -96,9 +118,37 @@ class Grid:
                 buildings["housenumber"] = buildings["housenumber"].fillna("")
             geojson = json.loads((grid_dir / "map.geojson").read_text())
             summary = json.loads((grid_dir / "summary.json").read_text())
-        except (ValueError, KeyError, OSError) as exc:
-            raise InputDataError(f"cannot read grid folder {grid_dir}: {exc}") from exc
+        except (ValueError, KeyError, OSError, pd.errors.ParserError) as exc:
+            raise InputDataError(f"cannot read grid folder {grid_dir}: {str(exc).splitlines()[0][:200]}; {rebuild}") from exc
+        if not isinstance(geojson, dict) or not isinstance(summary, dict):
+            raise InputDataError(f"map.geojson or summary.json of {grid_dir} is not a JSON object; {rebuild}")
         return cls(net=net, buildings=buildings, geojson=geojson, summary=summary)
+
+
+def check_grid_out_dir(out_dir: str | Path) -> None:
+    """Raise InputDataError unless ``out_dir`` can receive a grid folder (checked before a build).
+
+    It must be a new folder or a grid folder (only the files of :data:`GRID_FILES`), so that
+    swapping the new folder in never deletes anything else; no existing ancestor may be a file,
+    and the first existing ancestor must be writable.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise InputDataError(f"--out {out_dir} exists and is not a folder; choose a new folder or a grid folder")
+        other = sorted(p.name for p in out_dir.iterdir() if p.name not in GRID_FILES)
+        if other:
+            raise InputDataError(
+                f"--out {out_dir} holds other files than a grid ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
+                "choose a new folder or a grid folder"
+            )
+    parent = out_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputDataError(f"--out {out_dir} lies below {parent}, which is a file; choose another folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputDataError(f"--out {out_dir}: {parent} is not writable; choose another folder")
 
 
 def default_grid_dir() -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from gridgen._errors import InputDataError
+from gridgen.street_matrix import StreetMatrix
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ def feed_in_node(streets: nx.Graph, bbox: tuple[float, float, float, float], lon
     return nodes[int(idx)]
 
 
-def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0) -> Ring:
+def ring_from_substations(
+    streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0, matrix: StreetMatrix | None = None
+) -> Ring:
     """Return the shortest closed tour (TSP on street distances) as an open ring.
 
     Up to ``EXACT_TSP_MAX_NODES`` ring nodes the tour is exact (enumeration, written here because
@@ -66,8 +69,12 @@ def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, 
     ring_nodes = [feed_node] + [n for n in substation_nodes if n != feed_node]
     complete = nx.Graph()
     route: dict = {}
+    matrix = matrix or StreetMatrix(streets)
     for a in ring_nodes:
-        dist, path = nx.single_source_dijkstra(streets, a, weight="length")
+        found = matrix.shortest_paths(a, ring_nodes)
+        if found is None:  # a float tie on a path: networkx's own choice decides
+            found = nx.single_source_dijkstra(streets, a, weight="length")
+        dist, path = found
         for b in ring_nodes:
             if b != a:
                 if b not in dist:
@@ -77,16 +84,7 @@ def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, 
     if len(ring_nodes) == 1:
         order = [feed_node, feed_node]
     elif len(ring_nodes) <= EXACT_TSP_MAX_NODES:
-        rest = ring_nodes[1:]
-        best = None
-        for perm in itertools.permutations(rest):
-            if len(perm) > 1 and perm[0] > perm[-1]:
-                continue  # a tour and its reverse have the same length
-            tour = [feed_node, *perm, feed_node]
-            cost = sum(complete.edges[p, q]["weight"] for p, q in zip(tour[:-1], tour[1:]))
-            if best is None or cost < best[0] - 1e-9:
-                best = (cost, tour)
-        order = best[1]
+        order = _exact_tour(complete, feed_node, ring_nodes[1:])
     else:
         cycle = nx.approximation.simulated_annealing_tsp(complete, "greedy", weight="weight", source=feed_node, seed=random_state)
         order = list(cycle)
@@ -110,6 +108,35 @@ def ring_from_substations(streets: nx.Graph, feed_node, substation_nodes: list, 
     return Ring(order=order, legs=legs, open_leg=open_leg)
 
 
+def _exact_tour(complete: nx.Graph, feed_node, rest: list) -> list:
+    """Return the shortest tour feed -> permutation of ``rest`` -> feed, by enumeration.
+
+    All permutations at once in numpy. Costs are summed leg by leg in tour order (the float sum of
+    a Python loop, not numpy's pairwise sum) and the first tour that beats the best so far by more
+    than 1e-9 wins, as in a loop over ``itertools.permutations``; a tour and its reverse have the
+    same length, so only those with ``perm[0] < perm[-1]`` are scored.
+    """
+    nodes = [feed_node, *rest]
+    weight = np.zeros((len(nodes), len(nodes)))
+    for i, p in enumerate(nodes):
+        for j, q in enumerate(nodes):
+            if i != j:
+                weight[i, j] = complete.edges[p, q]["weight"]
+    perms = np.array(list(itertools.permutations(range(1, len(nodes)))), dtype=np.int64)
+    if perms.shape[1] > 1:
+        ids = np.array(nodes, dtype=object)
+        perms = perms[~np.array([a > b for a, b in zip(ids[perms[:, 0]], ids[perms[:, -1]])], dtype=bool)]
+    cost = weight[0, perms[:, 0]]
+    for j in range(perms.shape[1] - 1):
+        cost = cost + weight[perms[:, j], perms[:, j + 1]]
+    cost = cost + weight[perms[:, -1], 0]
+    best_k, best = 0, float(cost[0])
+    for k in np.flatnonzero(cost < cost[0] - 1e-9).tolist():  # candidates only; the running best decides
+        if cost[k] < best - 1e-9:
+            best_k, best = k, float(cost[k])
+    return [feed_node, *(nodes[i] for i in perms[best_k]), feed_node]
+
+
 def rings_from_substations(
     streets: nx.Graph, feed_node, substation_nodes: list, *, random_state: int = 0, max_per_ring: int = MAX_SUBSTATIONS_PER_RING
 ) -> list[Ring]:
@@ -129,4 +156,5 @@ def rings_from_substations(
     )
     n_rings = -(-len(bearing) // max_per_ring)
     groups = [list(g) for g in np.array_split(np.array(bearing, dtype=object), n_rings)]
-    return [ring_from_substations(streets, feed_node, g, random_state=random_state) for g in groups]
+    matrix = StreetMatrix(streets)  # one for all rings
+    return [ring_from_substations(streets, feed_node, g, random_state=random_state, matrix=matrix) for g in groups]

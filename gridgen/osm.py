@@ -121,14 +121,17 @@ def area_from_file(
         raise InputDataError(f"OSM file {path} does not exist; pass an existing .osm/.osm.pbf file with --osm")
     try:
         if path.suffix == ".pbf":
-            raw_graph, footprints = _read_pbf(path)
+            response, facts = _read_pbf(path, bbox=bbox, street_buffer_m=config.street_buffer_m)
         else:
-            raw_graph, footprints = _graph_and_footprints(_read_osm_xml(path))
+            response, facts = _read_osm_xml(path, bbox=bbox, street_buffer_m=config.street_buffer_m)
+        _check_file_facts(facts, bbox, path.name)
+        raw_graph, footprints = _graph_and_footprints(response)
     except InputDataError:
         raise
     except Exception as exc:  # osmnx raises a zoo of parser errors; one line for the user
         raise InputDataError(f"cannot parse OSM file {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=str(path))
+    # Only the file name is recorded: the summary must not carry a path of the build machine.
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=path.name, facts=facts)
 
 
 def area_from_place(
@@ -137,11 +140,18 @@ def area_from_place(
     bbox: tuple[float, float, float, float] | None = None,
     config: AreaConfig = AreaConfig(),
 ) -> Area:
-    """Return an area downloaded by osmnx by place name or bbox (needs a network; osmnx caches)."""
+    """Return an area downloaded by osmnx, by place name (Nominatim) or bbox (Overpass).
+
+    Endpoints and cache come from the environment (:func:`configure_osmnx`); a second request for
+    the same area is answered from osmnx's cache without a network. Every failure to get an answer
+    (no connection, time-out, an HTTP error, an answer that is not OSM data) is one InputDataError.
+    """
     import osmnx as ox
 
     if place is None and bbox is None:
         raise ConfigError("give a place name or a bbox")
+    endpoints = configure_osmnx()
+    stage = "Nominatim" if place is not None else "Overpass"
     try:
         if place is not None:
             polygon = ox.geocode_to_gdf(place).union_all()
@@ -149,6 +159,7 @@ def area_from_place(
             bbox = bbox or (south, west, north, east)
         south, west, north, east = bbox  # type: ignore[misc]
         pad = config.street_buffer_m / 111_000
+        stage = "Overpass"
         raw_graph = ox.graph_from_bbox(
             (west - pad, south - pad, east + pad, north + pad), network_type="all", simplify=False, retain_all=True
         )
@@ -156,14 +167,63 @@ def area_from_place(
     except (ConfigError, InputDataError):
         raise
     except Exception as exc:
-        raise InputDataError(
-            f"cannot download OSM data for {place or bbox}: {type(exc).__name__}: {str(exc)[:200]} "
-            "(needs a network connection; use --osm FILE offline)"
-        ) from exc
-    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or str(bbox))
+        raise InputDataError(_download_error(exc, stage, endpoints, place or bbox)) from exc
+    return _area_from_raw(raw_graph, footprints, bbox=bbox, config=config, source=place or f"Overpass bbox {tuple(bbox)}")
 
 
-def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
+def configure_osmnx() -> dict[str, str]:
+    """Set osmnx's endpoints, cache and time-out from the environment; return the endpoints used.
+
+    ``DIGIPLAT_NOMINATIM_URL`` and ``DIGIPLAT_OVERPASS_URL`` (default: osmnx's public servers),
+    ``DIGIPLAT_OSMNX_CACHE`` (default ``$XDG_CACHE_HOME/digiplat/osmnx``, else
+    ``~/.cache/digiplat/osmnx``) and ``DIGIPLAT_OSMNX_TIMEOUT_S`` (per request, default 60 s).
+    osmnx's Overpass slot check (``/status``) is kept for the public server only: a configured
+    server (a local mirror) need not have that endpoint, and osmnx waits 60 s when it cannot read it.
+    """
+    import os
+
+    import osmnx as ox
+
+    public = _OSMNX_PUBLIC
+    ox.settings.nominatim_url = os.environ.get("DIGIPLAT_NOMINATIM_URL") or public["nominatim"]
+    ox.settings.overpass_url = os.environ.get("DIGIPLAT_OVERPASS_URL") or public["overpass"]
+    ox.settings.overpass_rate_limit = not os.environ.get("DIGIPLAT_OVERPASS_URL")
+    cache = os.environ.get("DIGIPLAT_OSMNX_CACHE")
+    if not cache:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        cache = str(Path(base) / "digiplat" / "osmnx")
+    ox.settings.cache_folder = cache
+    ox.settings.use_cache = True
+    timeout = os.environ.get("DIGIPLAT_OSMNX_TIMEOUT_S", "60")
+    try:
+        timeout_s = int(float(timeout))
+    except ValueError:
+        raise ConfigError(f"DIGIPLAT_OSMNX_TIMEOUT_S must be a number of seconds, got {timeout!r}") from None
+    if not 1 <= timeout_s <= 3600:
+        raise ConfigError(f"DIGIPLAT_OSMNX_TIMEOUT_S must be between 1 and 3600 s, got {timeout!r}")
+    ox.settings.requests_timeout = timeout_s  # an integer: it is also Overpass's [timeout:N] in the query
+    return {"Nominatim": ox.settings.nominatim_url, "Overpass": ox.settings.overpass_url, "timeout_s": str(timeout_s)}
+
+
+# osmnx's own defaults (its settings module is mutated by configure_osmnx).
+_OSMNX_PUBLIC = {"nominatim": "https://nominatim.openstreetmap.org/", "overpass": "https://overpass-api.de/api"}
+
+
+def _download_error(exc: Exception, stage: str, endpoints: dict[str, str], what: Any) -> str:
+    """Return one line saying which server failed how, and what to do."""
+    import requests
+
+    url = endpoints.get(stage, stage)
+    hint = "check the network or DIGIPLAT_NOMINATIM_URL/DIGIPLAT_OVERPASS_URL, or build offline with --osm FILE"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"the {stage} server {url} did not answer within {endpoints['timeout_s']} s; {hint}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"cannot reach the {stage} server {url}; {hint}"
+    detail = " ".join(str(exc).split())[:160]
+    return f"the {stage} server {url} gave no usable answer for {what!r} ({type(exc).__name__}: {detail}); {hint}"
+
+
+def _read_pbf(path: Path, **selection: Any) -> tuple[dict[str, Any], "FileFacts"]:
     """Read a PBF file by converting it to OSM XML with osmium (optional dependency)."""
     try:
         import osmium  # noqa: F401
@@ -181,41 +241,165 @@ def _read_pbf(path: Path) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
         for obj in osmium.FileProcessor(str(path)):
             writer.add(obj)
         writer.close()
-        return _graph_and_footprints(_read_osm_xml(xml))
+        return _read_osm_xml(xml, **selection)
 
 
-def _read_osm_xml(path: Path) -> dict[str, Any]:
-    """Return the elements of an OSM XML file as osmnx's Overpass-like JSON, in one pass.
+@dataclass(frozen=True)
+class FileFacts:
+    """What the whole file holds, counted while it is read (for the bbox checks and the node order).
 
-    osmnx's ``graph_from_xml`` and ``features_from_xml`` each parse the whole file (a DOM pass plus
-    a SAX pass with Python callbacks); this reads it once with ElementTree's C parser. The dicts are
-    those osmnx's own reader makes (``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
-    ``tags``), so osmnx builds the same graph and footprints from them.
+    Parameters
+    ----------
+    street_nodes
+        Nodes with at least one cable-worthy street edge (highway not in ``EXCLUDED_HIGHWAYS``).
+    street_extent
+        ``(south, west, north, east)`` of those nodes, None if there are none.
+    buildings
+        Elements tagged ``building``.
+    """
+
+    street_nodes: int
+    street_extent: tuple[float, float, float, float] | None
+    buildings: int
+
+
+def _read_osm_xml(
+    path: Path, *, bbox: tuple[float, float, float, float] | None = None, street_buffer_m: float = 0.0
+) -> tuple[dict[str, Any], FileFacts]:
+    """Return the elements of an OSM XML file that ``bbox`` needs, as osmnx's Overpass-like JSON.
+
+    One pass with expat (C) stores nodes as coordinates only; element dicts (those
+    osmnx's own reader makes: ``type``, ``id``, ``lat``/``lon`` or ``nodes``/``members``,
+    ``tags``) are then made only for what the area needs: street ways with a node within
+    ``street_buffer_m`` of the bbox, building ways whose extent meets the bbox, every relation
+    with its member ways, and the nodes of those ways. Those are exactly the streets the area
+    keeps and the footprints whose representative point can lie in the bbox (it lies in the
+    footprint, so in its extent). Without ``bbox`` every element is returned.
     """
     import bz2
     import gzip
-    import xml.etree.ElementTree as ET
+    import xml.parsers.expat
 
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    elements: list[dict[str, Any]] = []
+    node_ids: list[int] = []
+    node_lat: list[float] = []
+    node_lon: list[float] = []
+    node_tags: dict[int, dict[str, str]] = {}
+    ways: list[tuple[int, list[int], dict[str, str]]] = []
+    relations: list[dict[str, Any]] = []
+    # expat's start-tag callback, no element objects: the file is read in one pass of C parsing
+    # with one small Python call per tag. `tags_of` is where the next <tag> goes.
+    state: dict[str, Any] = {"tags_of": None, "refs": None, "members": None}
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if name == "node":
+            node_ids.append(int(attrs["id"]))
+            node_lat.append(float(attrs["lat"]))
+            node_lon.append(float(attrs["lon"]))
+            state["tags_of"] = ("node", node_ids[-1])
+        elif name == "nd":
+            state["refs"].append(int(attrs["ref"]))
+        elif name == "tag":
+            target = state["tags_of"]
+            if isinstance(target, tuple):
+                node_tags.setdefault(target[1], {})[attrs["k"]] = attrs["v"]
+            elif target is not None:
+                target[attrs["k"]] = attrs["v"]
+        elif name == "way":
+            ways.append((int(attrs["id"]), [], {}))
+            state["refs"], state["tags_of"] = ways[-1][1], ways[-1][2]
+        elif name == "member":
+            state["members"].append({k: (int(v) if k == "ref" else v) for k, v in attrs.items()})
+        elif name == "relation":
+            relations.append({"type": "relation", "id": int(attrs["id"]), "members": [], "tags": {}})
+            state["members"], state["tags_of"] = relations[-1]["members"], relations[-1]["tags"]
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.buffer_text = True
     with opener(path, "rb") as file:
-        for _, el in ET.iterparse(file, events=("end",)):
-            kind = el.tag
-            if kind == "node":
-                element = {"type": "node", "id": int(el.get("id")), "lat": float(el.get("lat")), "lon": float(el.get("lon"))}
-            elif kind == "way":
-                element = {"type": "way", "id": int(el.get("id")), "nodes": [int(nd.get("ref")) for nd in el.iter("nd")]}
-            elif kind == "relation":
-                element = {
-                    "type": "relation", "id": int(el.get("id")),
-                    "members": [{k: (int(v) if k == "ref" else v) for k, v in m.attrib.items()} for m in el.iter("member")],
-                }
-            else:
-                continue
-            element["tags"] = {t.get("k"): t.get("v") for t in el.iter("tag")}
-            elements.append(element)
-            el.clear()
-    return {"elements": elements}
+        parser.ParseFile(file)
+    position = {nid: i for i, nid in enumerate(node_ids)}
+    lat, lon = np.asarray(node_lat), np.asarray(node_lon)
+
+    street_nodes: set[int] = set()
+    for _, refs, tags in ways:
+        if "highway" in tags and tags["highway"] not in EXCLUDED_HIGHWAYS and len(set(refs)) >= 2:
+            street_nodes.update(refs)
+    street_idx = np.array([position[n] for n in street_nodes if n in position], dtype=np.int64)
+    extent = (
+        (float(lat[street_idx].min()), float(lon[street_idx].min()), float(lat[street_idx].max()), float(lon[street_idx].max()))
+        if len(street_idx) else None
+    )
+    facts = FileFacts(
+        street_nodes=len(street_idx),
+        street_extent=extent,
+        buildings=sum("building" in t for _, _, t in ways) + sum("building" in r["tags"] for r in relations)
+        + sum("building" in t for t in node_tags.values()),
+    )
+
+    if bbox is None:
+        keep_way = [True] * len(ways)
+        keep_node = np.ones(len(node_ids), dtype=bool)
+    else:
+        south, west, north, east = bbox
+        pad_lat, pad_lon = _pad_deg(street_buffer_m, south, north)
+        in_padded = (lat >= south - pad_lat) & (lat <= north + pad_lat) & (lon >= west - pad_lon) & (lon <= east + pad_lon)
+        members = {m["ref"] for r in relations for m in r["members"] if m.get("type") == "way"}
+        # All node references at once: per way, whether a node lies in the padded bbox and the extent.
+        counts = np.fromiter((len(refs) for _, refs, _ in ways), dtype=np.int64, count=len(ways))
+        flat = np.fromiter((position.get(n, -1) for _, refs, _ in ways for n in refs), dtype=np.int64, count=int(counts.sum()))
+        way_of = np.repeat(np.arange(len(ways)), counts)
+        known = flat >= 0  # references to nodes the file does not hold are ignored, as osmnx does
+        way_k, node_k = way_of[known], flat[known]
+        touches = np.zeros(len(ways), dtype=bool)
+        np.logical_or.at(touches, way_k, in_padded[node_k])
+        lat_min, lat_max = np.full(len(ways), np.inf), np.full(len(ways), -np.inf)
+        lon_min, lon_max = np.full(len(ways), np.inf), np.full(len(ways), -np.inf)
+        np.minimum.at(lat_min, way_k, lat[node_k])
+        np.maximum.at(lat_max, way_k, lat[node_k])
+        np.minimum.at(lon_min, way_k, lon[node_k])
+        np.maximum.at(lon_max, way_k, lon[node_k])
+        meets_bbox = (lat_max >= south) & (lat_min <= north) & (lon_max >= west) & (lon_min <= east)
+        keep_way = [
+            wid in members or (bool(touches[w]) if "highway" in tags else "building" in tags and bool(meets_bbox[w]))
+            for w, (wid, _, tags) in enumerate(ways)
+        ]
+        keep_node = np.zeros(len(node_ids), dtype=bool)
+        keep_node[node_k[np.asarray(keep_way, dtype=bool)[way_k]]] = True
+        for nid, tags in node_tags.items():
+            if "building" in tags:
+                keep_node[position[nid]] = True
+
+    elements: list[dict[str, Any]] = []
+    for i in np.flatnonzero(keep_node).tolist():
+        nid = node_ids[i]
+        elements.append({"type": "node", "id": nid, "lat": node_lat[i], "lon": node_lon[i], "tags": node_tags.get(nid, {})})
+    elements += [
+        {"type": "way", "id": wid, "nodes": refs, "tags": tags} for (wid, refs, tags), keep in zip(ways, keep_way) if keep
+    ]
+    elements += relations
+    return {"elements": elements}, facts
+
+
+def _pad_deg(buffer_m: float, south: float, north: float) -> tuple[float, float]:
+    """Return ``buffer_m`` in degrees of latitude and of longitude at the bbox's mean latitude."""
+    return buffer_m / 111_320, buffer_m / (111_320 * math.cos(math.radians((south + north) / 2)))
+
+
+def _check_file_facts(facts: FileFacts, bbox: tuple[float, float, float, float] | None, source: str) -> None:
+    """Raise InputDataError if the file holds no streets or buildings, or ``bbox`` misses its data."""
+    if facts.street_nodes == 0:
+        raise InputDataError(f"{source} holds no streets to route cables along")
+    if facts.buildings == 0:
+        raise InputDataError(f"{source} holds no buildings")
+    if bbox is not None and facts.street_extent is not None:
+        south, west, north, east = bbox
+        s, w, n, e = facts.street_extent
+        if east < w or west > e or north < s or south > n:
+            raise InputDataError(
+                f"bbox {tuple(bbox)} lies outside the data of {source} (lat {s:.4f}..{n:.4f}, lon {w:.4f}..{e:.4f})"
+            )
 
 
 def _graph_and_footprints(response: dict[str, Any]) -> tuple[nx.MultiDiGraph, gpd.GeoDataFrame]:
@@ -251,9 +435,12 @@ def _area_from_raw(
     bbox: tuple[float, float, float, float] | None,
     config: AreaConfig,
     source: str,
+    facts: FileFacts | None = None,
 ) -> Area:
-    import osmnx as ox
+    """Return the area of the street graph and footprints of a source (a file's selection or a download).
 
+    ``facts`` (from a file): what the whole file held, when only the bbox's part was passed.
+    """
     # graph_from_xml turns every way into edges, buildings included: keep the cable-worthy streets.
     graph = raw_graph.copy()
     drop = [
@@ -263,37 +450,37 @@ def _area_from_raw(
     ]
     graph.remove_edges_from(drop)
     graph.remove_nodes_from([n for n in list(graph) if graph.degree(n) == 0])
-    if graph.number_of_nodes() == 0:
+    selected = facts is not None and bbox is not None  # a file's bbox selection: the whole file was checked
+    if graph.number_of_nodes() == 0 and not selected:
         raise InputDataError(f"{source} holds no streets to route cables along")
-    if footprints is None or len(footprints) == 0:
+    if (footprints is None or len(footprints) == 0) and not selected:
         raise InputDataError(f"{source} holds no buildings")
 
-    lons = np.array([d["x"] for _, d in graph.nodes(data=True)])
-    lats = np.array([d["y"] for _, d in graph.nodes(data=True)])
     if bbox is None:
         b = footprints.total_bounds  # minx, miny, maxx, maxy
         bbox = (float(b[1]), float(b[0]), float(b[3]), float(b[2]))
     south, west, north, east = bbox
-    if east < lons.min() or west > lons.max() or north < lats.min() or south > lats.max():
-        raise InputDataError(
-            f"bbox {bbox} lies outside the data of {source} "
-            f"(lat {lats.min():.4f}..{lats.max():.4f}, lon {lons.min():.4f}..{lons.max():.4f})"
-        )
+    if not selected:
+        lons = np.array([d["x"] for _, d in graph.nodes(data=True)])
+        lats = np.array([d["y"] for _, d in graph.nodes(data=True)])
+        if east < lons.min() or west > lons.max() or north < lats.min() or south > lats.max():
+            raise InputDataError(
+                f"bbox {bbox} lies outside the data of {source} "
+                f"(lat {lats.min():.4f}..{lats.max():.4f}, lon {lons.min():.4f}..{lons.max():.4f})"
+            )
 
-    pad_lat = config.street_buffer_m / 111_320
-    pad_lon = config.street_buffer_m / (111_320 * math.cos(math.radians((south + north) / 2)))
+    pad_lat, pad_lon = _pad_deg(config.street_buffer_m, south, north)
     keep = [
         n
         for n, d in graph.nodes(data=True)
         if south - pad_lat <= d["y"] <= north + pad_lat and west - pad_lon <= d["x"] <= east + pad_lon
     ]
-    graph = graph.subgraph(keep).copy()
+    graph = _induced_subgraph(graph, keep, facts.street_nodes if facts is not None else graph.number_of_nodes())
     if graph.number_of_edges() == 0:
         raise InputDataError(f"bbox {bbox} holds no streets in {source}; choose a larger or another bbox")
 
-    projected = ox.project_graph(graph)
-    crs = projected.graph["crs"]
-    streets = _undirected_streets(projected, graph)
+    crs, node_xy = _utm_node_coordinates(graph)
+    streets = _undirected_streets(graph, node_xy)
 
     # Buildings: polygons whose centroid lies in the bbox, sheds and garages out.
     polys = footprints[footprints.geometry.geom_type.isin(["Polygon", "MultiPolygon"])].copy()
@@ -351,8 +538,7 @@ def _area_from_raw(
         "street_components_bridged": bridged,
         "street_nodes_dropped": dropped_nodes,
     }
-    background_streets = ox.graph_to_gdfs(graph, nodes=False)[["geometry", "highway"]].reset_index(drop=True)
-    background_streets["highway"] = background_streets["highway"].map(lambda h: _as_list(h)[0])
+    background_streets = _street_lines(graph)
     log.info("area_from_file: %d supplied buildings, %d street nodes (%s)", len(buildings), len(streets), source)
     return Area(
         streets=streets,
@@ -367,19 +553,81 @@ def _area_from_raw(
     )
 
 
+def _induced_subgraph(graph: nx.MultiDiGraph, keep: list, full_nodes: int) -> nx.MultiDiGraph:
+    """Return ``graph.subgraph(keep).copy()`` with the node order it has on the whole file's graph.
+
+    networkx iterates a subgraph view over ``set(keep)`` when ``keep`` is less than half of the
+    graph (``full_nodes`` street nodes), else over the graph's own order. Node and edge order
+    decide ties downstream (shortest paths, flows), so the order of the whole file's graph is kept
+    when only the bbox's streets were read: the same grid as from the whole graph.
+    """
+    order = list(set(keep)) if 2 * len(keep) < full_nodes else keep
+    keep_set = set(keep)
+    sub = nx.MultiDiGraph(**graph.graph)
+    sub.add_nodes_from((n, graph.nodes[n].copy()) for n in order)
+    sub.add_edges_from(
+        (u, v, key, data.copy())
+        for u in order
+        for v, keydict in graph._adj[u].items()
+        if v in keep_set
+        for key, data in keydict.items()
+    )
+    return sub
+
+
 def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
-def _undirected_streets(projected: nx.MultiDiGraph, wgs84: nx.MultiDiGraph) -> nx.Graph:
+def _utm_node_coordinates(graph: nx.MultiDiGraph) -> tuple[Any, dict]:
+    """Return the UTM CRS osmnx's ``project_graph`` would choose and every node's metric (x, y).
+
+    The same steps as ``project_graph`` (the nodes' ``estimate_utm_crs``, then ``to_crs``) without
+    its round trip through GeoDataFrames and back into a new graph, which cost more than the
+    projection itself; only the node coordinates are used downstream.
+    """
+    from osmnx import settings as ox_settings
+
+    nodes = list(graph.nodes)
+    lon = np.array([graph.nodes[n]["x"] for n in nodes], dtype=float)
+    lat = np.array([graph.nodes[n]["y"] for n in nodes], dtype=float)
+    points = gpd.GeoSeries(gpd.points_from_xy(lon, lat), crs=graph.graph.get("crs", ox_settings.default_crs))
+    mean_lat = float(lat.mean())
+    crs = "epsg:32761" if mean_lat < -80 else "epsg:32661" if mean_lat > 84 else points.estimate_utm_crs()
+    projected = points.to_crs(crs)
+    crs = projected.crs
+    return crs, dict(zip(nodes, zip(projected.x.to_numpy(), projected.y.to_numpy())))
+
+
+def _street_lines(graph: nx.MultiDiGraph) -> gpd.GeoDataFrame:
+    """Return every street edge as a straight WGS84 line with its ``highway`` (the base map).
+
+    The lines osmnx's ``graph_to_gdfs`` makes for an unsimplified graph (from the end nodes), in
+    its order, without building the edge table of all attributes.
+    """
+    from shapely import linestrings
+
+    rows = [(u, v, d) for u, v, _, d in graph.edges(keys=True, data=True)]
+    coords = np.array(
+        [[[graph.nodes[u]["x"], graph.nodes[u]["y"]], [graph.nodes[v]["x"], graph.nodes[v]["y"]]] for u, v, _ in rows],
+        dtype=float,
+    ).reshape(-1, 2, 2)
+    return gpd.GeoDataFrame(
+        {"geometry": linestrings(coords), "highway": [_as_list(d["highway"])[0] for _, _, d in rows]},
+        geometry="geometry", crs=graph.graph.get("crs"),
+    )
+
+
+def _undirected_streets(wgs84: nx.MultiDiGraph, node_xy: dict) -> nx.Graph:
     """Return a simple undirected graph with metric lengths and polylines (shortest parallel edge)."""
     streets = nx.Graph()
-    for n, d in projected.nodes(data=True):
-        streets.add_node(n, x=float(d["x"]), y=float(d["y"]), lon=float(wgs84.nodes[n]["x"]), lat=float(wgs84.nodes[n]["y"]))
-    for u, v, d in projected.edges(data=True):
+    for n, d in wgs84.nodes(data=True):
+        x, y = node_xy[n]
+        streets.add_node(n, x=float(x), y=float(y), lon=float(d["x"]), lat=float(d["y"]))
+    for u, v, d in wgs84.edges(data=True):
         if u == v:
             continue
-        (x0, y0), (x1, y1) = (projected.nodes[u]["x"], projected.nodes[u]["y"]), (projected.nodes[v]["x"], projected.nodes[v]["y"])
+        (x0, y0), (x1, y1) = node_xy[u], node_xy[v]
         length = float(math.hypot(x1 - x0, y1 - y0))
         if streets.has_edge(u, v) and streets.edges[u, v]["length"] <= length:
             continue

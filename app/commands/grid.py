@@ -36,9 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = build.add_mutually_exclusive_group()
     source.add_argument("--osm", type=Path, help="an .osm or .osm.pbf file (offline)")
-    source.add_argument("--place", help="a place name for osmnx to download (needs a network)")
+    source.add_argument("--place", help="a place name, geocoded by Nominatim and downloaded by osmnx (needs a network)")
+    build.add_argument(
+        "--online", action="store_true",
+        help="download --bbox from Overpass through osmnx instead of cropping the shared file (needs a network; "
+        "endpoints from DIGIPLAT_NOMINATIM_URL/DIGIPLAT_OVERPASS_URL, cache in DIGIPLAT_OSMNX_CACHE)",
+    )
     build.add_argument("--bbox", help="SOUTH,WEST,NORTH,EAST in degrees (default with the shared file: Bergwald)")
-    build.add_argument("--out", type=Path, default=Path("grid-out"), help="output folder (default: grid-out)")
+    build.add_argument("--out", type=Path, default=Path("grid-out"), help="output folder, new or a grid folder (default: grid-out)")
     build.add_argument("--seed", type=int, default=0, help="random seed of k-means and the TSP heuristic (default 0)")
     build.add_argument("--substations", type=int, default=None, help="fixed number of substations (default: from capacity)")
     build.add_argument("--min-building-area", type=float, default=None, help="smallest supplied footprint in m² (default 60)")
@@ -47,44 +52,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the grid, save it to ``args.out`` and return its summary."""
+    """Build the grid, save it to ``args.out`` and return its summary.
+
+    Every input is checked before the build starts (options, the OSM file, the output folder), so
+    a bad one costs no building time and never touches an existing output.
+    """
     from dataclasses import replace
 
     from tqdm import tqdm
 
     from gridgen._errors import ConfigError, InputDataError
     from gridgen.build import STAGES, GridConfig, grid_from_area
-    from gridgen.grid import Grid, credit, default_grid_dir
+    from gridgen.grid import Grid, check_grid_out_dir, credit, default_grid_dir
     from gridgen.osm import BERGWALD_BBOX, AreaConfig, area_from_file, area_from_place, parse_bbox
     from gridgen.substations import SubstationConfig
 
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.substations is not None and not 1 <= args.substations <= SubstationConfig().max_substations:
+        raise ConfigError(f"--substations must be between 1 and {SubstationConfig().max_substations}, got {args.substations}")
     if args.min_building_area is not None and not (math.isfinite(args.min_building_area) and args.min_building_area >= 0):
         raise ConfigError(f"--min-building-area must be a number >= 0, got {args.min_building_area}")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    if args.online and args.osm is not None:
+        raise ConfigError("--online downloads the area; it cannot be combined with --osm FILE")
+    if args.online and not args.bbox and not args.place:
+        raise ConfigError("--online needs --bbox SOUTH,WEST,NORTH,EAST (or --place NAME)")
+    if args.place is not None and not args.place.strip():
+        raise ConfigError("--place needs a place name, e.g. --place 'Durlach, Karlsruhe'")
     bbox = parse_bbox(args.bbox) if args.bbox else None
+    check_grid_out_dir(args.out)
+    online = args.online or args.place is not None
+    osm = None
+    if not online:
+        osm = args.osm or default_osm_path()
+        if args.osm is None and bbox is None and not osm.is_file():
+            # No OSM file here: the shipped Bergwald grid is the default.
+            grid = Grid.load(default_grid_dir())
+            grid.save(args.out)
+            print(f"shared OSM file not found; copied the shipped Bergwald grid to {args.out}", file=sys.stderr)
+            return _report(grid, args.out, credit())
+        _check_osm_file(osm)
     config = GridConfig(random_state=args.seed, substations=SubstationConfig(n_substations=args.substations))
     if args.min_building_area is not None:
         config = replace(config, area=AreaConfig(min_building_area_m2=args.min_building_area))
 
     bar = tqdm(total=len(STAGES) + 1, desc="grid", unit="stage", file=sys.stderr, disable=None, leave=False)
     try:
-        bar.set_postfix_str("reading OSM data")
-        if args.place:
+        if online:
+            bar.set_postfix_str("downloading OSM data")
             area = area_from_place(args.place, bbox=bbox, config=config.area)
-        elif args.osm is None and bbox is None and not default_osm_path().is_file():
-            # No OSM file here: the shipped Bergwald grid is the default.
-            bar.close()
-            grid = Grid.load(default_grid_dir())
-            grid.save(args.out)
-            print(f"shared OSM file not found; copied the shipped Bergwald grid to {args.out}", file=sys.stderr)
-            return _report(grid, args.out, credit())
         else:
-            osm = args.osm or default_osm_path()
-            if not Path(osm).is_file():
-                raise InputDataError(f"OSM file {osm} does not exist; pass an existing .osm file with --osm")
+            bar.set_postfix_str("reading OSM data")
             area = area_from_file(osm, bbox=bbox or (None if args.osm else BERGWALD_BBOX), config=config.area)
         bar.update(1)
 
@@ -97,6 +115,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bar.close()
     grid.save(args.out)
     return _report(grid, args.out, credit())
+
+
+def _check_osm_file(path: Path) -> None:
+    """Raise InputDataError unless ``path`` is a readable, non-empty file."""
+    import os
+
+    from gridgen._errors import InputDataError
+
+    if path.is_dir():
+        raise InputDataError(f"OSM file {path} is a folder; pass an .osm or .osm.pbf file with --osm")
+    if not path.is_file():
+        raise InputDataError(f"OSM file {path} does not exist; pass an existing .osm or .osm.pbf file with --osm")
+    if not os.access(path, os.R_OK):
+        raise InputDataError(f"OSM file {path} is not readable; check its permissions")
+    if path.stat().st_size == 0:
+        raise InputDataError(f"OSM file {path} is empty; pass an .osm file exported from OpenStreetMap")
 
 
 def _report(grid, out: Path, credit_line: str) -> dict[str, Any]:

@@ -174,3 +174,12 @@ def test_other_durlach_districts_build_clean(osm_path, name):
     assert 0.95 <= s["vm_min_pu"] and s["vm_max_pu"] <= 1.05
     assert s["max_line_loading_percent"] <= 100 and s["max_trafo_loading_percent"] <= 100
     assert len(grid.net.load) == s["buildings"]
+
+
+def test_summaries_record_no_path_of_the_build_machine(bergwald_build):
+    """Issue 11: the summary names the source file only, in a fresh build and in the shipped grid."""
+    _, inproc = bergwald_build
+    for folder in (inproc, default_grid_dir()):
+        text = (folder / "summary.json").read_text()
+        assert json.loads(text)["area"]["source"] == "bergwald_karlsruhe_durlach.osm"
+        assert str(REPO) not in text and "/work/" not in text and "/home/" not in text

@@ -115,3 +115,97 @@ def test_subprocess_exit_2_without_traceback(tmp_path, argv, words):
     assert words in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+# --- every bad input is refused before building, in one line --------------------------------
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Fail the test if a build starts: these inputs must be refused before it."""
+    import gridgen.build
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the build started although the input was bad")
+
+    monkeypatch.setattr(gridgen.build, "grid_from_area", refuse)
+
+
+def test_out_below_an_existing_file_is_refused_before_building(capsys, tmp_path, no_build):
+    (tmp_path / "taken").write_text("keep me")
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--out", str(tmp_path / "taken" / "sub" / "grid"))
+    _assert_one_line_error(code, err, "--out", "is a file")
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_out_folder_with_other_files_is_refused_before_building(capsys, tmp_path, no_build):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("keep me")
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--out", str(tmp_path / "docs"))
+    _assert_one_line_error(code, err, "--out", "other files than a grid", "thesis.tex")
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: p.write_bytes(b""), "is empty"),
+        (lambda p: p.write_text("<?xml version='1.0'?><osm version='0.6'><node id='1' lat='48.97' lon='8.46'"), "cannot parse OSM file"),
+        (lambda p: p.write_text("<html><body>404 not found</body></html>"), "holds no streets"),
+        (lambda p: p.write_text(
+            "<osm version='0.6'><node id='1' lat='48.97' lon='8.46'/><node id='2' lat='48.971' lon='8.461'/>"
+            "<way id='1'><nd ref='1'/><nd ref='2'/><tag k='highway' v='residential'/></way></osm>"), "holds no buildings"),
+    ],
+    ids=["folder", "empty", "truncated", "not-osm", "no-buildings"],
+)
+def test_bad_osm_files(capsys, tmp_path, make, words):
+    path = tmp_path / "area.osm"
+    make(path)
+    code, _, err = _run(capsys, "--osm", str(path), "--out", str(tmp_path / "g"))
+    _assert_one_line_error(code, err, words)
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1000"])
+def test_substations_out_of_range(capsys, tmp_path, value, no_build):
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--substations", value, "--out", str(tmp_path / "g"))
+    _assert_one_line_error(code, err, "--substations")
+
+
+def test_empty_area_keeps_an_old_grid(capsys, tmp_path):
+    """A bbox with nothing to supply is an error, and the grid folder already there stays as it was."""
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--substations", "2", "--out", str(tmp_path / "g"))
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()}
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--bbox", "48.9702,8.4704,48.9704,8.4708", "--out", str(tmp_path / "g"))
+    _assert_one_line_error(code, err, "no buildings")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()} == before
+
+
+@pytest.mark.parametrize("content", ["{}", "half"])
+def test_corrupt_shipped_grid_is_one_line(capsys, tmp_path, monkeypatch, content):
+    """Without the shared OSM file the shipped grid is copied: a corrupt grid.json there is one line."""
+    import shutil
+
+    import gridgen.grid
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(gridgen.grid.default_grid_dir(), shipped)
+    text = (shipped / "grid.json").read_text()
+    (shipped / "grid.json").write_text("{}" if content == "{}" else text[: len(text) // 2])
+    monkeypatch.setattr(gridgen.grid, "default_grid_dir", lambda: shipped)
+    monkeypatch.setenv("DIGIPLAT_OSM", str(tmp_path / "no-such.osm"))
+    code, _, err = _run(capsys, "--out", str(tmp_path / "g"))
+    _assert_one_line_error(code, err, "grid.json", "digiplat grid build")
+    assert not (tmp_path / "g").exists()
+
+
+def test_out_below_a_file_in_a_fresh_process(tmp_path):
+    (tmp_path / "taken").write_text("keep me")
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "grid", "build", "--osm", str(SMALL_OSM), "--out", str(tmp_path / "taken" / "g")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    _assert_one_line_error(proc.returncode, proc.stderr, "--out", "is a file")
+    assert proc.stdout == ""

@@ -32,7 +32,7 @@ from gridgen.electrical import (
 )
 from gridgen.grid import GRID_FILES, Grid
 from gridgen.loads import LoadConfig, coincidence_factor, coincident_peak_mw, households_from_buildings
-from gridgen.lv import densified_streets, feeders_from_streets
+from gridgen.lv import LVConfig, densified_streets, feeders_from_streets
 from gridgen.mv import feed_in_node, ring_from_substations
 from gridgen.osm import AreaConfig, area_from_file, parse_bbox
 from gridgen.substations import (
@@ -81,7 +81,7 @@ def test_single_pass_reader_matches_osmnx_readers():
 
     from gridgen.osm import _graph_and_footprints, _read_osm_xml
 
-    graph, footprints = _graph_and_footprints(_read_osm_xml(SMALL_OSM))
+    graph, footprints = _graph_and_footprints(_read_osm_xml(SMALL_OSM)[0])
     ref_graph = ox.graph_from_xml(SMALL_OSM, simplify=False, retain_all=True)
     ref_footprints = ox.features_from_xml(SMALL_OSM, tags={"building": True})
     street_edges = {(u, v, d["highway"]) for u, v, d in ref_graph.edges(data=True) if "highway" in d}
@@ -91,6 +91,24 @@ def test_single_pass_reader_matches_osmnx_readers():
     assert list(footprints.index) == list(ref_footprints.index)
     assert footprints.geometry.geom_equals_exact(ref_footprints.geometry, tolerance=0).all()
     assert footprints["render_height"].tolist() == ref_footprints["render_height"].tolist()
+
+
+def test_bbox_selection_equals_the_whole_file_cropped():
+    """Reading only what the bbox needs gives the area the whole file's graph and footprints give."""
+    from gridgen.osm import _area_from_raw, _graph_and_footprints, _read_osm_xml
+
+    whole = _read_osm_xml(SMALL_OSM)[0]
+    full = area_from_file(SMALL_OSM)
+    south, west, north, east = full.bbox
+    bbox = (south, west, (south + north) / 2 + 0.0002, east)  # the southern half and a little more
+    selected = area_from_file(SMALL_OSM, bbox=bbox)
+    cropped = _area_from_raw(*_graph_and_footprints(whole), bbox=bbox, config=AreaConfig(), source=SMALL_OSM.name)
+    assert len(_read_osm_xml(SMALL_OSM, bbox=bbox, street_buffer_m=0.0)[0]["elements"]) < len(whole["elements"])
+    assert list(selected.streets.nodes(data=True)) == list(cropped.streets.nodes(data=True))
+    assert list(selected.streets.edges(data=True)) == list(cropped.streets.edges(data=True))
+    pd.testing.assert_frame_equal(pd.DataFrame(selected.buildings), pd.DataFrame(cropped.buildings))
+    assert selected.background_buildings.geometry.equals(cropped.background_buildings.geometry)
+    assert selected.report == cropped.report
 
 
 def test_parse_bbox():
@@ -359,6 +377,86 @@ def test_feeder_segments_form_trees_per_substation(small_area):
     assert (feeders.connection.service_m >= 5.0).all()
 
 
+def _unscreened_search(streets, sub_node, demand: dict, config: LVConfig):
+    """The search before issue 12: network simplex on every attempt, the first that is feasible wins."""
+    from gridgen.lv import REGION_MARGIN_M, _StreetArrays
+
+    arrays = _StreetArrays(streets)
+    dist = arrays.distances_m(sub_node)
+    cutoff = max(dist[arrays.index[n]] for n in demand) + REGION_MARGIN_M
+    attempts = [(dist <= cutoff, config.max_buildings_per_feeder, 0)]
+    attempts += [(np.isfinite(dist), config.max_buildings_per_feeder * 2**j, j) for j in range(7)]
+    for nodes_ok, capacity, relaxed in attempts:
+        problem = arrays.flow_problem(sub_node, demand, capacity, nodes_ok)
+        try:
+            return problem.optimal_arcs("network_simplex"), relaxed
+        except nx.NetworkXUnfeasible:
+            continue
+    raise AssertionError("no feasible attempt")
+
+
+@pytest.mark.parametrize("capacity", [40, 3, 1])
+def test_screened_flows_equal_the_unscreened_search(small_area, monkeypatch, capacity):
+    """Screening skips only infeasible attempts: the same arcs and relaxations, one solve per substation."""
+    import gridgen.lv as lv
+
+    streets, buildings, labels, subs = _layout(small_area, 2)
+    conn_node = feeders_from_streets(streets, buildings, subs, labels).connection.conn_node.to_numpy()
+    config = LVConfig(max_buildings_per_feeder=capacity)
+    solves = []
+    real_solve = lv._highs_flow
+    monkeypatch.setattr(lv, "_highs_flow", lambda problem: solves.append(problem.capacity) or real_solve(problem))
+    arrays = lv._StreetArrays(streets)
+    relaxations = 0
+    for k, node in enumerate(subs):
+        demand: dict = {}
+        for conn in conn_node[labels == k]:
+            demand[conn] = demand.get(conn, 0) + 1
+        demand.pop(node, None)
+        expected_arcs, expected_relaxed = _unscreened_search(streets, node, demand, config)
+        before = len(solves)
+        problem_arcs = None
+        dist = arrays.distances_m(node)
+        cutoff = max(dist[arrays.index[n]] for n in demand) + lv.REGION_MARGIN_M
+        for nodes_ok, cap, relaxed in [(dist <= cutoff, capacity, 0)] + [(np.isfinite(dist), capacity * 2**j, j) for j in range(7)]:
+            problem = arrays.flow_problem(node, demand, cap, nodes_ok)
+            if problem.may_be_feasible():
+                problem_arcs = problem.optimal_arcs("highs")
+                break
+        assert problem_arcs == expected_arcs and relaxed == expected_relaxed
+        assert len(solves) - before == 1  # infeasible attempts were screened, not solved
+        relaxations += relaxed
+    if capacity == 1:
+        assert relaxations > 0  # the case exercises the relaxation path
+
+
+def test_highs_and_network_simplex_give_the_same_feeders(small_area):
+    streets, buildings, labels, subs = _layout(small_area, 2)
+    highs = feeders_from_streets(streets, buildings, subs, labels, config=LVConfig(flow_solver="highs"))
+    simplex = feeders_from_streets(streets, buildings, subs, labels, config=LVConfig(flow_solver="network_simplex"))
+    pd.testing.assert_frame_equal(highs.segments, simplex.segments)
+    pd.testing.assert_frame_equal(highs.connection, simplex.connection)
+    assert highs.report == simplex.report
+    with pytest.raises(ConfigError, match="flow_solver"):
+        LVConfig(flow_solver="cplex")
+
+
+def test_street_matrix_paths_equal_networkx(small_area):
+    from gridgen.street_matrix import StreetMatrix
+
+    streets = densified_streets(small_area.streets, 25.0)
+    matrix = StreetMatrix(streets)
+    nodes = sorted(streets.nodes)[:: max(1, len(streets) // 12)]
+    for source in nodes:
+        found = matrix.shortest_paths(source, nodes)
+        ref_dist, ref_path = nx.single_source_dijkstra(streets, source, weight="length")
+        if found is None:  # a float tie: the caller uses networkx; check the tie is real
+            continue
+        dist, path = found
+        for t in nodes:
+            assert dist[t] == ref_dist[t] and path[t] == ref_path[t]
+
+
 # --- cable sizing and the sizing loop ----------------------------------------------------------
 
 
@@ -458,14 +556,122 @@ def test_grid_save_load_round_trip(small_grid, tmp_path):
     assert loaded.net.res_bus.vm_pu.min() >= 0.95
 
 
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 def test_failed_save_leaves_existing_folder_intact(small_grid, tmp_path):
     out = small_grid.save(tmp_path / "grid")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = _folder_bytes(out)
     broken = Grid(net=small_grid.net, buildings=small_grid.buildings, geojson={"bad": object()}, summary=small_grid.summary)
     with pytest.raises(TypeError):
         broken.save(out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _folder_bytes(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["grid"]  # no temporary folder left behind
+
+
+def _other_grid(small_grid) -> Grid:
+    """The small grid with another summary, so a successful save would change summary.json."""
+    return Grid(net=small_grid.net, buildings=small_grid.buildings, geojson=small_grid.geojson,
+                summary={**small_grid.summary, "seed": 99})
+
+
+@pytest.mark.parametrize("fail_at", ["buildings.csv", "summary.json"])
+def test_write_failing_half_way_leaves_old_folder(small_grid, tmp_path, monkeypatch, fail_at):
+    """A write that fails after part of the folder is written (a full disk) leaves the old folder."""
+    out = small_grid.save(tmp_path / "grid")
+    before = _folder_bytes(out)
+    if fail_at == "buildings.csv":
+        def failing_to_csv(self, path, *args, **kwargs):
+            Path(path).write_text("building_id,bus\nB0001,")  # half a file, then the disk is full
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
+    else:
+        real_write_text = Path.write_text
+
+        def failing_write_text(self, text, *args, **kwargs):
+            if self.name == "summary.json":
+                real_write_text(self, text[: len(text) // 2])
+                raise OSError(28, "No space left on device")
+            return real_write_text(self, text, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", failing_write_text)
+    with pytest.raises(OSError, match="No space"):
+        _other_grid(small_grid).save(out)
+    assert _folder_bytes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid"]
+
+
+def test_swap_failing_restores_old_folder(small_grid, tmp_path, monkeypatch):
+    """If the new folder cannot be renamed into place, the old one is renamed back."""
+    import os as os_module
+
+    import gridgen.grid as grid_module
+
+    out = small_grid.save(tmp_path / "grid")
+    before = _folder_bytes(out)
+    real_replace = os_module.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if Path(src).name.startswith(".grid.new-"):
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(grid_module.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="Input/output"):
+        _other_grid(small_grid).save(out)
+    assert calls[0][1].startswith(".grid.old-") and calls[-1][0].startswith(".grid.old-")  # aside, then back
+    assert _folder_bytes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid"]
+
+
+def test_save_replaces_a_grid_folder_and_refuses_other_folders(small_grid, tmp_path):
+    out = small_grid.save(tmp_path / "grid")
+    _other_grid(small_grid).save(out)
+    assert json.loads((out / "summary.json").read_text())["seed"] == 99
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid"]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputDataError, match="other files than a grid"):
+        small_grid.save(tmp_path / "docs")
+    assert (tmp_path / "docs" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputDataError, match="which is a file"):
+        small_grid.save(tmp_path / "file" / "grid")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("{}", "not a readable pandapower grid"),
+        ("", "not a readable pandapower grid"),
+        ("half", "not a readable pandapower grid"),
+        ("empty net", "holds no complete grid"),
+    ],
+)
+def test_load_rejects_a_truncated_or_empty_grid_json(small_grid, tmp_path, content, words):
+    import pandapower as pp
+
+    out = small_grid.save(tmp_path / "grid")
+    text = (out / "grid.json").read_text()
+    if content == "half":
+        content = text[: len(text) // 2]
+    elif content == "empty net":
+        content = pp.to_json(pp.create_empty_network())
+    (out / "grid.json").write_text(content)
+    with pytest.raises(InputDataError, match=words) as exc:
+        Grid.load(out)
+    assert "\n" not in str(exc.value) and "digiplat grid build" in str(exc.value)
+
+
+def test_load_rejects_a_corrupt_summary(small_grid, tmp_path):
+    out = small_grid.save(tmp_path / "grid")
+    (out / "summary.json").write_text('{"buildings": 14,')
+    with pytest.raises(InputDataError, match="cannot read grid folder"):
+        Grid.load(out)
 
 
 def test_load_rejects_a_folder_that_is_not_a_grid(tmp_path):
