@@ -152,8 +152,10 @@ def check_grid_out_dir(out_dir: str | Path) -> None:
 
 
 def default_grid_dir() -> Path:
-    """Return the folder of the shipped Bergwald grid, ``assets/bergwald`` of the checkout."""
-    return Path(__file__).resolve().parent.parent / "assets" / "bergwald"
+    """Return the folder of the shipped Bergwald grid (``assets/bergwald``, checkout or installed)."""
+    from gridgen.paths import assets_dir
+
+    return assets_dir(strict=False) / "bergwald"
 
 
 def credit() -> str:

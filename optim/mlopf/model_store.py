@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from gridgen.paths import assets_dir
+
 from optim._errors import InputError
 from optim.mlopf.opf import DsSurrogate
 from optim.mlopf.polytope import ClassifierMetrics, PolytopeConfig, classifier_metrics, polytope_from_dataset
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
 #: The directory of the shipped models (repository ``assets/mlopf``).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "mlopf"
+DEFAULT_MODEL_DIR = assets_dir(strict=False) / "mlopf"
 MODELS_FILE = "models.json"
 SAMPLES_FILE = "ds1_samples.npz"
 BENCHMARK_FILE = "benchmark.json"
