@@ -118,10 +118,16 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
     ``vtdf_pu_per_mw``/``ltdf_percent_per_mw`` and the rows ``a_per_mw`` are read when present.
     """
     pt = package.points[point]
+    style = str(getattr(package, "style", None) or (getattr(package, "meta", None) or {}).get("style", "paper"))
     vtdf, ltdf = _block(pt, "vtdf_pu_per_mw"), _block(pt, "ltdf_percent_per_mw")
     rows = _block(pt, "a_per_mw")
-    has_blocks = vtdf is not None and ltdf is not None
     row_ids = tuple(getattr(package, "row_ids", ()) or ())
+    if style == "hardened" and rows is None and ltdf is not None:
+        # rows encoded in the loading block (optim.privacy.hardening); a point's rows are its nonzero ones
+        live = np.flatnonzero(np.abs(ltdf).max(axis=1) > 0) if ltdf.size else np.zeros(0, dtype=int)
+        rows, row_ids = ltdf[live], tuple(np.asarray(package.branch_ids)[live])
+        vtdf = ltdf = None
+    has_blocks = vtdf is not None and ltdf is not None
     if rows is not None and not row_ids:
         row_ids = tuple(f"row{k}" for k in range(rows.shape[0]))
     return PackageView(
@@ -133,7 +139,7 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
         branch_ids=tuple(getattr(package, "branch_ids", ()) or ()) if has_blocks else (),
         rows=None if has_blocks else rows,
         row_ids=() if has_blocks else row_ids,
-        style=str(getattr(package, "style", "paper")),
+        style=style,
     )
 
 
