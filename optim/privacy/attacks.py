@@ -12,10 +12,10 @@ attacks use only the package, public code conventions and textbook physics:
   at the largest gap of merge heights, gives the substation groups; the same inside each group
   gives its feeders; splitting a set of buses at its minimum ``S`` gives the children of the set's
   branching point, recursively the whole tree of the flexible buses.
-- **Bus-level edges.** Row ``i`` of the VTDF reaches its maximum ``D_i`` (the resistance from the
-  feed-in to ``i``) exactly at the flexible buses below ``i``. Bus ``p`` is an ancestor of ``i``
-  when ``p``'s row reaches its own maximum on all of ``i``'s maximizers and ``D_p < D_i``; the
-  parent is the deepest ancestor, and ``(D_i - D_p) V^2`` is the resistance of the edge.
+- **Bus-level edges.** Bus ``p`` is an ancestor of bus ``i`` exactly when ``p``'s VTDF row is
+  dominated by ``i``'s column by column (equal outside ``p``'s subtree, smaller inside); the
+  parent is the deepest dominated row, and the smallest rise between the two rows times ``V^2``
+  is the resistance of the edge.
 - **Ratings.** ``dL/dP = 100 / S_rated`` (% per MW) for a flexible bus below a branch, so
   ``100 / max_j |LTDF_lj|`` is the branch's rating in MVA.
 - **Ids.** The paper-style package shuffles ids with ``numpy.random.default_rng(0)`` in public
@@ -118,18 +118,12 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
     ``vtdf_pu_per_mw``/``ltdf_percent_per_mw`` and the rows ``a_per_mw`` are read when present.
     """
     pt = package.points[point]
-    style = str(getattr(package, "style", None) or (getattr(package, "meta", None) or {}).get("style", "paper"))
+    style = str(getattr(package, "style", None) or "paper")
     vtdf, ltdf = _block(pt, "vtdf_pu_per_mw"), _block(pt, "ltdf_percent_per_mw")
     rows = _block(pt, "a_per_mw")
-    row_ids = tuple(getattr(package, "row_ids", ()) or ())
-    if style == "hardened" and rows is None and ltdf is not None:
-        # rows encoded in the loading block (optim.privacy.hardening); a point's rows are its nonzero ones
-        live = np.flatnonzero(np.abs(ltdf).max(axis=1) > 0) if ltdf.size else np.zeros(0, dtype=int)
-        rows, row_ids = ltdf[live], tuple(np.asarray(package.branch_ids)[live])
-        vtdf = ltdf = None
     has_blocks = vtdf is not None and ltdf is not None
-    if rows is not None and not row_ids:
-        row_ids = tuple(f"row{k}" for k in range(rows.shape[0]))
+    # rows carry no ids in the file: the attacker names them by point and position
+    row_ids = tuple(f"p{point}r{k}" for k in range(rows.shape[0])) if rows is not None else ()
     return PackageView(
         flex_ids=tuple(package.flex_ids),
         flex_of_asset=dict(package.flex_of_asset),
@@ -145,18 +139,30 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
 
 # --- shared-path structure -----------------------------------------------------------------------
 
-def _bus_like_rows(view: PackageView) -> np.ndarray:
-    """Rows that behave like VTDF rows: the VTDF itself, else ``|a|`` scaled to unit row maximum."""
+#: Denoising attacker: coefficients below this multiple of their row's median magnitude are zeroed.
+DENOISE_FACTOR = 3.0
+
+
+def _bus_like_rows(view: PackageView, *, denoise: bool = False) -> np.ndarray:
+    """Rows that behave like VTDF rows: the VTDF itself, else ``|a|`` scaled to unit row maximum.
+
+    With ``denoise`` the small coefficients of each row (below ``DENOISE_FACTOR`` times the row's
+    median magnitude, the level of added noise or of flattened entries) are zeroed, so that only
+    the buses a row really depends on remain.
+    """
     if view.vtdf is not None:
         return view.vtdf
     if view.rows is None or view.rows.size == 0:
         return np.zeros((0, view.n_flex))
     a = np.abs(view.rows)
+    if denoise:
+        floor = DENOISE_FACTOR * np.median(a, axis=1, keepdims=True)
+        a = np.where(a > floor, a, 0.0)
     scale = a.max(axis=1, keepdims=True)
     return np.divide(a, scale, out=np.zeros_like(a), where=scale > 0)
 
 
-def column_similarity(view: PackageView) -> np.ndarray:
+def column_similarity(view: PackageView, *, denoise: bool = False) -> np.ndarray:
     """Similarity ``S`` (n_flex x n_flex) of the flexible buses.
 
     With a VTDF: its rows at the flexible buses (the row where each column peaks), symmetrized,
@@ -167,7 +173,7 @@ def column_similarity(view: PackageView) -> np.ndarray:
         own_row = np.argmax(view.vtdf, axis=0)
         block = view.vtdf[own_row, :]
         return 0.5 * (block + block.T)
-    rows = _bus_like_rows(view)
+    rows = _bus_like_rows(view, denoise=denoise)
     return rows.T @ rows
 
 
@@ -226,17 +232,17 @@ def groups_by_largest_gap(distance: np.ndarray, *, min_groups: int = 1, top_merg
     return labels.astype(int) - 1
 
 
-def substation_labels(view: PackageView) -> np.ndarray:
+def substation_labels(view: PackageView, *, denoise: bool = False) -> np.ndarray:
     """Guessed substation group of every flexible bus (column order)."""
-    labels = groups_by_largest_gap(_log_distance(column_similarity(view)), min_groups=2)
+    labels = groups_by_largest_gap(_log_distance(column_similarity(view, denoise=denoise)), min_groups=2)
     logger.info("substation attack: %d groups of %d flexible buses", len(set(labels)), view.n_flex)
     return labels
 
 
-def feeder_labels(view: PackageView, substations: np.ndarray | None = None) -> np.ndarray:
+def feeder_labels(view: PackageView, substations: np.ndarray | None = None, *, denoise: bool = False) -> np.ndarray:
     """Guessed feeder of every flexible bus: each substation group split at its largest gap."""
-    substations = substation_labels(view) if substations is None else substations
-    dist = _log_distance(column_similarity(view))
+    substations = substation_labels(view, denoise=denoise) if substations is None else substations
+    dist = _log_distance(column_similarity(view, denoise=denoise))
     out = np.zeros(view.n_flex, dtype=int)
     next_label = 0
     for group in np.unique(substations):
@@ -289,14 +295,17 @@ def tree_clusters(view: PackageView, *, rel_tol: float = 1.5e-4) -> list[frozens
     return clusters
 
 
-def parent_edges(view: PackageView, *, rel_tol: float = 2e-3, v_base_kv: float = 0.4
+def parent_edges(view: PackageView, *, rel_tol: float = 1e-2, v_base_kv: float = 0.4
                  ) -> list[tuple[str, str, float]]:
     """Guessed parent -> child edges between rows, with the edge resistance in ohm.
 
-    Row ``i``'s maximizers ``M_i`` are the columns within ``rel_tol`` of its maximum ``D_i``. Row
-    ``p`` is an ancestor of ``i`` when ``D_p < D_i`` and ``p`` is within ``rel_tol`` of its own
-    maximum on all of ``M_i``; the parent is the ancestor with the largest ``D_p``. The
-    resistance is ``(D_i - D_p) * v_base_kv**2`` (p.u./MW to ohm at the assumed LV base).
+    Row ``p`` is an ancestor of row ``i`` exactly when it is dominated column by column: for a
+    flexible bus ``j`` outside ``p``'s subtree both share the same path with ``j`` (equal entries),
+    for any other ``j`` bus ``i`` shares at least as much. This holds whatever weight each column
+    gives the path (``R + tan(phi_j) X`` with reactive power following the unit), so the test
+    needs no knowledge of the power factors. The parent is the dominated row with the largest sum
+    (the deepest); the edge's resistance is the smallest increase over the columns that increase
+    (the unit with the smallest ``tan(phi)``), times ``v_base_kv**2``. ``rel_tol`` absorbs AC effects.
 
     Returns
     -------
@@ -304,24 +313,26 @@ def parent_edges(view: PackageView, *, rel_tol: float = 2e-3, v_base_kv: float =
     """
     rows = _bus_like_rows(view)
     ids = view.bus_ids if view.vtdf is not None else view.row_ids
-    if rows.shape[0] == 0:
+    n = rows.shape[0]
+    if n == 0:
         return []
-    depth = rows.max(axis=1)
-    near_max = rows >= depth[:, None] * (1.0 - rel_tol) - 1e-15
+    tol = rel_tol * np.abs(rows) + 1e-12 * float(np.abs(rows).max())
+    total = rows.sum(axis=1)
+    # equal rows (buses with no flexible bus of their own below) are ordered by position
+    order_key = np.lexsort((np.arange(n), total))
+    rank = np.empty(n, dtype=int)
+    rank[order_key] = np.arange(n)
     edges: list[tuple[str, str, float]] = []
-    order = np.argsort(depth)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    for i in range(rows.shape[0]):
-        cols = np.flatnonzero(near_max[i])
-        if depth[i] <= 0 or len(cols) == 0:
+    for i in range(n):
+        dominated = np.all(rows <= rows[i] + tol[i], axis=1) & (rank < rank[i])
+        if not dominated.any():
             continue
-        ancestor = near_max[:, cols].all(axis=1) & (rank < rank[i]) & (depth > 0)
-        if not ancestor.any():
-            continue
-        candidates = np.flatnonzero(ancestor)
+        candidates = np.flatnonzero(dominated)
         p = int(candidates[np.argmax(rank[candidates])])
-        edges.append((ids[p], ids[i], float((depth[i] - depth[p]) * v_base_kv ** 2)))
+        rise = rows[i] - rows[p]
+        rising = rise > tol[i] + tol[p]
+        r_pu = float(rise[rising].min()) if rising.any() else 0.0
+        edges.append((ids[p], ids[i], r_pu * v_base_kv ** 2))
     logger.info("edge attack: %d parent-child edges", len(edges))
     return edges
 

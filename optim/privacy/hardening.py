@@ -43,25 +43,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optim._errors import InputError
-from optim.privacy.audit import Origins
+from optim.privacy.audit import DSO_KEY_SUFFIX, PRIVACY_KEY_SUFFIX, Origins
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_from_bids", "harden",
-           "asset_pseudonyms", "DEFAULT_PRIVACY_LEVEL"]
+__all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_from_bids", "obscured_rows",
+           "harden", "asset_pseudonyms", "bids_with_pseudonyms", "DEFAULT_PRIVACY_LEVEL", "DEFAULT_NOISE_LEVEL"]
 
-#: The default noise level X (see ``docs/privacy.md`` and ``benchmarks/bench_privacy.py``).
+#: The default privacy level X: coefficients below X of their row's largest are flattened
+#: (see ``docs/privacy.md`` and ``benchmarks/bench_privacy.py``).
 DEFAULT_PRIVACY_LEVEL = 0.01
-#: Lower limit written for the encoded rows (v1 encoding: a row is a "loading" with only an upper limit).
-_UNBOUNDED = -1e12
+#: The default Gaussian noise, relative to each row's largest coefficient.
+DEFAULT_NOISE_LEVEL = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class HardeningConfig:
     Parameters
     ----------
     privacy_level
-        Noise standard deviation X relative to each row's largest coefficient (0: no noise).
+        X: coefficients below X times their row's largest are flattened to one value (0: none).
+    noise_level
+        Gaussian noise on every coefficient, relative to its row's largest (0: none).
     scale_spread
         Row scale factors are log-uniform in ``[1/scale_spread, scale_spread]`` (>= 1).
     screen
@@ -87,6 +92,7 @@ class HardeningConfig:
     """
 
     privacy_level: float = DEFAULT_PRIVACY_LEVEL
+    noise_level: float = DEFAULT_NOISE_LEVEL
     scale_spread: float = 100.0
     screen: bool = True
     pseudonymize_assets: bool = False
@@ -94,8 +100,10 @@ class HardeningConfig:
     random_state: int | None = None
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.privacy_level) or self.privacy_level < 0:
-            raise InputError(f"--privacy-level must be a finite number >= 0, got {self.privacy_level}")
+        if not np.isfinite(self.privacy_level) or not 0 <= self.privacy_level <= 1:
+            raise InputError(f"--privacy-level must be a number from 0 to 1, got {self.privacy_level}")
+        if not np.isfinite(self.noise_level) or self.noise_level < 0:
+            raise InputError(f"the noise level must be a finite number >= 0, got {self.noise_level}")
         if not np.isfinite(self.scale_spread) or self.scale_spread < 1:
             raise InputError(f"scale_spread must be >= 1, got {self.scale_spread}")
         if self.pseudonymize_assets and not self.asset_secret:
@@ -114,55 +122,76 @@ class PaperRows:
 
 @dataclass(frozen=True)
 class Hardened:
-    """What :func:`harden` returns.
+    """What :func:`harden` returns; it also serves as the ``linearization`` of
+    :func:`optim.market.clear_market` (``package``, ``key``, ``private_package``).
 
     Attributes
     ----------
     package
         The hardened package (for the TSO).
     key
-        The DSO key of the hardened package's columns (validation maps dispatches with it).
+        The DSO key of the hardened package (its columns; fingerprint of the hardened package).
+    private_package
+        The DSO's paper-style package in the hardened package's column order and ids (validation,
+        Table I).
     origins
-        What each row and column id stands for (DSO side: the audit scores with it).
+        What each row and column stands for (DSO side: the audit scores with it).
     seed
         The seed of the noise, scales and orders.
     stats
-        Rows before/after screening per point, mean margin share.
+        Rows of the paper-style and of the hardened package per point, mean margin share of ``b``.
     """
 
     package: Any
     key: Any
+    private_package: Any
     origins: Origins
     seed: int
     stats: dict[str, Any] = field(default_factory=dict)
+    runtime_s: float = 0.0
 
     def privacy_key(self) -> dict[str, Any]:
         """The JSON the DSO keeps beside a hardened package (``<package>.privacy-key.json``)."""
         return {"format": "digiplat-privacy-key", "seed": self.seed,
+                "package_fingerprint": self.package.fingerprint(),
                 "flex_bus": dict(self.origins.flex_bus),
                 "row_element": {k: list(v) for k, v in self.origins.row_element.items()},
                 "row_tag": {k: list(v) for k, v in self.origins.row_tag.items()},
                 "time_frame": dict(getattr(self.key, "time_frame", {}) or {}), "stats": dict(self.stats)}
 
+    def save(self, path: str | Path) -> Path:
+        """Write the hardened package with its DSO key and privacy key beside it (atomically)."""
+        from optim.dso.linearize import save_pair
+
+        path = Path(path)
+        save_pair(self.package, self.key, path, path.with_name(path.name + DSO_KEY_SUFFIX))
+        privacy = path.with_name(path.name + PRIVACY_KEY_SUFFIX)
+        tmp = privacy.with_name(f".{privacy.name}.tmp")
+        tmp.write_text(json.dumps(self.privacy_key()))
+        tmp.replace(privacy)
+        return path
+
 
 def paper_rows(point: Any, package: Any, key: Any) -> PaperRows:
-    """The constraint rows of a paper-style operating point, base values folded into ``b``.
+    """The constraint rows of a paper-style point before screening, with their origins.
 
-    Uses the point's ``a_per_mw``/``b`` when the package format ships them; otherwise derives the
-    voltage and loading rows from the VTDF/LTDF blocks and the limits.
+    Derived by :func:`optim.package.constraint_rows` from the physical blocks (the one place rows
+    are defined): voltage upper rows, voltage lower rows, then per polygon side the rows of every
+    branch (or the signed-loading upper and lower rows).
     """
-    vtdf = np.asarray(point.vtdf_pu_per_mw, dtype=float)
-    ltdf = np.asarray(point.ltdf_percent_per_mw, dtype=float)
-    vm, loading = np.asarray(point.vm_pu, float), np.asarray(point.loading_percent, float)
-    a = np.vstack([vtdf, -vtdf, ltdf, -ltdf])
-    b = np.concatenate([package.vm_max_pu - vm, vm - package.vm_min_pu,
-                        package.loading_max_percent - loading, loading - package.loading_min_percent])
+    from optim.package import OperatingPoint, constraint_rows
+
+    blocks = {k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")}
+    a, b = constraint_rows(OperatingPoint(label=point.label, **blocks), package.limits, package.polygon_sides)
     buses = [("bus", int(x)) for x in key.buses]
     branches = [(str(e), int(i)) for e, i in zip(key.branch_elements, key.branch_indices)]
-    element = tuple(buses + buses + branches + branches)
-    tag = tuple([(*e, "max") for e in buses] + [(*e, "min") for e in buses]
-                + [(*e, "max") for e in branches] + [(*e, "min") for e in branches])
-    return PaperRows(a=a, b=b, element=element, tag=tag)
+    sides = package.polygon_sides if point.has_currents else 2
+    element = buses + buses + branches * sides
+    tag = ([(*e, "max") for e in buses] + [(*e, "min") for e in buses]
+           + [(*e, f"side {s}") for s in range(sides) for e in branches])
+    if len(element) != len(b):
+        raise InputError("the DSO key does not match the package's rows; re-run 'digiplat linearize'")
+    return PaperRows(a=a, b=b, element=tuple(element), tag=tuple(tag))
 
 
 def flex_box_from_bids(bids: Any, package: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -189,116 +218,165 @@ def asset_pseudonyms(asset_ids: Any, secret: str) -> dict[str, str]:
     return {str(a): "A" + hmac.new(key, str(a).encode(), hashlib.sha256).hexdigest()[:12] for a in asset_ids}
 
 
+def bids_with_pseudonyms(bids: Any, names: dict[str, str]) -> Any:
+    """A copy of a bid-table DataFrame whose ``building_id`` names the pseudonyms."""
+    out = bids.copy()
+    out["building_id"] = out["building_id"].astype(str).map(lambda b: names.get(b, b))
+    return out
+
+
 def _fresh_ids(prefix: str, n: int) -> list[str]:
-    ids: set[str] = set()
+    ids: list[str] = []
+    seen: set[str] = set()
     while len(ids) < n:
-        ids.add(prefix + secrets.token_hex(6))
-    return list(ids)
+        candidate = prefix + secrets.token_hex(6)
+        if candidate not in seen:
+            seen.add(candidate)
+            ids.append(candidate)
+    return ids
 
 
-def harden(package: Any, key: Any, bids: Any, *, config: HardeningConfig = HardeningConfig()) -> Hardened:
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    if cum[-1] <= 0:
+        return float(np.median(values))
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def obscured_rows(a: np.ndarray, b: np.ndarray, width: np.ndarray, *, flatten_share: float, noise_share: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(a', b')`` that imply ``a @ dP <= b`` for every ``|dP_j| <= width_j`` (inner approximation).
+
+    Coefficients below ``flatten_share`` of the row's largest are set to one value (their
+    width-weighted median: the cheapest constant), every coefficient then gets Gaussian noise of
+    ``noise_share`` times the row's largest; ``b`` is lowered by the worst case of the change over
+    the box, ``sum_j |a_j - a'_j| width_j``.
+    """
+    a_new = a.copy()
+    scale = np.abs(a).max(axis=1) if a.size else np.zeros(0)
+    for r in range(a.shape[0]):
+        small = np.abs(a[r]) < flatten_share * scale[r]
+        if small.sum() > 1:
+            a_new[r, small] = _weighted_median(a[r, small], width[small] + 1e-12)
+    if noise_share > 0:
+        a_new = a_new + rng.normal(size=a.shape) * noise_share * scale[:, None]
+    margin = np.abs(a - a_new) @ width
+    return a_new, b - margin
+
+
+def _permuted_point(point: Any, order: np.ndarray) -> Any:
+    from optim.package import OperatingPoint
+
+    values: dict[str, Any] = {}
+    for name, arr in point.arrays().items():
+        if name in ("p_flex_mw", "p_mw"):
+            values[name] = arr[order]
+        elif arr.ndim == 2:
+            values[name] = arr[:, order]
+        else:
+            values[name] = arr
+    return OperatingPoint(label=point.label, **values)
+
+
+def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig = HardeningConfig()) -> Hardened:
     """Make the hardened package of a paper-style package (DSO side).
 
     Parameters
     ----------
     package
-        Paper-style :class:`~optim.package.SensitivityPackage`.
+        Paper-style :class:`~optim.package.SensitivityPackage` (format 2).
     key
         Its :class:`~optim.dso.linearize.DsoKey`.
     bids
-        The bid table the package will be cleared with (its pieces give the dispatch box).
+        The bid table the package will be cleared with; its pieces give the dispatch box when the
+        package stores none (``row_box``).
     config
         Noise level, scaling, screening, pseudonyms, seed.
 
     Returns
     -------
     Hardened
-        The package for the TSO and the DSO's key and origins.
+        The package for the TSO, the DSO's key, private paper-style package and origins.
     """
-    from optim.package import OperatingPoint, SensitivityPackage
+    import time
 
+    from optim.package import OperatingPoint, SensitivityPackage, rows_that_can_bind
+
+    t0 = time.perf_counter()
+    if getattr(package, "style", "paper") != "paper":
+        raise InputError("harden needs the DSO's paper-style package (it derives the rows from the blocks)")
     seed = int(config.random_state) if config.random_state is not None else secrets.randbits(63)
     rng = np.random.default_rng(seed)
-    lo, hi = flex_box_from_bids(bids, package)
+    if package.row_box_lower_mw is not None:
+        lo, hi = np.asarray(package.row_box_lower_mw), np.asarray(package.row_box_upper_mw)
+    elif bids is not None:
+        lo, hi = flex_box_from_bids(bids, package)
+    else:
+        raise InputError("the package stores no dispatch box: pass the bids it will be cleared with")
     n_flex = len(package.flex_ids)
     col_order = rng.permutation(n_flex)
     flex_ids = _fresh_ids("F", n_flex)
+    flex_id_of = dict(zip(np.asarray(package.flex_ids)[col_order], flex_ids))
 
-    stats: dict[str, Any] = {"rows_paper": [], "rows_kept": [], "margin_share": []}
-    blocks = []
-    for point in package.points:
+    stats: dict[str, Any] = {"rows_paper": [], "rows_hardened": [], "margin_share_of_b": []}
+    points, row_element, row_tag = [], {}, {}
+    log_spread = float(np.log(config.scale_spread))
+    for k, point in enumerate(package.points):
         rows = paper_rows(point, package, key)
         p_flex = np.asarray(point.p_flex_mw, dtype=float)
         d_lo, d_hi = lo - p_flex, hi - p_flex
-        reach = np.clip(rows.a, 0, None) @ d_hi + np.clip(rows.a, None, 0) @ d_lo
-        keep = reach > rows.b - 1e-9 * np.maximum(1.0, np.abs(rows.b)) if config.screen else np.ones(len(rows.b), bool)
+        keep = (rows_that_can_bind(rows.a, rows.b, d_lo, d_hi) if config.screen
+                else np.ones(len(rows.b), dtype=bool))
         idx = np.flatnonzero(keep)
-        a, b = rows.a[idx].copy(), rows.b[idx].copy()
-        if config.privacy_level > 0 and len(idx):
-            scale = np.abs(a).max(axis=1, keepdims=True)
-            noise = rng.normal(size=a.shape) * config.privacy_level * scale
-            width = np.maximum(np.abs(d_lo), np.abs(d_hi))
-            margin = np.abs(noise) @ width
-            stats["margin_share"].append(float(np.mean(margin / np.maximum(np.abs(b), 1e-12))))
-            a, b = a + noise, b - margin
-        log_spread = np.log(config.scale_spread)
+        a, b = rows.a[idx], rows.b[idx]
+        width = np.maximum(np.abs(d_lo), np.abs(d_hi))
+        a_obs, b_obs = obscured_rows(a, b, width, flatten_share=config.privacy_level,
+                                     noise_share=config.noise_level, rng=rng)
+        if len(b):
+            stats["margin_share_of_b"].append(float(np.median((b - b_obs) / np.maximum(np.abs(b), 1e-12))))
         c = np.exp(rng.uniform(-log_spread, log_spread, size=len(idx)))
-        a, b = a * c[:, None], b * c
+        order = rng.permutation(len(idx))
+        a_out = (a_obs * c[:, None])[order][:, col_order]
+        b_out = (b_obs * c)[order]
+        for position, j in enumerate(order):
+            rid = f"p{k}r{position}"
+            row_element[rid] = rows.element[idx[j]]
+            row_tag[rid] = rows.tag[idx[j]]
         stats["rows_paper"].append(int(len(rows.b)))
-        stats["rows_kept"].append(int(len(idx)))
-        blocks.append((a[:, col_order], b, [rows.element[k] for k in idx], [rows.tag[k] for k in idx],
-                       p_flex[col_order]))
+        stats["rows_hardened"].append(int(len(idx)))
+        points.append(OperatingPoint(label=point.label, p_flex_mw=p_flex[col_order], a_per_mw=a_out, b=b_out))
 
-    # One id space over all points: point k's rows are ids row_ids[offset_k : offset_k + n_k].
-    n_rows = sum(len(blk[1]) for blk in blocks)
-    row_ids = _fresh_ids("R", n_rows)
-    row_element: dict[str, tuple[str, int]] = {}
-    row_tag: dict[str, tuple[Any, ...]] = {}
-    points = []
-    offset = 0
-    for k, (a, b, elements, tags, p_flex) in enumerate(blocks):
-        order = rng.permutation(len(b))
-        ids = row_ids[offset:offset + len(b)]
-        offset += len(b)
-        for rid, j in zip(ids, order):
-            row_element[rid] = elements[j]
-            row_tag[rid] = (k, *tags[j])
-        points.append((package.points[k].label, p_flex, a[order], b[order], ids))
-
-    # The clearing reads one row set for all points; rows of other points get a zero row there that
-    # never binds (0 <= 1): each point keeps exactly its own rows, in one matrix.
-    all_ids = tuple(row_ids)
-    position = {rid: n for n, rid in enumerate(all_ids)}
-    encoded = []
-    for label, p_flex, a, b, ids in points:
-        a_full = np.zeros((n_rows, n_flex))
-        b_full = np.ones(n_rows)
-        where = [position[r] for r in ids]
-        a_full[where], b_full[where] = a, b
-        encoded.append(OperatingPoint(label=label, p_mw=p_flex, p_flex_mw=p_flex, vm_pu=np.zeros(0),
-                                      loading_percent=package.loading_max_percent - b_full,
-                                      vtdf_pu_per_mw=np.zeros((0, n_flex)), ltdf_percent_per_mw=a_full))
-    flex_id_of = dict(zip(np.asarray(package.flex_ids)[col_order], flex_ids))
     assets = dict(package.flex_of_asset)
     names = asset_pseudonyms(assets, config.asset_secret) if config.pseudonymize_assets else {a: a for a in assets}
-    meta = {k: v for k, v in package.meta.items() if k in ("time_frame", "point_fractions", "point_definition", "credit")}
-    meta.update({"style": "hardened", "privacy_level": float(config.privacy_level),
-                 "rows": "a @ dP <= b per point, encoded as ltdf_percent_per_mw = a, loading_percent = L_max - b",
-                 "p_mw": "equals p_flex_mw (P_fix is not shared; (14h) needs only differences)"})
-    hardened = SensitivityPackage(
-        flex_ids=tuple(flex_ids), bus_ids=(), branch_ids=all_ids, points=tuple(encoded),
-        flex_of_asset={names[a]: flex_id_of[f] for a, f in assets.items()},
-        vm_min_pu=package.vm_min_pu, vm_max_pu=package.vm_max_pu,
-        loading_min_percent=_UNBOUNDED, loading_max_percent=package.loading_max_percent, meta=meta)
-
+    flex_of_asset = {names[a]: flex_id_of[f] for a, f in assets.items()}
+    meta = {k: v for k, v in package.meta.items() if k in ("time_frame", "point_fractions", "point_definition",
+                                                           "point_method", "credit")}
+    meta["hardening"] = {"privacy_level": float(config.privacy_level), "noise_level": float(config.noise_level),
+                         "rows": "screened within row_box, obscured with a safety margin, positively scaled, shuffled"}
+    common = dict(flex_ids=tuple(flex_ids), flex_of_asset=flex_of_asset, vm_min_pu=package.vm_min_pu,
+                  vm_max_pu=package.vm_max_pu, loading_min_percent=package.loading_min_percent,
+                  loading_max_percent=package.loading_max_percent, polygon_sides=package.polygon_sides,
+                  row_box_lower_mw=lo[col_order], row_box_upper_mw=hi[col_order])
+    hardened = SensitivityPackage(points=tuple(points), style="hardened", meta=meta, **common)
+    private = SensitivityPackage(points=tuple(_permuted_point(p, col_order) for p in package.points), style="paper",
+                                 bus_ids=package.bus_ids, branch_ids=package.branch_ids, meta=dict(package.meta),
+                                 **common)
     bus_of = dict(zip(key.flex_ids, key.flex_buses))
-    new_key = replace(key, flex_ids=tuple(flex_ids),
-                      flex_buses=tuple(int(bus_of[f]) for f in np.asarray(package.flex_ids)[col_order]),
+    old_ids = np.asarray(package.flex_ids)[col_order]
+    dq_dp = tuple(np.asarray(key.dq_dp, dtype=float)[col_order]) if len(key.dq_dp) == n_flex else key.dq_dp
+    new_key = replace(key, flex_ids=tuple(flex_ids), flex_buses=tuple(int(bus_of[f]) for f in old_ids), dq_dp=dq_dp,
                       buildings_of_flex={flex_id_of[f]: tuple(names.get(b, b) for b in blds)
-                                         for f, blds in key.buildings_of_flex.items()})
+                                         for f, blds in key.buildings_of_flex.items()},
+                      dq_dp_of_building={names.get(b, b): v for b, v in key.dq_dp_of_building.items()},
+                      package_fingerprint=hardened.fingerprint())
     origins = Origins(flex_bus=dict(zip(new_key.flex_ids, new_key.flex_buses)), row_element=row_element,
                       row_tag=row_tag)
-    stats["margin_share"] = float(np.mean(stats["margin_share"])) if stats["margin_share"] else 0.0
-    logger.info("hardened package: %d of %d rows kept over %d points, noise X=%g", n_rows,
-                sum(stats["rows_paper"]), len(points), config.privacy_level)
-    return Hardened(package=hardened, key=new_key, origins=origins, seed=seed, stats=stats)
+    shares = stats.pop("margin_share_of_b")
+    stats["median_margin_share_of_b"] = float(np.median(shares)) if shares else 0.0
+    runtime = time.perf_counter() - t0
+    logger.info("hardened package: %d of %d rows over %d points, flatten %g, noise %g in %.2f s",
+                sum(stats["rows_hardened"]), sum(stats["rows_paper"]), len(points), config.privacy_level,
+                config.noise_level, runtime)
+    return Hardened(package=hardened, key=new_key, private_package=private, origins=origins, seed=seed,
+                    stats=stats, runtime_s=runtime)

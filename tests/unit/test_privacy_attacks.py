@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -101,19 +102,34 @@ def test_the_id_replay_follows_the_public_shuffle() -> None:
 
 # --- the shipped Bergwald grid, paper-style packages of two time frames ----------------------------
 
-@pytest.fixture(scope="module")
-def paper_packages(tmp_path_factory, bergwald_grid):
-    """Paper-style packages (today's format, seeded ids) of two time frames, keys beside them."""
+HOURS = (18, 12)
+
+
+@functools.lru_cache(maxsize=1)
+def paper_linearizations() -> tuple[tuple[object, object, object], ...]:
+    """(scenario, linearization) of two time frames of the shipped grid, computed once per session."""
+    from gridgen.grid import Grid, default_grid_dir
     from optim.dso.linearize import linearize
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
 
+    grid = Grid.load(default_grid_dir())
+    frames = []
+    for hour in HOURS:
+        scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(hour=hour))
+        frames.append((grid, scenario, linearize(grid, scenario)))
+    return tuple(frames)
+
+
+@pytest.fixture(scope="module")
+def paper_packages(tmp_path_factory):
+    """Paper-style packages (seeded ids) of two time frames written to files, keys beside them."""
+    from optim.dso.linearize import save_pair
+
     out = tmp_path_factory.mktemp("privacy")
     files = []
-    for hour in (18, 12):
-        scenario = scenario_from_grid(bergwald_grid, ScenarioConfig().with_time_frame(hour=hour))
-        lin = linearize(bergwald_grid, scenario)
-        path = lin.package.save(out / f"paper_h{hour}.zip")
-        lin.key.save(out / f"paper_h{hour}.zip.dso-key.json")
+    for hour, (_, _, lin) in zip(HOURS, paper_linearizations()):
+        path = out / f"paper_h{hour}.zip"
+        save_pair(lin.package, lin.key, path, out / f"paper_h{hour}.zip.dso-key.json")
         files.append((path, lin))
     return files
 
