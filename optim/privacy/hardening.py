@@ -62,7 +62,7 @@ __all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_f
 
 #: The default privacy level X: coefficients below X of their row's largest are flattened
 #: (see ``docs/privacy.md`` and ``benchmarks/bench_privacy.py``).
-DEFAULT_PRIVACY_LEVEL = 0.01
+DEFAULT_PRIVACY_LEVEL = 0.02
 #: The default Gaussian noise, relative to each row's largest coefficient.
 DEFAULT_NOISE_LEVEL = 0.0
 
