@@ -58,13 +58,15 @@ from optim.privacy.audit import DSO_KEY_SUFFIX, PRIVACY_KEY_SUFFIX, Origins
 logger = logging.getLogger(__name__)
 
 __all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_from_bids", "obscured_rows",
-           "harden", "asset_pseudonyms", "bids_with_pseudonyms", "DEFAULT_PRIVACY_LEVEL", "DEFAULT_NOISE_LEVEL"]
+           "harden", "load_hardened", "asset_pseudonyms", "bids_with_pseudonyms", "DEFAULT_PRIVACY_LEVEL", "DEFAULT_NOISE_LEVEL"]
 
 #: The default privacy level X: coefficients below X of their row's largest are flattened
 #: (see ``docs/privacy.md`` and ``benchmarks/bench_privacy.py``).
 DEFAULT_PRIVACY_LEVEL = 0.02
 #: The default Gaussian noise, relative to each row's largest coefficient.
 DEFAULT_NOISE_LEVEL = 0.0
+#: The DSO's private paper-style copy beside a hardened package file.
+PRIVATE_SUFFIX = ".dso-paper.zip"
 
 
 @dataclass(frozen=True)
@@ -160,16 +162,50 @@ class Hardened:
                 "time_frame": dict(getattr(self.key, "time_frame", {}) or {}), "stats": dict(self.stats)}
 
     def save(self, path: str | Path) -> Path:
-        """Write the hardened package with its DSO key and privacy key beside it (atomically)."""
+        """Write the hardened package, its DSO key, the privacy key and the DSO's private paper-style copy.
+
+        ``path`` (for the TSO), and beside it, for the DSO only: ``.dso-key.json`` (the pair is
+        written atomically by :func:`optim.dso.linearize.save_pair`), ``.privacy-key.json`` (row
+        origins and seed) and ``.dso-paper.zip`` (validation and Table I). The two DSO files are
+        written to temporary siblings first and moved in only after the pair succeeded.
+        """
         from optim.dso.linearize import save_pair
 
         path = Path(path)
-        save_pair(self.package, self.key, path, path.with_name(path.name + DSO_KEY_SUFFIX))
-        privacy = path.with_name(path.name + PRIVACY_KEY_SUFFIX)
-        tmp = privacy.with_name(f".{privacy.name}.tmp")
-        tmp.write_text(json.dumps(self.privacy_key()))
-        tmp.replace(privacy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {path.with_name(path.name + PRIVACY_KEY_SUFFIX): None, path.with_name(path.name + PRIVATE_SUFFIX): None}
+        temps = {target: target.with_name(f".{target.name}.tmp") for target in extra}
+        try:
+            privacy, private = list(temps.values())
+            privacy.write_text(json.dumps(self.privacy_key()))
+            self.private_package.write(private)
+            save_pair(self.package, self.key, path, path.with_name(path.name + DSO_KEY_SUFFIX))
+            for target, tmp in temps.items():
+                tmp.replace(target)
+        finally:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+        logger.info("hardened package written: %s (and its DSO files beside it)", path)
         return path
+
+
+def load_hardened(path: str | Path) -> Hardened:
+    """Read a hardened package written by :meth:`Hardened.save` with its DSO key, origins and private copy."""
+    from optim.dso.linearize import load_pair
+    from optim.package import SensitivityPackage
+    from optim.privacy.audit import origins_beside
+
+    path = Path(path)
+    package, key = load_pair(path, path.with_name(path.name + DSO_KEY_SUFFIX))
+    if key is None or package.style != "hardened":
+        raise InputError(f"{path} is not a hardened package with its DSO key beside it")
+    private_path = path.with_name(path.name + PRIVATE_SUFFIX)
+    if not private_path.is_file():
+        raise InputError(f"the DSO's private copy {private_path.name} is missing beside {path.name}")
+    origins, _ = origins_beside(path)
+    seed = int(json.loads(path.with_name(path.name + PRIVACY_KEY_SUFFIX).read_text()).get("seed", 0))
+    return Hardened(package=package, key=key, private_package=SensitivityPackage.load(private_path),
+                    origins=origins, seed=seed)
 
 
 def paper_rows(point: Any, package: Any, key: Any) -> PaperRows:

@@ -153,8 +153,15 @@ def test_the_audit_command_reads_a_hardened_package_and_its_keys(frames, hardene
     from app.cli import main
     from optim.package import SensitivityPackage
 
+    from optim.privacy.hardening import load_hardened
+
     paths = [hardened[k].save(tmp_path / f"hard_h{h}.zip") for k, h in enumerate(HOURS)]
     assert SensitivityPackage.load(paths[0]).fingerprint() == hardened[0].package.fingerprint()
+    back = load_hardened(paths[0])
+    assert back.origins == hardened[0].origins and back.key == hardened[0].key
+    assert back.private_package.fingerprint() == hardened[0].private_package.fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("hard_h18")) == [
+        "hard_h18.zip", "hard_h18.zip.dso-key.json", "hard_h18.zip.dso-paper.zip", "hard_h18.zip.privacy-key.json"]
     assert main(["audit", "--package", str(paths[0]), "--link-with", str(paths[1]), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["style"] == "hardened" and summary["id_inversion_rate"] <= 0.01
