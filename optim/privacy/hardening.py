@@ -1,42 +1,45 @@
 """The hardened package: the DSO turns its paper-style package into rows that clear the same bids
-while revealing far less (issue 10, DSO side; the reasoning is in ``docs/privacy.md``).
+while revealing far less (issue 10, DSO side; the reasoning and measurements: ``docs/privacy.md``).
 
 **Formulation.** At operating point ``i`` the paper-style package defines, for the deviation
-``dP`` from the point's flexibility ``P_flex,i``, the rows ``a @ dP <= b`` with the base values
-folded into ``b``: ``VTDF dP <= V_max - V``, ``-VTDF dP <= V - V_min``, ``LTDF dP <= L_max - L``,
-``-LTDF dP <= L - L_min`` (a v2 package ships its rows ``a_per_mw``/``b`` directly). The bids
-bound the dispatch ``x`` to the box ``[lo, hi]`` per flexible bus (sum of the negative / positive
-pieces there), so ``dP`` lies in ``[lo - P_flex,i, hi - P_flex,i]``. The hardened package is made
-of these rows, transformed in this order:
+``dP`` from the point's flexibility ``P_flex,i``, the rows ``a @ dP <= b`` of
+:func:`optim.package.constraint_rows`, base values folded into ``b``: voltage upper and lower rows
+and the faces of every branch's current polygon. The offers bound the dispatch ``x`` to the box
+``[lo, hi]`` per flexible bus (the package's ``row_box``: sums of the downward / upward volumes),
+so ``dP`` lies in ``[lo - P_flex,i, hi - P_flex,i]``. The hardened package holds these rows,
+transformed in this order:
 
 1. **Screening** (exact): a row whose maximum over the box, ``a+ . dP_hi + a- . dP_lo``, stays
-   below ``b`` cannot bind for any dispatch the bids allow (the TSO's clearing drops the same
-   rows itself, see ``optim/tso/clearing.py``). Dropping it DSO-side changes neither the feasible
-   set nor the optimum, but the TSO never sees the ~99 % of rows that describe the grid far from
-   its limits.
-2. **Noise with a safety margin** (``privacy_level`` X, inner approximation): every coefficient
-   gets ``E_rj ~ N(0, (X s_r)^2)``, ``s_r = max_j |a_rj|``, and ``b`` is lowered by the worst
-   case of the noise over the box, ``m_r = sum_j |E_rj| w_ij`` with ``w_ij = max |dP_j|``. For
-   every ``dP`` in the box ``(a + E) dP <= b - m`` implies ``a dP <= b``: the hardened rows are
-   an inner approximation of the paper-style ones, so a dispatch they admit is one the paper-style
-   rows admit too (the DSO's AC validation of the cleared dispatch then checks the linear model
-   itself, as for the paper-style package). The noise hides the support pattern of the rows (which
-   buses share a transformer or feeder) at the price of the margin.
-3. **Positive row scaling**: row ``r`` is multiplied by ``c_r``, log-uniform in
-   ``[1/scale_spread, scale_spread]``: the same half-space, no magnitude (ratings, resistances) left.
-4. **Shuffle and secret ids**: rows and columns in a fresh random order, ids ``R<hex>``/``F<hex>``
-   drawn from :mod:`secrets` for every package, so no id can be replayed or linked to another
-   package. Asset ids optionally become keyed pseudonyms (HMAC-SHA256 with the DSO's secret):
-   stable across packages (bids keep naming their assets) but without the ``B####`` numbering
-   that runs west to east.
+   below ``b`` cannot bind for any dispatch the bids allow (the TSO's clearing would drop it
+   itself). Leaving it out changes neither the feasible set nor the optimum, and the TSO never
+   sees the ~98 % of rows that describe the grid away from its limits.
+2. **Flattening with a safety margin** (``privacy_level`` X; optional noise ``noise_level``),
+   an inner approximation: coefficients below X of their row's largest become one value (their
+   width-weighted median), optional Gaussian noise is added, and ``b`` is lowered by the worst
+   case of the change over the box, ``m_r = sum_j |a_rj - a'_rj| w_ij`` with ``w_ij = max |dP_j|``.
+   For every ``dP`` in the box ``a' dP <= b - m`` implies ``a dP <= b``, so the hardened rows admit
+   only dispatches the paper-style rows admit (the DSO's AC validation of the cleared dispatch then
+   checks the linear model itself, as for the paper-style package). This is why it is safe; the
+   flattened small coefficients are what tells a row's transformer and feeder apart.
+3. **Positive row scaling**: row ``r`` times ``c_r``, log-uniform in ``[1/scale_spread,
+   scale_spread]``: the same half-space, no magnitude (ratings, resistances) left.
+4. **Shuffle and secret ids**: rows and columns in a fresh random order, column ids ``F<hex>``
+   from :mod:`secrets` for every package (rows carry no id in format 2), so nothing can be replayed
+   or linked by name. Asset ids optionally become keyed pseudonyms (HMAC-SHA256 with the DSO's
+   secret): stable across packages (bids keep naming their assets) but without the ``B####``
+   numbering that runs west to east.
 
-The noise and scales come from ``numpy.random.default_rng(seed)``; the seed is drawn from
-:mod:`secrets` unless ``random_state`` is given (experiments, tests) and is recorded in the DSO's
-privacy key, so the DSO can rebuild any package. The clearing names bids and assets, never row
-ids, so secret ids change no result.
+Why not exact and private at once: an irredundant description of a polyhedron is unique up to
+row scaling and order, so any exact package ships the binding facets (which buses load the
+congested branch); only an inner approximation can blur them, at a cost (``benchmarks/bench_privacy.py``).
 
-What the TSO receives: per point ``p_flex_mw`` and the rows, the limits, the asset map. No base
-values (``P_fix``, voltages, loadings), no physical blocks, no row kinds.
+The flattening noise, scales and orders come from ``numpy.random.default_rng(seed)``; the seed is
+drawn from :mod:`secrets` unless ``random_state`` is given (experiments, tests) and is kept in the
+DSO's privacy key, so the DSO can rebuild any package. The clearing names bids and assets, never
+row ids, so secret ids change no result.
+
+What the TSO receives: per point ``p_flex_mw`` and the rows, the limits, the box, the asset map.
+No base values (``P_fix``, voltages, loadings, currents), no physical blocks, no row kinds.
 """
 
 from __future__ import annotations
@@ -173,8 +176,8 @@ class Hardened:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {path.with_name(path.name + PRIVACY_KEY_SUFFIX): None, path.with_name(path.name + PRIVATE_SUFFIX): None}
-        temps = {target: target.with_name(f".{target.name}.tmp") for target in extra}
+        targets = (path.with_name(path.name + PRIVACY_KEY_SUFFIX), path.with_name(path.name + PRIVATE_SUFFIX))
+        temps = {target: target.with_name(f".{target.name}.tmp") for target in targets}
         try:
             privacy, private = list(temps.values())
             privacy.write_text(json.dumps(self.privacy_key()))

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from types import SimpleNamespace
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 
 from optim._errors import InputError
-from optim.privacy.hardening import HardeningConfig, asset_pseudonyms, harden, obscured_rows, paper_rows
+from optim.privacy.hardening import (HardeningConfig, asset_pseudonyms, bids_with_pseudonyms, harden, obscured_rows,
+                                     paper_rows)
 from tests.unit.test_privacy_attacks import HOURS, paper_linearizations
 
 REQUESTS_MW = (0.5, 1.0, 1.5, 2.0)
@@ -171,7 +173,7 @@ def test_the_audit_command_reads_a_hardened_package_and_its_keys(frames, hardene
 def test_asset_pseudonyms_are_stable_and_carry_no_geography(frames) -> None:
     from optim.privacy.audit import audit_package
 
-    grid, _, lin = frames[0]
+    grid, scenario, lin = frames[0]
     names = asset_pseudonyms(lin.package.flex_of_asset, "dso secret")
     assert names == asset_pseudonyms(lin.package.flex_of_asset, "dso secret")
     assert len(set(names.values())) == len(names)
@@ -180,6 +182,13 @@ def test_asset_pseudonyms_are_stable_and_carry_no_geography(frames) -> None:
     assert set(hard.package.flex_of_asset) == set(names.values())
     report = audit_package(hard.package, origins=hard.origins, grid=grid)
     assert report.scores["asset_id_lon_rank_corr"] <= 0.3
+    # bids naming the pseudonyms clear exactly like the plain ids (same seed: same rows)
+    plain = harden(lin.package, lin.key, config=HardeningConfig(random_state=2))
+    renamed = dataclasses.replace(scenario, bids=bids_with_pseudonyms(scenario.bids, names))
+    a = _outcome(grid, scenario, plain, 1.5)
+    b = _outcome(grid, renamed, hard, 1.5)
+    assert b.clearing.cost_eur == pytest.approx(a.clearing.cost_eur, rel=1e-9)
+    assert b.validation.n_violations == 0 == a.validation.n_violations
 
 
 @pytest.mark.parametrize("kwargs, words", [({"privacy_level": -0.1}, "--privacy-level"),
