@@ -40,7 +40,7 @@ from optim.privacy.truth import GridTruth, truth_from_grid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Origins", "AuditReport", "origins_from_dso_key", "origins_beside", "audit_package", "SCORE_KEYS"]
+__all__ = ["Origins", "AuditReport", "origins_from_dso_key", "monitored_of_key", "origins_beside", "audit_package", "SCORE_KEYS"]
 
 SCORE_KEYS = ("substation_ari", "feeder_ari", "tree_cluster_recall", "edge_recall",
               "resistance_median_rel_error", "rating_median_rel_error", "id_inversion_rate",
@@ -63,11 +63,16 @@ class Origins:
         Row id -> ``("bus", bus)`` for a voltage row, ``("line" | "trafo", index)`` for a branch row.
     row_tag
         Row id -> hashable identity used for linking across packages (element plus side/face).
+    buses, branches
+        Every monitored bus and branch of the grid (the id replay's targets; default: those the
+        rows name).
     """
 
     flex_bus: dict[str, int]
     row_element: dict[str, tuple[str, int]]
     row_tag: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    buses: tuple[int, ...] = ()
+    branches: tuple[tuple[str, int], ...] = ()
 
     def tag(self, row_id: str) -> tuple[Any, ...]:
         return self.row_tag.get(row_id, self.row_element[row_id])
@@ -77,7 +82,14 @@ def origins_from_dso_key(key: Any) -> Origins:
     """Origins of a paper-style package from its :class:`~optim.dso.linearize.DsoKey`."""
     rows = {b: ("bus", int(bus)) for b, bus in zip(key.bus_ids, key.buses)}
     rows.update({b: (str(e), int(i)) for b, e, i in zip(key.branch_ids, key.branch_elements, key.branch_indices)})
-    return Origins(flex_bus={f: int(b) for f, b in zip(key.flex_ids, key.flex_buses)}, row_element=rows)
+    return Origins(flex_bus={f: int(b) for f, b in zip(key.flex_ids, key.flex_buses)}, row_element=rows,
+                   **monitored_of_key(key))
+
+
+def monitored_of_key(key: Any) -> dict[str, tuple]:
+    """``buses`` and ``branches`` of :class:`Origins` from a DSO key (every monitored element)."""
+    return {"buses": tuple(int(b) for b in key.buses),
+            "branches": tuple((str(e), int(i)) for e, i in zip(key.branch_elements, key.branch_indices))}
 
 
 @dataclass(frozen=True)
@@ -268,8 +280,10 @@ def audit_package(package: Any, *, origins: Origins, grid: Any, other: Any = Non
 def _id_inversion_rate(view: attacks.PackageView, origins: Origins) -> float | None:
     guess = attacks.replayed_id_ranks(view)
     flex_sorted = sorted(origins.flex_bus.values())
-    buses = sorted(e[1] for e in origins.row_element.values() if e[0] == "bus")
-    branches = sorted({(e[0] == "trafo", e[1]) for e in origins.row_element.values() if e[0] != "bus"})
+    bus_set = origins.buses or [e[1] for e in origins.row_element.values() if e[0] == "bus"]
+    branch_set = origins.branches or [e for e in origins.row_element.values() if e[0] != "bus"]
+    buses = sorted(set(bus_set))
+    branches = sorted({(e[0] == "trafo", e[1]) for e in branch_set})
     ranks: dict[str, dict[Any, int]] = {
         "flex": {b: k for k, b in enumerate(flex_sorted)},
         "bus": {b: k for k, b in enumerate(buses)},
@@ -321,7 +335,9 @@ def origins_beside(package_path: str | Path) -> tuple[Origins, dict[str, Any]]:
             data = json.loads(privacy_key.read_text())
             origins = Origins(flex_bus={k: int(v) for k, v in data["flex_bus"].items()},
                               row_element={k: (str(v[0]), int(v[1])) for k, v in data["row_element"].items()},
-                              row_tag={k: tuple(v) for k, v in data.get("row_tag", {}).items()})
+                              row_tag={k: tuple(v) for k, v in data.get("row_tag", {}).items()},
+                              buses=tuple(int(b) for b in data.get("buses", ())),
+                              branches=tuple((str(e), int(i)) for e, i in data.get("branches", ())))
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise InputError(f"cannot read the privacy key {privacy_key}: {exc}") from exc
         return origins, dict(data.get("time_frame", {}))

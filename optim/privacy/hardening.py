@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from optim._errors import InputError
-from optim.privacy.audit import DSO_KEY_SUFFIX, PRIVACY_KEY_SUFFIX, Origins
+from optim.privacy.audit import DSO_KEY_SUFFIX, PRIVACY_KEY_SUFFIX, Origins, monitored_of_key
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ class Hardened:
                 "flex_bus": dict(self.origins.flex_bus),
                 "row_element": {k: list(v) for k, v in self.origins.row_element.items()},
                 "row_tag": {k: list(v) for k, v in self.origins.row_tag.items()},
+                "buses": list(self.origins.buses), "branches": [list(b) for b in self.origins.branches],
                 "time_frame": dict(getattr(self.key, "time_frame", {}) or {}), "stats": dict(self.stats)}
 
     def save(self, path: str | Path) -> Path:
@@ -410,7 +411,7 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
                       dq_dp_of_building={names.get(b, b): v for b, v in key.dq_dp_of_building.items()},
                       package_fingerprint=hardened.fingerprint())
     origins = Origins(flex_bus=dict(zip(new_key.flex_ids, new_key.flex_buses)), row_element=row_element,
-                      row_tag=row_tag)
+                      row_tag=row_tag, **monitored_of_key(key))
     shares = stats.pop("margin_share_of_b")
     stats["median_margin_share_of_b"] = float(np.median(shares)) if shares else 0.0
     runtime = time.perf_counter() - t0

@@ -36,7 +36,7 @@ def results():
 def test_the_paper_style_package_gives_the_substations_away_and_the_hardened_one_does_not(results) -> None:
     paper, hard = results["paper"]["scores"], results["hardened"]["scores"]
     assert paper["substation_ari"] >= 0.9 > 0.2 >= hard["substation_ari"]
-    assert paper["id_inversion_rate"] == 1.0 and hard["id_inversion_rate"] <= 0.01
+    assert paper["id_inversion_rate"] == 1.0 and hard["id_inversion_rate"] < 0.035  # chance level
     assert results["paper"]["groups"]["substation"] == 6
     assert len(results["paper"]["substation"]) == len(results["hardened"]["substation"]) > 100  # buildings with a bid
 

@@ -148,7 +148,11 @@ def test_the_attacks_fail_on_the_hardened_package(hardened_report, hardened) -> 
     assert s["edge_recall"] <= 0.1
     assert s["resistance_median_rel_error"] >= s["resistance_prior_median_rel_error"]  # no better than a prior
     assert s["rating_median_rel_error"] >= 0.5
-    assert s["id_inversion_rate"] <= 1.0 / n_rows
+    # The ids are fresh from secrets on every run, so the replay's hits are chance: about one in
+    # 170-462 per id, ~1.6 expected among the ~300 ids. Ten or more would happen by chance with
+    # probability ~1e-5 (Poisson): the replay does no better than guessing.
+    n_ids = len(hardened[0].package.flex_ids) + n_rows
+    assert s["id_inversion_rate"] * n_ids < 10
 
 
 def test_the_audit_command_reads_a_hardened_package_and_its_keys(frames, hardened, tmp_path, capsys) -> None:
@@ -166,7 +170,7 @@ def test_the_audit_command_reads_a_hardened_package_and_its_keys(frames, hardene
         "hard_h18.zip", "hard_h18.zip.dso-key.json", "hard_h18.zip.dso-paper.zip", "hard_h18.zip.privacy-key.json"]
     assert main(["audit", "--package", str(paths[0]), "--link-with", str(paths[1]), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["style"] == "hardened" and summary["id_inversion_rate"] <= 0.01
+    assert summary["style"] == "hardened" and summary["id_inversion_rate"] < 0.035  # chance, see above
     assert summary["substation_ari"] <= 0.2
 
 
