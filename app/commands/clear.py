@@ -49,9 +49,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder when no --package is given (default: Bergwald)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type when no --package")
     p.add_argument("--hour", type=int, default=None, metavar="H", help="hour when no --package")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points when no --package (default 3)")
-    p.add_argument("--point-method", default="all-half-none", metavar="NAME",
-                   help="operating points when no --package: all-half-none or merit-levels")
+    p.add_argument("--points", type=int, default=9, metavar="M", help="operating points when no --package (default 9)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help="operating points when no --package: merit-levels (default) or all-half-none (paper A)")
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N", help="current polygon sides when no --package")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)

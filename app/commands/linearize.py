@@ -34,9 +34,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder (default: the shipped Bergwald grid)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type (default: scenario's)")
     p.add_argument("--hour", type=int, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points (default 3: all, half, none)")
-    p.add_argument("--point-method", default="all-half-none", metavar="NAME",
-                   help="operating points: all-half-none (paper A) or merit-levels (DSO pre-market clearings)")
+    p.add_argument("--points", type=int, default=9, metavar="M",
+                   help="operating points (default 9; all-half-none with 3 is paper A's all, half, none)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help="operating points: merit-levels (default: the DSO's pre-market clearings) or all-half-none (paper A)")
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N",
                    help="sides of the inscribed polygon of |I| <= I_max (default 16: at most 1.9 %% of a rating lost)")
     p.add_argument("--seed", type=int, default=None, help="scenario seed (default: scenario's)")

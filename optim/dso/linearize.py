@@ -91,6 +91,9 @@ class LinearizationConfig:
         Q follows P at each unit's power factor (default); False: Q held (paper A).
     screen_rows
         Leave out rows that cannot bind for any dispatch within the offers (the box is stored).
+    point_passes
+        Passes of the ``merit-levels`` selection (1: levels cleared on the all/half/none package;
+        2: cleared again on the first pass' package).
     """
 
     n_points: int = 3
@@ -106,6 +109,7 @@ class LinearizationConfig:
     branch_rows: str = "current"
     reactive: bool = True
     screen_rows: bool = True
+    point_passes: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_points, (int, np.integer)) or self.n_points < 1:
@@ -114,6 +118,8 @@ class LinearizationConfig:
             raise InputError(f"unknown point method {self.point_method!r}: use one of {', '.join(POINT_METHODS)}")
         if not isinstance(self.polygon_sides, (int, np.integer)) or not 4 <= self.polygon_sides <= 720:
             raise InputError(f"--polygon-sides must be an integer from 4 to 720, got {self.polygon_sides!r}")
+        if not isinstance(self.point_passes, (int, np.integer)) or not 1 <= self.point_passes <= 4:
+            raise InputError(f"point_passes must be 1..4, got {self.point_passes!r}")
         if self.branch_rows not in ("current", "signed-loading"):
             raise InputError(f"branch_rows must be 'current' or 'signed-loading', got {self.branch_rows!r}")
         for name in ("vm_min_pu", "vm_max_pu", "loading_min_percent", "loading_max_percent", "tolerance_mva"):
@@ -467,7 +473,7 @@ def linearize(
     from optim.dso.points import points_for
 
     t0 = time.perf_counter()
-    flex = flex_table(grid, scenario.bids, scenario.buildings if config.reactive else None)
+    flex = flex_table(grid, scenario.bids, scenario.buildings)
     chosen, meta = points_for(grid, scenario, flex, config, progress=progress)
     lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta)
     runtime = time.perf_counter() - t0
@@ -495,7 +501,10 @@ def linearize_at(
     t0 = time.perf_counter()
     total = len(chosen) + 1
     flex_buses = flex.index.to_numpy(dtype=np.int64)
-    dq_dp = flex.dq_dp.to_numpy(dtype=float) if config.reactive else np.zeros(len(flex_buses))
+    # the key always carries the units' physical ratios (validation applies them); the points and
+    # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
+    dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
+    dq_dp = dq_physical if config.reactive else np.zeros(len(flex_buses))
     net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
     p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
     if progress:
@@ -567,7 +576,7 @@ def linearize_at(
     )
     buildings = scenario.buildings
     ratios: dict[str, tuple[float, float]] = {}
-    if config.reactive and {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
+    if {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
         for bld in flex_of_asset:
             row = buildings.loc[bld]
             ratios[bld] = (float(row.dq_dp_up), float(row.dq_dp_down))
@@ -583,7 +592,7 @@ def linearize_at(
         point_labels=tuple(p.label for p in points),
         point_fractions=tuple(float(f) for f in (extra_meta or {}).get("point_fractions", ())),
         time_frame=time_frame,
-        dq_dp=tuple(float(x) for x in dq_dp[flex_order]),
+        dq_dp=tuple(float(x) for x in dq_physical[flex_order]),
         dq_dp_of_building=ratios,
         package_fingerprint=package.fingerprint(),
     )

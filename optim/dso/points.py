@@ -99,10 +99,13 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
 
     p_up = float(flex.p_up_mw.sum())
     p_down = float(-flex.p_down_mw.sum())
-    n_levels = max(1, int(config.n_points) - 1)
+    n_levels = int(config.n_points) - 1
     directions = [(s, v) for s, v in ((1.0, p_up), (-1.0, p_down)) if v > 1e-9]
     if not directions:
         raise InputError("the bids offer no volume: no levels to clear")
+    if n_levels == 0:
+        return [("no bids", np.zeros(len(flex)))], {"point_levels_mw": [], "point_definition": "no bids only"}
+    directions = sorted(directions, key=lambda d: -d[1])[:n_levels]  # too few levels: the larger directions
     counts = {s: 1 for s, _ in directions}
     for _ in range(n_levels - len(directions)):  # the remaining levels go where the volume is
         s = max(directions, key=lambda d: d[1] / counts[d[0]])[0]
@@ -114,7 +117,8 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
     col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
     order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
     levels_mw: list[float] = []
-    for passes in range(2):
+    n_passes = int(getattr(config, "point_passes", 1))
+    for passes in range(n_passes):
         new_points: list[tuple[str, np.ndarray]] = [("no bids", np.zeros(len(flex)))]
         levels_mw = []
         for s, volume in directions:
@@ -127,9 +131,9 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
                 levels_mw.append(round(request, 6))
                 new_points.append((f"level {request:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
         if progress:
-            progress(passes + 1, 3, f"point selection pass {passes + 1}: {len(new_points)} points")
+            progress(passes + 1, n_passes + 1, f"point selection pass {passes + 1}: {len(new_points)} points")
         chosen = new_points
-        if passes == 0:
+        if passes < n_passes - 1:
             lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True))
             col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
             order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])

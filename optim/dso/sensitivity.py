@@ -336,7 +336,12 @@ def sensitivities_from_net(
         lu = splu(jac)
     except RuntimeError as exc:
         raise PowerFlowError(f"the power-flow Jacobian is singular at this operating point: {exc}") from exc
-    x = lu.solve(rhs)
+    # one BLAS thread around the multi-right-hand-side solve: with 2 OpenBLAS threads on a loaded
+    # 2-core machine the solve was measured 6-30x slower (issue 12)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        x = lu.solve(rhs)
 
     dva = np.zeros((n_bus, n_flex))
     dvm = np.zeros((n_bus, n_flex))
@@ -366,8 +371,10 @@ def sensitivities_from_net(
     dif_dva, dif_dvm, dit_dva, dit_dvm, i_f, i_t = dIbr_dV(None, yf_m, yt_m, v)
     loading_ends = np.empty((len(indices), 2))
     dloading_ends = []
+    d_i_ends = []
     for end, (d_va, d_vm, cur, bus) in enumerate(((dif_dva, dif_dvm, i_f, f_bus), (dit_dva, dit_dvm, i_t, t_bus))):
         d_i = sp.csr_matrix(d_va) @ dva + sp.csr_matrix(d_vm) @ dvm  # complex (n_l, n_flex)
+        d_i_ends.append(d_i)
         mag = np.abs(cur)
         with np.errstate(invalid="ignore", divide="ignore"):
             unit = np.where(mag > 0, np.conj(cur) / np.where(mag > 0, mag, 1.0), 0.0)
@@ -397,13 +404,12 @@ def sensitivities_from_net(
     use_to_cur = cur_ends[:, 1] > cur_ends[:, 0]
     i_loc = np.empty(len(indices), dtype=complex)
     di_loc = np.empty((len(indices), n_flex), dtype=complex)
-    for end, (d_va, d_vm, cur, bus, orient) in enumerate(((dif_dva, dif_dvm, i_f, f_bus, 1.0),
-                                                          (dit_dva, dit_dvm, i_t, t_bus, -1.0))):
+    for end, (cur, bus, orient) in enumerate(((i_f, f_bus, 1.0), (i_t, t_bus, -1.0))):
         rows_end = use_to_cur if end == 1 else ~use_to_cur
         if not rows_end.any():
             continue
         r = np.flatnonzero(rows_end)
-        d_i = sp.csr_matrix(d_va)[r] @ dva + sp.csr_matrix(d_vm)[r] @ dvm
+        d_i = d_i_ends[end][r]
         rot = orient * np.exp(-1j * np.angle(v[bus[r]]))
         scale = k_cur[r, end]
         i_loc[r] = scale * rot * cur[r]

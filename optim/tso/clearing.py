@@ -805,6 +805,7 @@ def clear_milp(
     rows = _point_rows(package, pieces, screen=bool(screen))
     if kind == "per-point":
         stats = {"cols": m * K, "rows": sum(len(pr.h) + len(pr.vor_j) + 1 for pr in rows),
+                 "nonzeros": int(sum(np.count_nonzero(pr.g) + np.count_nonzero(pr.vor_a) + K for pr in rows)),
                  "lps": m, **_screen_stats(rows, K)}
         t1 = time.perf_counter()
         sol = _solve_per_point(rows, pieces, request, duration, time_limit_s=time_limit_s)

@@ -77,6 +77,24 @@ def test_bad_input_gives_one_line_error(argv, message, capsys, tmp_path, monkeyp
     assert len(err) == 1 and message in err[0]
 
 
+def test_linearize_options_and_a_key_of_another_package_are_one_line_errors(grid_dir, tmp_path, capsys):
+    for argv, message in ((["--point-method", "psychic"], "unknown point method"),
+                          (["--polygon-sides", "2"], "--polygon-sides must be an integer from 4 to 720")):
+        assert cli.main(["linearize", "--grid", str(grid_dir), "--out", str(tmp_path / "x.zip"), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+        assert not any(tmp_path.iterdir())  # nothing written
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    for path, hour in ((a, "18"), (b, "12")):
+        assert cli.main(["linearize", "--grid", str(grid_dir), "--hour", hour, "--points", "2",
+                         "--polygon-sides", "8", "--out", str(path)]) == 0
+    (tmp_path / "b.zip.dso-key.json").write_bytes((tmp_path / "a.zip.dso-key.json").read_bytes())
+    capsys.readouterr()
+    assert cli.main(["clear", "--package", str(b), "--request-mw", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to another package" in err[0] and "re-run 'digiplat linearize'" in err[0]
+
+
 def test_bad_numbers_are_refused_by_the_parser(capsys):
     for argv in (["clear", "--request-mw", "nan"], ["clear", "--request-mw", "0"],
                  ["clear", "--request-mw", "1", "--solver", "gurobi"], ["linearize", "--day-type", "holiday"]):
