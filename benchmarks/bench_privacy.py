@@ -12,7 +12,8 @@ Writes the frontier as an interactive plot (plotly HTML; a PNG needs kaleido, no
 Usage::
 
     .venv/bin/python benchmarks/bench_privacy.py [--grid DIR] [--hours 18 12] [--requests 0.5 1 1.5 2]
-        [--levels 0 0.005 0.01 0.02 0.05 0.1 0.2] [--noise 0.001 0.003] [--plot privacy_frontier.html]
+        [--levels 0 0.005 0.01 0.02 0.05 0.1 0.2] [--noise 0.001 0.003] [--point-method all-half-none]
+        [--plot privacy_frontier.html]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, nargs="*", default=(0.001, 0.003), metavar="N",
                         help="noise levels to sweep at privacy level 0")
     parser.add_argument("--seed", type=int, default=1, help="seed of the hardening's noise, scales and orders")
+    parser.add_argument("--point-method", default="all-half-none", help="operating points of the linearization")
     parser.add_argument("--plot", default="privacy_frontier.html", help="plot file (plotly HTML)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from gridgen.grid import Grid, default_grid_dir
-    from optim.dso.linearize import linearize
+    from optim.dso.linearize import LinearizationConfig, linearize
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
     from optim.market import clear_market
     from optim.privacy.audit import audit_package, origins_from_dso_key
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = []
     for hour in args.hours:
         scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(hour=hour))
-        frames.append((hour, scenario, linearize(grid, scenario)))
+        frames.append((hour, scenario, linearize(grid, scenario,
+                                                 config=LinearizationConfig(point_method=args.point_method))))
         print(f"linearized hour {hour}: {len(frames[-1][2].package.flex_ids)} flexible buses", file=sys.stderr)
 
     def market(lin: object, scenario: object, request: float) -> object:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                      "prior R err": s["resistance_prior_median_rel_error"]})
         print(f"{name}: done in {time.perf_counter() - t1:.1f} s", file=sys.stderr)
 
-    print(f"Privacy against utility, Bergwald, hours {args.hours[0]} and {args.hours[1]}, requests "
+    print(f"Privacy against utility, Bergwald, hours {args.hours[0]} and {args.hours[1]}, points {args.point_method}, requests "
           f"{', '.join(f'{r:g}' for r in args.requests)} MW (cost: increase over the paper-style package)")
     print(" ".join(f"{head:<{_width(spec)}}" if i == 0 else f"{head:>{_width(spec)}}"
                    for i, (head, spec) in enumerate(COLUMNS)))

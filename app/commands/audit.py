@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--package", metavar="FILE", required=True, help="package file (its key must lie beside it)")
     p.add_argument("--grid", metavar="DIR", help="grid folder (default: the one named in the key, else Bergwald)")
     p.add_argument("--link-with", metavar="FILE2", help="a second time frame's package for the row-link attack")
-    p.add_argument("--point", type=int, default=0, metavar="K", help="operating point the attacks read (default 0)")
+    p.add_argument("--point", type=int, default=None, metavar="K",
+                   help="read only operating point K (default: every point, the best score counts)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON on the last line")
     p.set_defaults(func=run)
 
@@ -52,13 +53,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     package = _load_package(args.package)
     origins, time_frame = origins_beside(args.package)
-    if not 0 <= args.point < package.n_points:
+    if args.point is not None and not 0 <= args.point < package.n_points:
         raise InputError(f"--point must be 0..{package.n_points - 1}, got {args.point}")
     other = other_origins = None
     if args.link_with:
         other = _load_package(args.link_with)
         other_origins, _ = origins_beside(args.link_with)
-        if args.point >= other.n_points:
+        if args.point is not None and args.point >= other.n_points:
             raise InputError(f"--point {args.point} is beyond the {other.n_points} points of {args.link_with}")
     grid = Grid.load(_grid_dir(args.grid, time_frame))
     truth = truth_from_grid(grid)

@@ -17,7 +17,10 @@ import threading
 from typing import Any
 
 PREFIX = "privacy-"
-STYLES = (("paper", "paper-style package (paper A)"), ("hardened", "hardened package (default)"))
+STYLES = (("paper", "paper-style package (paper A)"), ("hardened", "hardened package (default)"),
+          ("hardened-strong", "hardened package, privacy level 0.1"))
+#: Privacy level of each hardened style.
+LEVELS = {"hardened": None, "hardened-strong": 0.1}
 GROUPINGS = (("substation", "substation groups"), ("feeder", "LV feeders"))
 #: Colours of the recovered groups (cycled); buildings without a bid stay grey.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
@@ -38,7 +41,7 @@ def group_color(label: int) -> str:
     return PALETTE[int(label) % len(PALETTE)]
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def attack_result(style: str) -> dict[str, Any]:
     """Attack the default scenario's package of ``style``; the groups per building and the scores.
 
@@ -63,12 +66,15 @@ def attack_result(style: str) -> dict[str, Any]:
         if style == "paper":
             package, key, origins = lin.package, lin.key, origins_from_dso_key(lin.key)
         else:
-            hard = harden(lin.package, lin.key, config=HardeningConfig(random_state=0))
+            level = LEVELS[style]
+            config = HardeningConfig(random_state=0) if level is None else HardeningConfig(privacy_level=level,
+                                                                                            random_state=0)
+            hard = harden(lin.package, lin.key, config=config)
             package, key, origins = hard.package, hard.key, hard.origins
         report = audit_package(package, origins=origins, grid=grid, truth=truth_from_grid(grid))
         view = attacks.view_of_package(package)
-        subs = attacks.substation_labels(view)
-        feeders = attacks.feeder_labels(view, subs)
+        # draw the attack's best reading (the operating point and cleaning that the audit scored)
+        subs, feeders = report.substation_labels, report.feeder_labels
     col = {f: k for k, f in enumerate(view.flex_ids)}
     per_building: dict[str, dict[str, int]] = {"substation": {}, "feeder": {}}
     for flex_id, buildings in key.buildings_of_flex.items():
@@ -125,7 +131,8 @@ def score_table(results: dict[str, dict[str, Any]]):
     def fmt(value: Any) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    head = html.Tr([html.Th("attack"), *[html.Th(label.split(" (")[0]) for s, label in STYLES if s in results],
+    head = html.Tr([html.Th("attack"), *[html.Th(label.replace(" package", "").split(" (")[0])
+                                         for s, label in STYLES if s in results],
                     html.Th("target (hardened)")])
     body = [html.Tr([html.Td(label), *[html.Td(fmt(results[s]["scores"].get(key)), id=f"{PREFIX}score-{s}-{key}")
                                        for s, _ in STYLES if s in results], html.Td(target)])

@@ -26,7 +26,8 @@ attacks use only the package, public code conventions and textbook physics:
 
 A hardened package has no VTDF/LTDF blocks and no physical row ids, only scaled constraint rows
 ``a @ dP <= b``; the same attacks then run on those rows (similarity from the column Gram matrix of
-the normalized ``|a|``, rows treated as bus rows, ``100 / max |a_r|`` as rating). They are the
+the normalized ``|a|``, optionally cleaned of noise or of a flat background, rows treated as bus
+rows, ``100 / max |a_r|`` as rating). They are the
 same algorithms, so a lower score means the package reveals less, not that the attack got weaker.
 
 numpy/scipy/scikit-learn only: no grid data is read here.
@@ -141,28 +142,48 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
 
 #: Denoising attacker: coefficients below this multiple of their row's median magnitude are zeroed.
 DENOISE_FACTOR = 3.0
+#: Ways the attacker cleans rows before clustering: as shipped, small coefficients zeroed, or the
+#: row's most common value (a flattened background) zeroed.
+DENOISE_MODES = ("none", "median", "background")
 
 
-def _bus_like_rows(view: PackageView, *, denoise: bool = False) -> np.ndarray:
+def _background_removed(a: np.ndarray) -> np.ndarray:
+    """Each row with the value most of its entries share (to 1e-9 of the row's largest) set to 0."""
+    out = a.copy()
+    for r in range(a.shape[0]):
+        top = float(np.abs(a[r]).max())
+        if top == 0:
+            continue
+        keys = np.round(a[r] / (top * 1e-9))
+        values, counts = np.unique(keys, return_counts=True)
+        if counts.max() > 1:
+            out[r, keys == values[np.argmax(counts)]] = 0.0
+    return out
+
+
+def _bus_like_rows(view: PackageView, *, denoise: str = "none") -> np.ndarray:
     """Rows that behave like VTDF rows: the VTDF itself, else ``|a|`` scaled to unit row maximum.
 
-    With ``denoise`` the small coefficients of each row (below ``DENOISE_FACTOR`` times the row's
-    median magnitude, the level of added noise or of flattened entries) are zeroed, so that only
-    the buses a row really depends on remain.
+    ``denoise`` (constraint rows only): ``"median"`` zeroes the small coefficients of each row
+    (below ``DENOISE_FACTOR`` times its median magnitude, the level of added noise);
+    ``"background"`` zeroes the value most entries of a row share (a flattened background). Either
+    leaves only the buses a row really depends on.
     """
+    if denoise not in DENOISE_MODES:
+        raise ValueError(f"unknown denoise mode {denoise!r}")
     if view.vtdf is not None:
         return view.vtdf
     if view.rows is None or view.rows.size == 0:
         return np.zeros((0, view.n_flex))
-    a = np.abs(view.rows)
-    if denoise:
+    a = np.abs(_background_removed(view.rows) if denoise == "background" else view.rows)
+    if denoise == "median":
         floor = DENOISE_FACTOR * np.median(a, axis=1, keepdims=True)
         a = np.where(a > floor, a, 0.0)
     scale = a.max(axis=1, keepdims=True)
     return np.divide(a, scale, out=np.zeros_like(a), where=scale > 0)
 
 
-def column_similarity(view: PackageView, *, denoise: bool = False) -> np.ndarray:
+def column_similarity(view: PackageView, *, denoise: str = "none") -> np.ndarray:
     """Similarity ``S`` (n_flex x n_flex) of the flexible buses.
 
     With a VTDF: its rows at the flexible buses (the row where each column peaks), symmetrized,
@@ -232,14 +253,14 @@ def groups_by_largest_gap(distance: np.ndarray, *, min_groups: int = 1, top_merg
     return labels.astype(int) - 1
 
 
-def substation_labels(view: PackageView, *, denoise: bool = False) -> np.ndarray:
+def substation_labels(view: PackageView, *, denoise: str = "none") -> np.ndarray:
     """Guessed substation group of every flexible bus (column order)."""
     labels = groups_by_largest_gap(_log_distance(column_similarity(view, denoise=denoise)), min_groups=2)
     logger.info("substation attack: %d groups of %d flexible buses", len(set(labels)), view.n_flex)
     return labels
 
 
-def feeder_labels(view: PackageView, substations: np.ndarray | None = None, *, denoise: bool = False) -> np.ndarray:
+def feeder_labels(view: PackageView, substations: np.ndarray | None = None, *, denoise: str = "none") -> np.ndarray:
     """Guessed feeder of every flexible bus: each substation group split at its largest gap."""
     substations = substation_labels(view, denoise=denoise) if substations is None else substations
     dist = _log_distance(column_similarity(view, denoise=denoise))
