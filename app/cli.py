@@ -25,7 +25,7 @@ import traceback
 from typing import Any, Callable, Sequence
 
 # Subcommand modules, in the order ``digiplat --help`` lists them.
-COMMAND_MODULES = ("grid", "linearize", "clear", "mlopf", "serve")
+COMMAND_MODULES = ("grid", "linearize", "clear", "audit", "mlopf", "serve")
 # Outputs derived from OpenStreetMap data carry the ODbL credit.
 OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear"})
 

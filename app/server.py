@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
-TABS = (("grid", "Grid"), ("market", "Market"), ("validation", "Validation"), ("mlopf", "Paper B: ML-based OPF"))
+TABS = (("grid", "Grid"), ("market", "Market"), ("validation", "Validation"), ("mlopf", "Paper B: ML-based OPF"),
+        ("privacy", "Privacy"))
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -36,7 +37,7 @@ def user_message(exc: BaseException) -> str:
 def render_page(tab: str | None, bids: list[dict] | None):
     """Return the content of a tab."""
     from app import session
-    from app.pages import market, mlopf
+    from app.pages import market, mlopf, privacy
 
     grid = session.default_grid()
     if tab == "market":
@@ -45,6 +46,8 @@ def render_page(tab: str | None, bids: list[dict] | None):
         return market.validation_layout()
     if tab == "mlopf":
         return mlopf.layout()
+    if tab == "privacy":
+        return privacy.layout()
     return market.grid_layout(grid.geojson, grid.summary)
 
 
@@ -178,7 +181,7 @@ def create_app(*, warm_up: bool = True):
 
     from app import session
     from app.mapview import LAYERS
-    from app.pages import mlopf
+    from app.pages import mlopf, privacy
 
     app = dash.Dash(
         __name__, title="DigIPlat flexibility demonstrator", assets_folder=str(ASSETS),
@@ -247,6 +250,7 @@ def create_app(*, warm_up: bool = True):
     app.callback(Output("grid-details", "children"),
                  [Input(f"grid-layer-{name}", "clickData") for name, *_ in LAYERS], prevent_initial_call=True)(element_details)
     mlopf.register_callbacks(app)
+    privacy.register_callbacks(app)
 
     if warm_up:
         # Load the grid and linearize the default scenario before the first click (background jobs fork

@@ -161,7 +161,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
     tabs = by_id(app.layout, "tabs")
-    assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf"]
+    assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf", "privacy"]
     assert "page" in ids_of(app.layout)
     outputs = " ".join(app.callback_map)
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",

@@ -1,0 +1,39 @@
+"""The privacy page in real headless Chromium: recovered groups drawn on the map, scores, switching styles."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.browser.test_app_browser import click, make_app, open_tab, severe, text, wait_until
+
+pytestmark = pytest.mark.browser
+
+PORT = 18600
+GROUP_PATHS = "#privacy-map path.leaflet-interactive"
+
+
+def filled(browser) -> set[str]:
+    return {e.get_attribute("fill") for e in browser.driver.find_elements(By.CSS_SELECTOR, GROUP_PATHS)}
+
+
+def test_the_privacy_page_shows_what_each_package_gives_away(dash_duo, artifacts):
+    from app.pages import privacy as page
+
+    dash_duo.start_server(make_app(), port=PORT)
+    open_tab(dash_duo, "Privacy")
+    dash_duo.wait_for_element("#privacy-map.leaflet-container", timeout=120)
+    dash_duo.wait_for_contains_text("#privacy-caption", "6 substation groups", timeout=120)
+    paper_colours = {page.group_color(k) for k in range(6)}
+    wait_until(dash_duo, lambda: paper_colours <= filled(dash_duo), 30, "recovered groups not drawn")
+    assert float(text(dash_duo, "#privacy-score-paper-substation_ari")) >= 0.9
+    assert float(text(dash_duo, "#privacy-score-hardened-edge_recall")) <= 0.1
+    dash_duo.driver.save_screenshot(str(artifacts / "privacy-paper.png"))
+
+    click(dash_duo, dash_duo.driver.find_element(By.CSS_SELECTOR, "#privacy-style input[value='hardened-strong']"))
+    dash_duo.wait_for_contains_text("#privacy-caption", "hardened package, privacy level 0.1", timeout=60)
+    assert "adjusted Rand index" in text(dash_duo, "#privacy-caption")
+    wait_until(dash_duo, lambda: len(dash_duo.driver.find_elements(By.CSS_SELECTOR, GROUP_PATHS)) > 100, 30,
+               "map not redrawn")
+    dash_duo.driver.save_screenshot(str(artifacts / "privacy-hardened.png"))
+    assert severe(dash_duo.get_logs()) == []
