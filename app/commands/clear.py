@@ -111,7 +111,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scenario = scenario_from_grid(grid, ScenarioConfig.from_dict(key.time_frame["scenario"]))
         elif args.refine:
             raise InputError(f"--refine needs the DSO key {key_file} beside the package")
-        linearization = Linearization(package=package, key=key, runtime_s=0.0, power_flow_s=0.0, sensitivity_s=0.0)
+        if package.style == "hardened" and key is not None:
+            from optim.privacy.hardening import load_hardened
+
+            # the DSO's own paper-style copy beside it: validation and Table I against the method itself
+            linearization = load_hardened(args.package)
+        else:
+            linearization = Linearization(package=package, key=key, runtime_s=0.0, power_flow_s=0.0,
+                                          sensitivity_s=0.0)
     else:
         checked_points(args.points)
         grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour)

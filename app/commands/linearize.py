@@ -96,6 +96,12 @@ def register(subparsers: Any) -> None:
                    help="operating points: merit-levels (default: the DSO's pre-market clearings) or all-half-none (paper A)")
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N",
                    help="sides of the inscribed polygon of |I| <= I_max (default 16: at most 1.9 %% of a rating lost)")
+    p.add_argument("--package-style", choices=("hardened", "paper"), default="hardened",
+                   help="hardened (default): only the rows that can bind, scaled, shuffled, secret ids "
+                        "(docs/privacy.md); paper: paper A's full matrices and base values, for comparison")
+    p.add_argument("--privacy-level", type=float, default=None, metavar="X",
+                   help="hardened only: flatten coefficients below X times their row's largest, 0..1 "
+                        "(default 0: exact; 0.1 hides the substation groups at about +2.5 %% cost)")
     p.add_argument("--seed", type=seed_arg, default=None, help="scenario seed, 0..2**32-1 (default: scenario's)")
     p.add_argument("--out", metavar="FILE", type=out_file_arg, default=DEFAULT_OUT,
                    help=f"package file (default {DEFAULT_OUT})")
@@ -174,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Linearize and write the package and key; return the JSON summary."""
     import dataclasses
 
+    from optim._errors import InputError
     from optim.dso.linearize import LinearizationConfig, linearize, save_pair
 
     t0 = time.perf_counter()
@@ -185,8 +192,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     key = dataclasses.replace(lin.key, time_frame={**lin.key.time_frame, "grid_dir": str(Path(grid_dir).resolve())})
     key_file = key_path_for(out)
-    save_pair(lin.package, key, out, key_file)
-    summary = {**lin.summary(), "day_type": scenario.config.day_type, "hour": scenario.config.hour,
+    if args.package_style == "hardened":
+        from optim.privacy.hardening import DEFAULT_PRIVACY_LEVEL, HardeningConfig, harden
+
+        level = DEFAULT_PRIVACY_LEVEL if args.privacy_level is None else args.privacy_level
+        harden(lin.package, key, config=HardeningConfig(privacy_level=level)).save(out)
+    else:
+        if args.privacy_level is not None:
+            raise InputError("--privacy-level applies to --package-style hardened only")
+        save_pair(lin.package, key, out, key_file)
+    summary = {**lin.summary(), "package_style": args.package_style, "day_type": scenario.config.day_type, "hour": scenario.config.hour,
                "timestamp": scenario.timestamp, "out": str(out), "key": str(key_file),
                "offered_up_mw": scenario.summary()["offered_up_mw"], "runtime_s": round(time.perf_counter() - t0, 3),
                "linearize_s": round(lin.runtime_s, 3)}

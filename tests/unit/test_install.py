@@ -23,13 +23,15 @@ def installed(tmp_path_factory):
                     str(wheels), str(REPO)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheels.glob("*.whl")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    # the dependencies of this environment, but not its editable finder of the checkout
-    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(venv), str(wheel)],
-                   check=True, capture_output=True, timeout=300, env=env)
+    # the new venv's own pip, so this environment's editable install is never touched
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True, capture_output=True, timeout=300, env=env)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    # then this environment's dependencies, without its editable finder of the checkout (.pth files of
+    # an added directory are not processed, so the checkout stays off the path)
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv, env
 
 
