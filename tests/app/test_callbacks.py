@@ -156,25 +156,47 @@ def test_render_page_mlopf_tab():
     assert not ids & MARKET_IDS
 
 
-def test_create_app_registers_every_callback(tmp_path, monkeypatch):
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"])
+def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    if redis_url:
+        monkeypatch.setenv("REDIS_URL", redis_url)  # building the app does not connect yet
+    else:
+        monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
     tabs = by_id(app.layout, "tabs")
     assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf"]
+    assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
     assert "page" in ids_of(app.layout)
     outputs = " ".join(app.callback_map)
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
                    "market-download.data", "grid-details.children"):
         assert output in outputs, output
-    background = [k for k, v in app.callback_map.items() if "result-store.data" in k]
-    assert len(background) == 1 and app.callback_map[background[0]].get("background")
-    # the job is triggered by the clear-request store outside the page, not by the button itself
-    # (a button rendered with the Market tab would start a job on every visit of the tab)
-    assert [i["id"] for i in app.callback_map[background[0]]["inputs"]] == ["clear-request"]
+    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k]
+    assert len(clear) == 1
+    spec = app.callback_map[clear[0]]
+    # one request answers a click: the result and the market views
+    for view in ("market-cards.children", "market-map-holder.children", "market-tso-package.children", "market-tso-loading.figure"):
+        assert view in clear[0]
+    # the round is triggered by the clear-request store outside the page, not by the button itself
+    # (a button rendered with the Market tab would start a round on every visit of the tab)
+    assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
     assert "clear-request" in ids_of(app.layout)
-    assert app.callback_map[background[0]]["background"]["interval"] <= 500
-    assert (tmp_path / "cache").is_dir()  # the DiskcacheManager uses $DIGIPLAT_CACHE_DIR
+    if redis_url:  # a background callback on Celery workers, polled at most every 0.5 s
+        assert spec["background"] and spec["background"]["interval"] <= 500
+        assert type(app._background_manager).__name__ == "CeleryManager"
+        assert app._background_manager.handle.conf.broker_url == redis_url
+    else:  # runs in the gunicorn worker that got the click
+        assert not spec["background"] and app._background_manager is None
+    assert app.server.config["MAX_CONTENT_LENGTH"] == server.MAX_REQUEST_BYTES
+    running = [cb for cb in app._callback_list if "result-store.data" in cb["output"]][0]["running"]
+    assert "market-running" in json_text(running) and "market-clear" in json_text(running)  # the indicator
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
 
 
 # ------------------------------------------------------------------------------------ clear_market
@@ -217,8 +239,33 @@ def test_clear_market_without_click_does_not_run():
 
 
 def test_clear_market_request_passes_the_click_on(default_bids):
-    result, alert, is_open = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    answer = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    result, alert, is_open, *views = answer
     assert result is dash.no_update and is_open is True and "invalid input" in alert
+    assert views == [dash.no_update] * 4  # the old result stays on screen
+
+
+def test_clear_market_request_answers_with_result_and_views(default_bids):
+    result, alert, is_open, cards, map_holder, package, loading = server.clear_market_request(
+        {"n_clicks": 1, "at": 5}, "weekday", 18, 1.7, default_bids, False, "merit")
+    assert (alert, is_open) == ("", False)
+    assert result["request_mw"] == 1.7
+    expected = server.show_result(result, "merit")
+    assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
+    assert geojson_layers(map_holder, "market") == geojson_layers(expected[1], "market")
+    assert "operating points" in text_of(package)
+    assert loading.data[0].x == expected[3].data[0].x
+
+
+def test_a_failing_round_reaches_the_user_as_an_alert(default_bids, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(session, "market_round", broken)
+    result, alert, is_open, *views = server.clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, default_bids)
+    assert result is dash.no_update and is_open is True
+    assert alert == "The market round failed (RuntimeError); the server log has the details."
+    assert "/srv" not in alert and views == [dash.no_update] * 4
 
 
 @pytest.mark.parametrize(
