@@ -90,7 +90,7 @@ def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
         raise InputError(f"{name}: the upload is not a file (upload one .csv or .json bid file)")
     if not contents or "," not in contents:
         raise InputError(f"{name}: the upload is empty")
-    suffix = Path(name).suffix.lower()
+    suffix = Path(name).suffix.lower() if isinstance(filename, str) and filename.strip() else ".csv"  # no name: CSV
     if suffix not in (".csv", ".json"):
         raise InputError(f"{name}: upload a .csv or .json bid file")
     header, data = contents.split(",", 1)

@@ -388,8 +388,14 @@ class Session:
 
 # ------------------------------------------------------------------------------------ the room
 def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None = None, workers: int = 2,
-             redis: bool = False, redis_url: str | None = None, startup_timeout_s: float = 240.0) -> dict[str, Any]:
-    """Start a server, run the room against it, stop everything; return the figures."""
+             redis: bool = False, redis_url: str | None = None, startup_timeout_s: float = 240.0,
+             other_time_frames: int = len(OTHER_TIME_FRAMES), uploads: int = N_UPLOADS) -> dict[str, Any]:
+    """Start a server, run the room against it, stop everything; return the figures.
+
+    Session 0 and those after the others clear the default time frame (weekday 18:00) with the
+    default bids; sessions ``1..other_time_frames`` use :data:`OTHER_TIME_FRAMES`; the next
+    ``uploads`` sessions upload their own bid file first.
+    """
     if not (1 <= sessions <= MAX_SESSIONS and 1 <= clears <= MAX_CLEARS and 0 < deadline_s <= MAX_DEADLINE_S):
         raise ValueError(f"sessions 1-{MAX_SESSIONS}, clears 1-{MAX_CLEARS}, deadline 0-{MAX_DEADLINE_S:.0f} s")
     port = port or free_port()
@@ -410,9 +416,10 @@ def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None 
         startup_s = wait_ready(base + "/", server, startup_timeout_s)
         deadline = time.perf_counter() + deadline_s
         room = [Session(i, base, deadline) for i in range(sessions)]
-        for i, (day_type, hour) in enumerate(OTHER_TIME_FRAMES[: max(0, sessions - 1)]):
+        frames = OTHER_TIME_FRAMES[: max(0, min(other_time_frames, sessions - 1))]
+        for i, (day_type, hour) in enumerate(frames):
             room[i + 1].day_type, room[i + 1].hour = day_type, hour
-        for s in room[1 + len(OTHER_TIME_FRAMES): 1 + len(OTHER_TIME_FRAMES) + N_UPLOADS]:
+        for s in room[1 + len(frames): 1 + len(frames) + uploads]:
             s.upload = True
         t0 = time.perf_counter()
         threads = [threading.Thread(target=s.run, args=(clears,), daemon=True) for s in room]
@@ -428,6 +435,7 @@ def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None 
         figures = {
             "mode": "celery+redis" if redis_url else "gunicorn",
             "sessions": sessions, "clears": clears, "workers": workers,
+            "other_time_frames": len(frames), "uploads": sum(s.upload for s in room),
             "answered": len(latencies), "lost": len(lost),
             "p50_s": percentile(latencies, 0.5), "p95_s": percentile(latencies, 0.95),
             "max_s": max(latencies) if latencies else None,
