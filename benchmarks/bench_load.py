@@ -33,7 +33,10 @@ sends (same payloads, same endId/cacheKey/job protocol), the browser tests cover
 and workers, Celery worker and pool, Redis), sampled every 0.5 s; it counts pages shared
 copy-on-write by the forked workers once per process, so ``peak_pss_mb`` (proportional set size)
 is printed too. ``leftover`` counts processes of the tree still alive after the server was
-stopped (then killed). Bounded: at most 64 sessions x 50 clears, the deadline at most 1800 s,
+stopped (then killed). ``server_cpu_s`` is the CPU time the server's processes used during the
+room and ``cpu_per_clear_s`` that per answered clear: on a machine shared with other work it tells
+how much of the latency is the server's own work (20 sessions back to back on 2 cores cannot wait
+less than about ``20 * cpu_per_clear_s / 2`` on average). Bounded: at most 64 sessions x 50 clears, the deadline at most 1800 s,
 127.0.0.1 only; the load average is printed before and after.
 """
 
@@ -124,6 +127,7 @@ class ProcessTree:
         self.seen: set[int] = set()
         self.peak_rss_mb = 0.0
         self.peak_pss_mb = 0.0
+        self.cpu_s: dict[int, float] = {}  # last CPU time (user + system) seen per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -143,6 +147,8 @@ class ProcessTree:
         for p in self.processes():
             try:
                 self.seen.add(p.pid)
+                times = p.cpu_times()
+                self.cpu_s[p.pid] = times.user + times.system
                 if pss:
                     info = p.memory_full_info()
                     rss += info.rss
@@ -421,6 +427,8 @@ def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None 
             room[i + 1].day_type, room[i + 1].hour = day_type, hour
         for s in room[1 + len(frames): 1 + len(frames) + uploads]:
             s.upload = True
+        tree.sample(pss=False)
+        cpu_before_s = sum(tree.cpu_s.values())
         t0 = time.perf_counter()
         threads = [threading.Thread(target=s.run, args=(clears,), daemon=True) for s in room]
         for t in threads:
@@ -428,6 +436,8 @@ def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None 
         for t in threads:
             t.join(max(0.1, deadline - time.perf_counter()) + 30)
         wall_s = time.perf_counter() - t0
+        tree.sample(pss=False)
+        server_cpu_s = sum(tree.cpu_s.values()) - cpu_before_s
         latencies = [x for s in room for x in s.latencies_s]
         lost = [x for s in room for x in s.lost]
         lost += [f"session {s.index}: unfinished" for s in room for _ in range(clears - len(s.latencies_s) - len(s.lost))]
@@ -440,6 +450,7 @@ def run_load(sessions: int, clears: int, deadline_s: float, *, port: int | None 
             "p50_s": percentile(latencies, 0.5), "p95_s": percentile(latencies, 0.95),
             "max_s": max(latencies) if latencies else None,
             "page_p50_s": percentile(pages, 0.5), "startup_s": startup_s, "wall_s": wall_s,
+            "server_cpu_s": server_cpu_s, "cpu_per_clear_s": server_cpu_s / len(latencies) if latencies else None,
             "lost_reasons": lost[:10],
         }
     finally:
@@ -494,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("answered", figures["answered"]), ("lost", figures["lost"]), ("p50_s", figures["p50_s"]),
             ("p95_s", figures["p95_s"]), ("max_s", figures["max_s"]), ("peak_rss_mb", figures["peak_rss_mb"]),
             ("peak_pss_mb", figures["peak_pss_mb"]), ("page_p50_s", figures["page_p50_s"]), ("startup_s", figures["startup_s"]),
-            ("wall_s", figures["wall_s"]), ("stop_s", figures["stop_s"]), ("processes_seen", figures["processes_seen"]),
+            ("wall_s", figures["wall_s"]), ("server_cpu_s", figures["server_cpu_s"]),
+            ("cpu_per_clear_s", figures["cpu_per_clear_s"]), ("stop_s", figures["stop_s"]), ("processes_seen", figures["processes_seen"]),
             ("leftover", figures["leftover"])]
     for name, value in rows:
         print(f"{name:>15}  {fmt(value)}")
