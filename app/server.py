@@ -131,37 +131,61 @@ def clear_market_request(request: dict | None, day_type: str, hour: Any, request
                          refine: bool | None = False, method: str = "milp"):
     """Return the result, the alert and the market views for a click in the ``clear-request`` store.
 
-    One request answers a click completely: ``(result, alert_text, alert_open, cards, map,
-    tso_package, tso_loading)`` (:func:`clear_market` then :func:`show_result`); the views are
-    ``no_update`` when the round fails, so the old result stays on screen.
+    One request answers a click completely: ``(result, alert_text, alert_open, *views)``
+    (:func:`clear_market`, then the views of :func:`show_result`); the views are ``no_update``
+    when the round fails, so the old result stays on screen.
     """
     import dash
 
+    from app.mapview import RESULT_LAYERS
+
     if not isinstance(request, dict):
         raise dash.exceptions.PreventUpdate
+    n_views = len(RESULT_LAYERS) + 4
     result, alert, is_open = clear_market(request.get("n_clicks"), day_type, hour, request_mw, bids, refine)
     if result is dash.no_update:
-        return (result, alert, is_open) + (dash.no_update,) * 4
+        return (result, alert, is_open) + (dash.no_update,) * n_views
     try:
         views = show_result(result, method if method in ("milp", "merit") else "milp")
     except Exception as exc:
         log.exception("drawing the market result failed")
-        return (dash.no_update, f"The result could not be drawn ({type(exc).__name__}).", True) + (dash.no_update,) * 4
+        return (dash.no_update, f"The result could not be drawn ({type(exc).__name__}).", True) + (dash.no_update,) * n_views
     return (result, alert, is_open, *views)
 
 
 def show_result(result: dict | None, method: str):
-    """Return the market page's cards, map, TSO package table and TSO loading chart for a result."""
+    """Return the market page's views of a result.
+
+    ``(cards, *layer_data, legend, tso_package, tso_loading)``: the cards, the data of the map's
+    :data:`app.mapview.RESULT_LAYERS` coloured by ``method``'s power flow, the legend, the TSO
+    package table and the TSO loading chart. Without a result the map keeps the plain grid it was
+    drawn with (``no_update``).
+    """
+    import dash
+
     from app import session
-    from app.mapview import map_component
+    from app.mapview import RESULT_LAYERS, legend, result_layer_data
     from app.pages import market
 
-    grid = session.default_grid()
     if not result:
-        return [], map_component("market", grid.geojson), "Clear the market to see the package's figures.", market.tso_loading_figure({})
+        return ([], *([dash.no_update] * (len(RESULT_LAYERS) + 1)), "Clear the market to see the package's figures.",
+                market.tso_loading_figure({}))
     outcome = result.get(method) or result["milp"]
-    return (market.summary_cards(result), map_component("market", grid.geojson, outcome),
+    return (market.summary_cards(result), *result_layer_data(session.default_grid().geojson, outcome), legend(True),
             market.tso_package_view(result.get("tso", {})), market.tso_loading_figure(result.get("tso", {})))
+
+
+def market_view_outputs(*, duplicate: bool) -> list:
+    """The Outputs of :func:`show_result`'s views, in its order."""
+    from dash import Output
+
+    from app.mapview import RESULT_LAYERS
+
+    kw = {"allow_duplicate": True} if duplicate else {}
+    return ([Output("market-cards", "children", **kw)]
+            + [Output(f"market-layer-{name}", "data", **kw) for name in RESULT_LAYERS]
+            + [Output("market-legend", "children", **kw), Output("market-tso-package", "children", **kw),
+               Output("market-tso-loading", "figure", **kw)])
 
 
 def show_validation(result: dict | None):
@@ -312,9 +336,7 @@ def create_app(*, warm_up: bool = True):
     job = dict(background=True, interval=CLEAR_POLL_MS) if manager is not None else {}
     app.callback(
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
-        Output("market-alert", "is_open", allow_duplicate=True),
-        Output("market-cards", "children", allow_duplicate=True), Output("market-map-holder", "children", allow_duplicate=True),
-        Output("market-tso-package", "children", allow_duplicate=True), Output("market-tso-loading", "figure", allow_duplicate=True),
+        Output("market-alert", "is_open", allow_duplicate=True), *market_view_outputs(duplicate=True),
         Input("clear-request", "data"),
         State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
         State("market-refine", "value"), State("market-method", "value"),
@@ -322,11 +344,8 @@ def create_app(*, warm_up: bool = True):
                  (Output("market-running", "children"), "clearing…", "")],
         prevent_initial_call=True, **job,
     )(clear_market_request)
-    app.callback(
-        Output("market-cards", "children"), Output("market-map-holder", "children"), Output("market-tso-package", "children"),
-        Output("market-tso-loading", "figure"),
-        Input("market-method", "value"), State("result-store", "data"),
-    )(lambda method, result: show_result(result, method))
+    app.callback(*market_view_outputs(duplicate=False), Input("market-method", "value"), State("result-store", "data"),
+                 )(lambda method, result: show_result(result, method))
     app.callback(
         Output("validation-empty", "children"), Output("validation-table", "children"), Output("validation-vm", "figure"),
         Output("validation-loading", "figure"), Output("validation-merit", "children"),

@@ -108,7 +108,7 @@ def cleared(default_bids) -> dict:
 MARKET_IDS = {
     "market-day-type", "market-hour", "market-request", "market-method", "market-clear", "market-running",
     "market-upload", "market-download-btn", "market-download", "market-add-bid", "market-bids", "market-alert",
-    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map",
+    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map", "market-legend",
     *(f"market-layer-{n}" for n in LAYER_NAMES),
 }
 
@@ -176,8 +176,10 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     assert len(clear) == 1
     spec = app.callback_map[clear[0]]
     # one request answers a click: the result and the market views
-    for view in ("market-cards.children", "market-map-holder.children", "market-tso-package.children", "market-tso-loading.figure"):
+    for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
+                 *(f"market-layer-{name}.data" for name in mapview.RESULT_LAYERS)):
         assert view in clear[0]
+    assert "market-layer-base" not in clear[0]  # the static base map is not sent again
     # the round is triggered by the clear-request store outside the page, not by the button itself
     # (a button rendered with the Market tab would start a round on every visit of the tab)
     assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
@@ -242,19 +244,21 @@ def test_clear_market_request_passes_the_click_on(default_bids):
     answer = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
     result, alert, is_open, *views = answer
     assert result is dash.no_update and is_open is True and "invalid input" in alert
-    assert views == [dash.no_update] * 4  # the old result stays on screen
+    assert views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)  # the old result stays on screen
 
 
 def test_clear_market_request_answers_with_result_and_views(default_bids):
-    result, alert, is_open, cards, map_holder, package, loading = server.clear_market_request(
+    result, alert, is_open, *views = server.clear_market_request(
         {"n_clicks": 1, "at": 5}, "weekday", 18, 1.7, default_bids, False, "merit")
     assert (alert, is_open) == ("", False)
     assert result["request_mw"] == 1.7
-    expected = server.show_result(result, "merit")
+    cards, layers, legend, package, loading = split_views(views)
+    expected = split_views(server.show_result(result, "merit"))
     assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
-    assert geojson_layers(map_holder, "market") == geojson_layers(expected[1], "market")
+    assert layers == expected[1] and set(layers) == set(mapview.RESULT_LAYERS)
+    assert "overloaded" in text_of(legend)
     assert "operating points" in text_of(package)
-    assert loading.data[0].x == expected[3].data[0].x
+    assert loading.data[0].x == expected[4].data[0].x
 
 
 def test_a_failing_round_reaches_the_user_as_an_alert(default_bids, monkeypatch):
@@ -265,7 +269,7 @@ def test_a_failing_round_reaches_the_user_as_an_alert(default_bids, monkeypatch)
     result, alert, is_open, *views = server.clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, default_bids)
     assert result is dash.no_update and is_open is True
     assert alert == "The market round failed (RuntimeError); the server log has the details."
-    assert "/srv" not in alert and views == [dash.no_update] * 4
+    assert "/srv" not in alert and views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)
 
 
 @pytest.mark.parametrize(
@@ -310,13 +314,20 @@ def test_clear_market_bids_with_wrong_columns(default_bids):
 
 
 # ------------------------------------------------------------------------------------ show_result
+def split_views(views) -> tuple:
+    """``(cards, {layer: FeatureCollection}, legend, package, figure)`` of :func:`server.show_result`'s tuple."""
+    n = len(mapview.RESULT_LAYERS)
+    views = list(views)
+    return views[0], dict(zip(mapview.RESULT_LAYERS, views[1:1 + n])), views[1 + n], views[2 + n], views[3 + n]
+
+
 def _cards_text(cards) -> dict[str, str]:
     return {key: text_of(by_id(cards, f"market-card-{key}")) for key in
             ("milp-delivered", "milp-violations", "merit-delivered", "merit-violations")}
 
 
 def test_show_result_cards(cleared):
-    cards, _, package, figure = server.show_result(cleared, "milp")
+    cards, _, _, package, figure = split_views(server.show_result(cleared, "milp"))
     assert len(cards) == 2
     text = _cards_text(cards)
     assert text["milp-delivered"] == "1.800 of 1.800 MW"
@@ -338,9 +349,7 @@ def _line_colours(layers: dict[str, dict]) -> list[str]:
 
 
 def test_show_result_map_shows_milp_dispatch(cleared):
-    _, map_div, _, _ = server.show_result(cleared, "milp")
-    assert by_id(map_div, "market-map")
-    layers = geojson_layers(map_div, "market")
+    _, layers, legend, _, _ = split_views(server.show_result(cleared, "milp"))
     for name, fc in layers.items():
         assert fc["features"] and all(f["properties"]["style"] for f in fc["features"]), name
     lines = _line_colours(layers)
@@ -353,12 +362,11 @@ def test_show_result_map_shows_milp_dispatch(cleared):
     tips = [f["properties"].get("tooltip", "") for f in layers["buildings"]["features"]]
     assert any("activated" in t and "voltage" in t for t in tips)
     # the legend explains the result colours
-    assert "overloaded" in text_of(map_div)
+    assert "overloaded" in text_of(legend)
 
 
 def test_show_result_map_shows_merit_order_congestion(cleared):
-    _, map_div, _, _ = server.show_result(cleared, "merit")
-    layers = geojson_layers(map_div, "market")
+    _, layers, _, _, _ = split_views(server.show_result(cleared, "merit"))
     red_lines = [f for name in ("lv", "mv") for f in layers[name]["features"]
                  if f["properties"]["style"]["color"] == COLORS["bad"]]
     overloaded = {str(i) for i, x in cleared["merit"]["line_loading_percent"].items() if abs(x) > 100}
@@ -370,17 +378,17 @@ def test_show_result_map_shows_merit_order_congestion(cleared):
 
 
 def test_show_result_unknown_method_falls_back_to_milp(cleared):
-    _, map_a, _, _ = server.show_result(cleared, "milp")
-    _, map_b, _, _ = server.show_result(cleared, "nonsense")
-    assert geojson_layers(map_a, "market") == geojson_layers(map_b, "market")
+    assert split_views(server.show_result(cleared, "milp"))[1] == split_views(server.show_result(cleared, "nonsense"))[1]
 
 
 def test_show_result_without_result():
-    cards, map_div, package, figure = server.show_result(None, "milp")
+    cards, layers, legend, package, figure = split_views(server.show_result(None, "milp"))
     assert cards == []
     assert "Clear the market" in package
-    layers = geojson_layers(map_div, "market")
-    assert COLORS["bad"] not in _line_colours(layers)
+    # the map keeps the plain grid the Market tab was drawn with
+    assert all(x is dash.no_update for x in layers.values()) and legend is dash.no_update
+    plain = geojson_layers(server.render_page("market", None), "market")
+    assert COLORS["bad"] not in _line_colours(plain) and COLORS["ok"] not in _line_colours(plain)
     assert len(figure.data) == 1 and len(figure.data[0].x) == 0
 
 
@@ -628,5 +636,5 @@ def test_clear_market_with_refinement_meets_table_i() -> None:
     assert s["validation"]["violations"] == 0
     assert s["validation"]["vm_mae_pu"] <= 2.3e-5
     assert s["validation"]["loading_mae_percent"] <= 6.1e-3
-    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)
+    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)  # the cards
     assert "refined in" in card_text
