@@ -528,7 +528,10 @@ def serve(*, host: str = "127.0.0.1", port: int = 8050, workers: int = 2, celery
     options = {
         "bind": [bind],
         "workers": workers,
-        "worker_class": "sync",  # one request at a time per worker: the rounds queue first come, first served
+        # Rounds in the request: one request at a time per worker, so rounds queue first come, first
+        # served. Rounds on Celery: the HTTP workers only answer polls and pages (light, waiting on
+        # Redis), so each serves several at once and keeps connections alive.
+        **({"worker_class": "gthread", "threads": 4} if redis_url else {"worker_class": "sync"}),
         "preload_app": True,
         "timeout": 300,  # a refined round on a loaded machine may take a minute; a stuck worker is replaced
         "graceful_timeout": 20,
