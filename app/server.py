@@ -462,13 +462,14 @@ class CeleryWorkers:
         import signal
         import subprocess
 
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)  # its pool children, if any survived
         except (ProcessLookupError, PermissionError):
@@ -517,13 +518,19 @@ def serve(*, host: str = "127.0.0.1", port: int = 8050, workers: int = 2, celery
     debug
         Flask's development server with Dash's dev tools, one process (not for a room).
     """
+    redis_url = os.environ.get("REDIS_URL")
+    celery = CeleryWorkers(celery_workers or workers, f"digiplat-{port}", redis_url) if redis_url else None
     if debug:
         app = create_app(warm_up=True)
         print(f"DigIPlat demonstrator (development server) on http://{host}:{port}/  (Map data {OSM_CREDIT})", flush=True)
-        app.run(host=host, port=port, debug=True)
+        if celery is not None:
+            celery.start()
+        try:  # no reloader: it would run a second copy of this process (and of the Celery worker)
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+        finally:
+            if celery is not None:
+                celery.stop()
         return
-    redis_url = os.environ.get("REDIS_URL")
-    celery = CeleryWorkers(celery_workers or workers, f"digiplat-{port}", redis_url) if redis_url else None
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = {
         "bind": [bind],
@@ -544,8 +551,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8050, workers: int = 2, celery
     }
     jobs = f"background rounds on {celery_workers or workers} Celery workers ({_redacted(redis_url)})" if redis_url \
         else "rounds run in the workers"
-    print(f"DigIPlat demonstrator on http://{bind}/ with {workers} gunicorn workers, {jobs} "
-          f"(Map data {OSM_CREDIT}; Ctrl+C to stop)", flush=True)
+    print(f"DigIPlat demonstrator on http://{bind}/ with {workers} gunicorn workers, {jobs}; it answers once "
+          f"warm (Map data {OSM_CREDIT}; Ctrl+C to stop)", flush=True)
     gunicorn_application(options, celery).run()
 
 
