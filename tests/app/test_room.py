@@ -266,5 +266,6 @@ def test_a_small_room_on_celery_and_redis_loses_no_clear():
     assert figures["lost_reasons"] == [] and figures["lost"] == 0, figures.get("server_log_tail")
     assert figures["answered"] == 6
     assert figures["leftover"] == 0
-    # gunicorn master + 2 workers, the Celery worker + its pool of 2: fixed, not one per click
-    assert figures["processes_seen"] == 6
+    # gunicorn master + 2 workers, the Celery worker + its pool of 2 (Celery may replace a pool
+    # process): a fixed pool, not a process per click (6 clicks)
+    assert 6 <= figures["processes_seen"] <= 7
