@@ -90,7 +90,8 @@ def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
         raise InputError(f"{name}: the upload is not a file (upload one .csv or .json bid file)")
     if not contents or "," not in contents:
         raise InputError(f"{name}: the upload is empty")
-    suffix = Path(name).suffix.lower() if isinstance(filename, str) and filename.strip() else ".csv"  # no name: CSV
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(filename, str) else ""
+    suffix = Path(base).suffix.lower() if base.strip() else ".csv"  # no name: CSV, as dcc.Upload's default
     if suffix not in (".csv", ".json"):
         raise InputError(f"{name}: upload a .csv or .json bid file")
     header, data = contents.split(",", 1)
@@ -107,7 +108,7 @@ def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
         # The temp file carries the user's name so that read_bids' messages name it; the
         # directory part is cut from every message below.
         path = Path(tmp) / f"upload{suffix}"
-        if name != "the uploaded file" and "/" not in name:
+        if name == base and name not in (".", "..") and Path(name).suffix.lower() == suffix:
             path = Path(tmp) / name
         path.write_bytes(raw)
         try:

@@ -77,6 +77,12 @@ def test_upload_messages_name_the_users_file_without_any_path():
         assert "Users" not in alert and "home" not in alert and "/tmp" not in alert
     records, alert, is_open = server.upload_bids(data_url(GOOD_CSV.encode()), None, [])
     assert is_open is False and [r["bid_id"] for r in records] == ["U1", "U2"]
+    long_name = "a" * 120 + ".csv"  # shown shortened, still read as CSV
+    records, alert, is_open = server.upload_bids(data_url(GOOD_CSV.encode()), long_name, [])
+    assert is_open is False and len(records) == 2
+    for odd in ("..", ".", "../.csv"):
+        bids, alert, is_open = server.upload_bids(data_url(GOOD_CSV.encode()), odd, [])
+        assert "/tmp" not in alert and (is_open is False or "upload a .csv or .json" in alert)
 
 
 def test_upload_size_limit_is_the_same_in_browser_and_server():
