@@ -158,7 +158,8 @@ def test_cache_dir_is_private_and_not_in_a_shared_path(tmp_path, monkeypatch):
     assert folder == tmp_path / "xdg" / "digiplat"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert session.cache_dir() == Path.home() / ".cache" / "digiplat"  # the default: the user's own cache
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert session.cache_dir() == tmp_path / "home" / ".cache" / "digiplat"  # the default: the user's own cache
     # a directory made world-readable is closed again; a symlink is refused
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)
