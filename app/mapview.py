@@ -25,6 +25,10 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("stations", "Substations and feed-in", ("substation", "feed_in"), True),
 )
 
+# Layers a result recolours; the base map (streets, footprints: two thirds of the bytes) never
+# changes, so a market round sends only these layers' data, not the whole map again.
+RESULT_LAYERS: tuple[str, ...] = tuple(name for name, *_ in LAYERS if name != "base")
+
 COLORS = {
     "street": "#b9bec6", "footprint": "#d5d8dc", "building": "#7f8c9a", "lv_line": "#2b7bb9", "service": "#7fb2d9",
     "mv_line": "#6a1b9a", "substation": "#e65100", "feed_in": "#1b5e20",
@@ -63,7 +67,8 @@ def activation_class(offered_mw: float, activated_mw: float) -> str:
     return "full" if abs(activated_mw) >= abs(offered_mw) * (1 - 1e-6) - 1e-9 else "partial"
 
 
-def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None,
+                  names: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """Return one FeatureCollection per layer with styles and tooltips.
 
     Parameters
@@ -74,8 +79,10 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
         One outcome view of :func:`app.session.market_round` (``milp`` or ``merit``), or None
         for the plain grid. With it, lines are coloured by loading, buildings by activation, and
         house connections by voltage.
+    names
+        Only these layers (default: all of :data:`LAYERS`).
     """
-    by_layer: dict[str, list[dict]] = {name: [] for name, *_ in LAYERS}
+    by_layer: dict[str, list[dict]] = {name: [] for name, *_ in LAYERS if names is None or name in names}
     kind_layer = {kind: name for name, _, kinds, _ in LAYERS for kind in kinds}
     vm = (outcome or {}).get("vm_pu", {})
     line_loading = (outcome or {}).get("line_loading_percent", {})
@@ -84,7 +91,7 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
     for feature in geojson["features"]:
         props = feature["properties"]
         kind = props["kind"]
-        if kind not in kind_layer:
+        if kind not in kind_layer or kind_layer[kind] not in by_layer:
             continue
         f = {"type": "Feature", "geometry": feature["geometry"], "properties": copy.copy(props)}
         style, tooltip = _style(kind, props, outcome is not None, vm, line_loading, trafo_loading, activation)
@@ -194,11 +201,17 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
             # view with ``center`` on every move and throws a console TypeError when it is missing.
             dl.Map(children, id=f"{prefix}-map", bounds=bounds, center=[(south + north) / 2, (west + east) / 2],
                    style={"height": "100%", "width": "100%"}, attributionControl=False),
-            legend(outcome is not None),
+            html.Div(legend(outcome is not None), id=f"{prefix}-legend"),
         ],
         className="map-frame",
         style={"position": "relative"},
     )
+
+
+def result_layer_data(geojson: dict[str, Any], outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Return the FeatureCollections of :data:`RESULT_LAYERS`, in that order, styled for ``outcome``."""
+    layers = styled_layers(geojson, outcome, RESULT_LAYERS)
+    return [layers[name] for name in RESULT_LAYERS]
 
 
 def legend(with_outcome: bool):

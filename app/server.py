@@ -1,23 +1,101 @@
-"""The Dash demonstrator: layout, callbacks (plain functions), background jobs, serving."""
+"""The Dash demonstrator: layout, callbacks (plain functions), jobs, and serving a room.
+
+How a workshop room is served (issue 9): ``digiplat serve`` runs gunicorn with a fixed number
+of worker processes, forked from one warm master (grid loaded, default scenario linearized and
+cleared once, so every worker starts warm and shares those pages copy-on-write). A market round
+runs synchronously inside the worker that received the click, so the number of rounds running at
+once, and the memory, are bounded by ``--workers``; further clicks wait, first come first served,
+in the listening socket's queue, while the browser shows the ``running=`` indicator. With
+``$REDIS_URL`` the round is a Dash background callback instead, run by Celery workers of fixed
+concurrency (``serve`` starts and stops them), and the HTTP workers only answer polls.
+Linearizations (~4 s each) are shared by all workers through the private cache directory
+(:func:`app.session.cache_dir`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
-import threading
+import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gridgen import OSM_CREDIT
+from gridgen.paths import assets_dir
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
-TABS = (("grid", "Grid"), ("market", "Market"), ("validation", "Validation"), ("mlopf", "Paper B: ML-based OPF"),
-        ("privacy", "Privacy"))
+ASSETS = assets_dir(strict=False)  # the checkout's assets/, or the installed copy (pip install .)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # one callback request: a 5 MB upload is 6.7 MB of base64 plus the table
+CLEAR_POLL_MS = 500  # how often the browser asks for a background round's result (Celery only)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One tab: its id, its label, its layout (given the session's bids) and its callbacks."""
+
+    tab_id: str
+    label: str
+    layout: Callable[[list[dict] | None], Any]
+    register: Callable[[Any], None] | None = None
+
+
+def _grid_page(bids: list[dict] | None):
+    from app import session
+    from app.pages import market
+
+    grid = session.default_grid()
+    return market.grid_layout(grid.geojson, grid.summary)
+
+
+def _market_page(bids: list[dict] | None):
+    from app import session
+    from app.pages import market
+
+    return market.market_layout(session.default_grid().geojson, bids if bids is not None else session.default_bid_records())
+
+
+def _validation_page(bids: list[dict] | None):
+    from app.pages import market
+
+    return market.validation_layout()
+
+
+def _mlopf_page(bids: list[dict] | None):
+    from app.pages import mlopf
+
+    return mlopf.layout()
+
+
+def _mlopf_callbacks(app: Any) -> None:
+    from app.pages import mlopf
+
+    mlopf.register_callbacks(app)
+
+
+def _privacy_page(bids: list[dict] | None):
+    from app.pages import privacy
+
+    return privacy.layout()
+
+
+def _privacy_callbacks(app: Any) -> None:
+    from app.pages import privacy
+
+    privacy.register_callbacks(app)
+
+
+# The tabs in their order; a new page is one more line here.
+PAGES: tuple[Page, ...] = (
+    Page("grid", "Grid", _grid_page),
+    Page("market", "Market", _market_page),
+    Page("validation", "Validation", _validation_page),
+    Page("mlopf", "Paper B: ML-based OPF", _mlopf_page, _mlopf_callbacks),
+    Page("privacy", "Privacy", _privacy_page, _privacy_callbacks),
+)
+TABS = tuple((page.tab_id, page.label) for page in PAGES)
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -35,20 +113,9 @@ def user_message(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------ callbacks
 def render_page(tab: str | None, bids: list[dict] | None):
-    """Return the content of a tab."""
-    from app import session
-    from app.pages import market, mlopf, privacy
-
-    grid = session.default_grid()
-    if tab == "market":
-        return market.market_layout(grid.geojson, bids if bids is not None else session.default_bid_records())
-    if tab == "validation":
-        return market.validation_layout()
-    if tab == "mlopf":
-        return mlopf.layout()
-    if tab == "privacy":
-        return privacy.layout()
-    return market.grid_layout(grid.geojson, grid.summary)
+    """Return the content of a tab (the first page for an unknown tab id)."""
+    page = next((p for p in PAGES if p.tab_id == tab), PAGES[0])
+    return page.layout(bids)
 
 
 def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
@@ -68,27 +135,71 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
         return dash.no_update, user_message(exc), True
     except (TypeError, ValueError) as exc:
         return dash.no_update, f"invalid input: {user_message(exc)}", True
+    except Exception as exc:  # a failed job must reach the user as an alert, never as a hung spinner
+        log.exception("market round failed")
+        return dash.no_update, f"The market round failed ({type(exc).__name__}); the server log has the details.", True
     return result, "", False
 
 
 def clear_market_request(request: dict | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
-                         refine: bool | None = False):
-    """Background callback: :func:`clear_market` for a click recorded in the ``clear-request`` store."""
-    return clear_market((request or {}).get("n_clicks"), day_type, hour, request_mw, bids, refine)
+                         refine: bool | None = False, method: str = "milp"):
+    """Return the result, the alert and the market views for a click in the ``clear-request`` store.
+
+    One request answers a click completely: ``(result, alert_text, alert_open, *views)``
+    (:func:`clear_market`, then the views of :func:`show_result`); the views are ``no_update``
+    when the round fails, so the old result stays on screen.
+    """
+    import dash
+
+    from app.mapview import RESULT_LAYERS
+
+    if not isinstance(request, dict):
+        raise dash.exceptions.PreventUpdate
+    n_views = len(RESULT_LAYERS) + 4
+    result, alert, is_open = clear_market(request.get("n_clicks"), day_type, hour, request_mw, bids, refine)
+    if result is dash.no_update:
+        return (result, alert, is_open) + (dash.no_update,) * n_views
+    try:
+        views = show_result(result, method if method in ("milp", "merit") else "milp")
+    except Exception as exc:
+        log.exception("drawing the market result failed")
+        return (dash.no_update, f"The result could not be drawn ({type(exc).__name__}).", True) + (dash.no_update,) * n_views
+    return (result, alert, is_open, *views)
 
 
 def show_result(result: dict | None, method: str):
-    """Return the market page's cards, map, TSO package table and TSO loading chart for a result."""
+    """Return the market page's views of a result.
+
+    ``(cards, *layer_data, legend, tso_package, tso_loading)``: the cards, the data of the map's
+    :data:`app.mapview.RESULT_LAYERS` coloured by ``method``'s power flow, the legend, the TSO
+    package table and the TSO loading chart. Without a result the map keeps the plain grid it was
+    drawn with (``no_update``).
+    """
+    import dash
+
     from app import session
-    from app.mapview import map_component
+    from app.mapview import RESULT_LAYERS, legend, result_layer_data
     from app.pages import market
 
-    grid = session.default_grid()
     if not result:
-        return [], map_component("market", grid.geojson), "Clear the market to see the package's figures.", market.tso_loading_figure({})
+        return ([], *([dash.no_update] * (len(RESULT_LAYERS) + 1)), "Clear the market to see the package's figures.",
+                market.tso_loading_figure({}))
     outcome = result.get(method) or result["milp"]
-    return (market.summary_cards(result), map_component("market", grid.geojson, outcome),
+    return (market.summary_cards(result), *result_layer_data(session.default_grid().geojson, outcome), legend(True),
             market.tso_package_view(result.get("tso", {})), market.tso_loading_figure(result.get("tso", {})))
+
+
+def market_view_outputs(*, duplicate: bool) -> list:
+    """The Outputs of :func:`show_result`'s views, in its order."""
+    from dash import Output
+
+    from app.mapview import RESULT_LAYERS
+
+    kw = {"allow_duplicate": True} if duplicate else {}
+    return ([Output("market-cards", "children", **kw)]
+            + [Output(f"market-layer-{name}", "data", **kw) for name in RESULT_LAYERS]
+            + [Output("market-legend", "children", **kw), Output("market-tso-package", "children", **kw),
+               Output("market-tso-loading", "figure", **kw)])
 
 
 def show_validation(result: dict | None):
@@ -113,9 +224,12 @@ def upload_bids(contents: str | None, filename: str | None, current: list[dict] 
     if not contents:
         raise dash.exceptions.PreventUpdate
     try:
-        return session.bids_from_upload(contents, filename or "bids.csv"), "", False
+        return session.bids_from_upload(contents, filename), "", False
     except _user_error_types() as exc:
         return dash.no_update, user_message(exc), True
+    except Exception as exc:  # never an HTTP 500 for a bad file
+        log.exception("upload failed")
+        return dash.no_update, f"{session.upload_name(filename)}: cannot read the bid file ({type(exc).__name__})", True
 
 
 def download_bids(n_clicks: int | None, bids: list[dict] | None):
@@ -156,38 +270,53 @@ def element_details(*click_data: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- app
+def celery_for(redis_url: str):
+    """Return the Celery app of the background rounds (broker and results on ``redis_url``)."""
+    from celery import Celery
+
+    celery_app = Celery("digiplat", broker=redis_url, backend=redis_url)
+    celery_app.conf.update(
+        worker_prefetch_multiplier=1,  # a worker takes one round at a time: first come, first served
+        task_acks_late=False,
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        task_time_limit=600,  # a round that hangs is killed; the user gets the failure, not a spinner forever
+        worker_hijack_root_logger=False,
+    )
+    return celery_app
+
+
 def background_manager():
-    """Return Celery (``$REDIS_URL``) or Diskcache background-callback manager."""
-    from dash import CeleryManager, DiskcacheManager
-
+    """Return Dash's CeleryManager when ``$REDIS_URL`` is set, else None (rounds run in the request)."""
     redis_url = os.environ.get("REDIS_URL")
-    if redis_url:
-        from celery import Celery
+    if not redis_url:
+        return None
+    from dash import CeleryManager
 
-        celery_app = Celery(__name__, broker=redis_url, backend=redis_url)
-        return CeleryManager(celery_app)
-    import diskcache
-
-    cache_dir = os.environ.get("DIGIPLAT_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "digiplat-dash-cache")
-    return DiskcacheManager(diskcache.Cache(cache_dir))
+    return CeleryManager(celery_for(redis_url))
 
 
 def create_app(*, warm_up: bool = True):
-    """Return the Dash app (pages: Grid, Market, Validation, Paper B)."""
+    """Return the Dash app (its pages: :data:`PAGES`).
+
+    ``warm_up`` loads the grid and clears the default round once, synchronously, before the app
+    is returned: gunicorn forks its workers (and Celery its pool) from this warm process.
+    """
     import dash
     import dash_bootstrap_components as dbc
     import dash_leaflet  # noqa: F401  (Dash wants every component library imported before callbacks run)
-    from dash import Input, Output, State, dash_table, dcc, html  # noqa: F401
+    from dash import Input, Output, State, dcc, html
 
     from app import session
     from app.mapview import LAYERS
-    from app.pages import mlopf, privacy
 
+    manager = background_manager()
     app = dash.Dash(
         __name__, title="DigIPlat flexibility demonstrator", assets_folder=str(ASSETS),
-        external_stylesheets=[], suppress_callback_exceptions=True, background_callback_manager=background_manager(),
+        external_stylesheets=[], suppress_callback_exceptions=True, background_callback_manager=manager,
         serve_locally=True,
     )
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     # Bootstrap's CSS is served from assets/vendor (Dash loads every .css in assets): no CDN, works offline.
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
@@ -198,7 +327,8 @@ def create_app(*, warm_up: bool = True):
         dcc.Store(id="bids-store", storage_type="memory"),
         dcc.Store(id="result-store", storage_type="memory"),
         dcc.Store(id="clear-request", storage_type="memory"),
-        dbc.Tabs([dbc.Tab(label=label, tab_id=tab_id) for tab_id, label in TABS], id="tabs", active_tab="grid", className="mt-2"),
+        dbc.Tabs([dbc.Tab(label=page.label, tab_id=page.tab_id) for page in PAGES], id="tabs", active_tab=PAGES[0].tab_id,
+                 className="mt-2"),
         # The spinner covers the page only while a tab renders, not while a callback inside it runs
         # (a market round has its own running indicator and must not hide the page).
         dcc.Loading(dbc.Container(id="page", fluid=True, className="py-2"), type="default", delay_show=300,
@@ -209,28 +339,27 @@ def create_app(*, warm_up: bool = True):
     app.callback(Output("page", "children"), Input("tabs", "active_tab"), State("bids-store", "data"))(render_page)
     # A click becomes a request in a store outside the page. Dash runs a callback whose Input appears
     # in a newly rendered tab when one of its Outputs lies outside that tab, prevent_initial_call or
-    # not: with market-clear as its Input the background job was spawned (and the controls disabled)
-    # every time the Market tab was opened. This clientside step ignores the fresh button.
+    # not: with market-clear as its Input the round ran (and the controls were disabled) every time
+    # the Market tab was opened. This clientside step ignores the fresh button.
     app.clientside_callback(
         "function (n) { return n ? {n_clicks: n, at: Date.now()} : window.dash_clientside.no_update; }",
         Output("clear-request", "data"), Input("market-clear", "n_clicks"), prevent_initial_call=True,
     )
+    # One request per click returns the result and the market views (no second round trip that
+    # would queue behind the other sessions' rounds); show_result redraws on a method switch.
+    job = dict(background=True, interval=CLEAR_POLL_MS) if manager is not None else {}
     app.callback(
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
-        Output("market-alert", "is_open", allow_duplicate=True),
+        Output("market-alert", "is_open", allow_duplicate=True), *market_view_outputs(duplicate=True),
         Input("clear-request", "data"),
         State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
-        State("market-refine", "value"),
-        background=True, interval=250,  # poll the job every 250 ms (Dash's default 1 s adds 0.5 s on average)
+        State("market-refine", "value"), State("market-method", "value"),
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],
-        prevent_initial_call=True,
+        prevent_initial_call=True, **job,
     )(clear_market_request)
-    app.callback(
-        Output("market-cards", "children"), Output("market-map-holder", "children"), Output("market-tso-package", "children"),
-        Output("market-tso-loading", "figure"),
-        Input("result-store", "data"), Input("market-method", "value"),
-    )(show_result)
+    app.callback(*market_view_outputs(duplicate=False), Input("market-method", "value"), State("result-store", "data"),
+                 )(lambda method, result: show_result(result, method))
     app.callback(
         Output("validation-empty", "children"), Output("validation-table", "children"), Output("validation-vm", "figure"),
         Output("validation-loading", "figure"), Output("validation-merit", "children"),
@@ -249,19 +378,204 @@ def create_app(*, warm_up: bool = True):
     app.callback(Output("bids-store", "data"), Input("market-bids", "data"), prevent_initial_call=True)(lambda data: data)
     app.callback(Output("grid-details", "children"),
                  [Input(f"grid-layer-{name}", "clickData") for name, *_ in LAYERS], prevent_initial_call=True)(element_details)
-    mlopf.register_callbacks(app)
-    privacy.register_callbacks(app)
+    for page in PAGES:
+        if page.register is not None:
+            page.register(app)
 
     if warm_up:
-        # Load the grid and linearize the default scenario before the first click (background jobs fork
-        # from this process and inherit its caches).
-        session.default_grid()
-        threading.Thread(target=session.warm_up, daemon=True).start()
+        warm_up_views(rounds=manager is None)
     return app
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:
-    """Start the demonstrator and block."""
-    app = create_app()
-    print(f"DigIPlat demonstrator on http://{host}:{port}/  (Map data {OSM_CREDIT}; Ctrl+C to stop)")
-    app.run(host=host, port=port, debug=debug)
+def warm_up_views(*, rounds: bool = True) -> None:
+    """Load the grid and draw the Market tab; with ``rounds`` also linearize and clear the default round.
+
+    Every import and cache a click needs is then loaded before gunicorn (or Celery) forks, so the
+    first click of each worker is as fast as the others. The HTTP workers of the Celery path run
+    no rounds and skip them.
+    """
+    from app import session
+
+    session.default_grid()
+    try:
+        render_page("market", None)
+        if rounds:
+            session.warm_up()
+            clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, session.default_bid_records())
+    except Exception:  # an optimisation only; a real click reports its own errors
+        log.exception("warm-up failed")
+
+
+def __getattr__(name: str) -> Any:
+    """``app.server:celery_app`` for ``celery -A``: the Dash app's background tasks, built warm.
+
+    Building the Dash app registers its background callbacks as Celery tasks; the warm-up runs
+    in the Celery main process, so its prefork pool starts warm.
+    """
+    if name == "celery_app":
+        if not os.environ.get("REDIS_URL"):
+            raise RuntimeError("app.server:celery_app needs $REDIS_URL")
+        dash_app = create_app(warm_up=True)
+        globals()["celery_app"] = dash_app._background_manager.handle
+        return globals()["celery_app"]
+    raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------------- serving
+def celery_worker_command(concurrency: int, name: str) -> list[str]:
+    """Return the command of the Celery worker that runs the background rounds."""
+    import sys
+
+    return [sys.executable, "-m", "celery", "-A", "app.server:celery_app", "worker", "--pool", "prefork",
+            "--concurrency", str(concurrency), "--loglevel", "WARNING", "-O", "fair", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the server process dies (Linux), so nothing is left behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class CeleryWorkers:
+    """The Celery worker process (and its fixed pool) of a served room; started and stopped by ``serve``."""
+
+    def __init__(self, concurrency: int, name: str, redis_url: str) -> None:
+        self.command = celery_worker_command(concurrency, name)
+        self.name = name
+        self.redis_url = redis_url
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+        self.process = subprocess.Popen(self.command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        """Block until the worker answers a ping (it loads and warms the app first), so the room opens ready."""
+        import time
+
+        control = celery_for(self.redis_url).control
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited with code {self.process.returncode}")
+            if control.ping(destination=[f"{self.name}@{socket.gethostname()}"], timeout=1.0):
+                return
+        log.warning("the Celery worker did not answer within %.0f s; serving anyway", timeout_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Warm shutdown (running rounds finish), then kill the worker's process group."""
+        import signal
+        import subprocess
+
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its pool children, if any survived
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            log.warning("celery worker %d did not stop", self.process.pid)
+
+
+def gunicorn_application(options: dict[str, Any], celery: CeleryWorkers | None = None):
+    """Return a gunicorn application serving the warm Dash app with ``options`` (gunicorn settings)."""
+    from gunicorn.app.base import BaseApplication
+
+    class DigiplatServer(BaseApplication):
+        """gunicorn from Python: the master builds the warm app once (``preload_app``), then forks."""
+
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            # A stopping worker skips the interpreter's teardown of its large heap (seconds on a busy
+            # machine); it holds nothing unwritten: cache files are complete once renamed.
+            self.cfg.set("worker_exit", lambda server, worker: (logging.shutdown(), os._exit(0)))
+            if celery is not None:
+                self.cfg.set("on_starting", lambda server: (celery.start(), celery.wait_ready()))
+                self.cfg.set("on_exit", lambda server: celery.stop())
+
+        def load(self):
+            return create_app(warm_up=True).server
+
+    return DigiplatServer()
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8050, workers: int = 2, celery_workers: int | None = None,
+          debug: bool = False) -> None:
+    """Serve the demonstrator and block until stopped (Ctrl+C or SIGTERM).
+
+    Parameters
+    ----------
+    host, port
+        Where to listen (checked by the caller, :mod:`app.commands.serve`).
+    workers
+        gunicorn worker processes: the rounds that run at once without ``$REDIS_URL``.
+    celery_workers
+        With ``$REDIS_URL``: the Celery pool's concurrency (default ``workers``).
+    debug
+        Flask's development server with Dash's dev tools, one process (not for a room).
+    """
+    redis_url = os.environ.get("REDIS_URL")
+    celery = CeleryWorkers(celery_workers or workers, f"digiplat-{port}", redis_url) if redis_url else None
+    if debug:
+        app = create_app(warm_up=True)
+        print(f"DigIPlat demonstrator (development server) on http://{host}:{port}/  (Map data {OSM_CREDIT})", flush=True)
+        if celery is not None:
+            celery.start()
+        try:  # no reloader: it would run a second copy of this process (and of the Celery worker)
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+        finally:
+            if celery is not None:
+                celery.stop()
+        return
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    options = {
+        "bind": [bind],
+        "workers": workers,
+        # Rounds in the request: one request at a time per worker, so rounds queue first come, first
+        # served. Rounds on Celery: the HTTP workers only answer polls and pages (light, waiting on
+        # Redis), so each serves several at once and keeps connections alive.
+        **({"worker_class": "gthread", "threads": 4} if redis_url else {"worker_class": "sync"}),
+        "preload_app": True,
+        "timeout": 300,  # a refined round on a loaded machine may take a minute; a stuck worker is replaced
+        "graceful_timeout": 20,
+        "keepalive": 2,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "digiplat",
+        "limit_request_line": 8190,
+    }
+    jobs = f"background rounds on {celery_workers or workers} Celery workers ({_redacted(redis_url)})" if redis_url \
+        else "rounds run in the workers"
+    print(f"DigIPlat demonstrator on http://{bind}/ with {workers} gunicorn workers, {jobs}; it answers once "
+          f"warm (Map data {OSM_CREDIT}; Ctrl+C to stop)", flush=True)
+    gunicorn_application(options, celery).run()
+
+
+def _redacted(url: str) -> str:
+    """Return a Redis URL without its password (for the start-up line)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+    return url

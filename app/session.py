@@ -8,10 +8,14 @@ the package's opaque figures for the TSO view). Every function here is plain and
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 import io
 import logging
 import math
+import os
+import stat
+import threading
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,29 +56,78 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict("records")
 
 
-def bids_from_upload(contents: str, filename: str) -> list[dict[str, Any]]:
+UPLOAD_LIMIT_BYTES = 5 * 1024 * 1024  # 5 MB, as dcc.Upload's max_size (app.pages.market)
+_BASE64_LIMIT_CHARS = (UPLOAD_LIMIT_BYTES + 2) // 3 * 4
+
+
+def upload_name(filename: Any) -> str:
+    """Return the user's file name as shown in messages: its last path part, printable, at most 80 chars."""
+    if not isinstance(filename, str) or not filename.strip():
+        return "the uploaded file"
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch if ch.isprintable() else "?" for ch in name).strip()
+    return (name[:77] + "...") if len(name) > 80 else (name or "the uploaded file")
+
+
+def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
     """Return DataTable records from an uploaded CSV/JSON (``dcc.Upload`` base64 contents).
 
-    Raises ``optim._errors.InputError`` listing every bad row; nothing is returned half-read.
+    Whatever arrives (a crafted POST may send a list, a number, bad base64, a file of any size
+    or a JSON nested 100,000 deep) ends in an ``optim._errors.InputError`` naming the user's
+    file, never in another exception; messages never show a server path. Nothing is returned
+    half-read.
     """
     import base64
+    import binascii
     import tempfile
     from pathlib import Path
 
     from optim._errors import InputError
     from optim.tso.bids import read_bids
 
+    name = upload_name(filename)
+    if not isinstance(contents, str):
+        raise InputError(f"{name}: the upload is not a file (upload one .csv or .json bid file)")
     if not contents or "," not in contents:
-        raise InputError("the upload is empty")
-    suffix = Path(filename or "bids.csv").suffix.lower()
+        raise InputError(f"{name}: the upload is empty")
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(filename, str) else ""
+    suffix = Path(base).suffix.lower() if base.strip() else ".csv"  # no name: CSV, as dcc.Upload's default
     if suffix not in (".csv", ".json"):
-        raise InputError(f"{filename}: upload a .csv or .json bid file")
-    raw = base64.b64decode(contents.split(",", 1)[1])
-    with tempfile.TemporaryDirectory() as tmp:
+        raise InputError(f"{name}: upload a .csv or .json bid file")
+    header, data = contents.split(",", 1)
+    if not header.endswith(";base64"):
+        raise InputError(f"{name}: the upload is not base64-encoded file data")
+    if len(data) > _BASE64_LIMIT_CHARS:
+        raise InputError(f"{name}: the file is {len(data) * 3 / 4 / 2**20:.1f} MB; the limit is "
+                         f"{UPLOAD_LIMIT_BYTES / 2**20:.0f} MB (split it into smaller files)")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{name}: the upload is not valid base64 data") from None
+    with tempfile.TemporaryDirectory(prefix="digiplat-upload-") as tmp:
+        # The temp file carries the user's name so that read_bids' messages name it; the
+        # directory part is cut from every message below.
         path = Path(tmp) / f"upload{suffix}"
+        if name == base and name not in (".", "..") and Path(name).suffix.lower() == suffix:
+            path = Path(tmp) / name
         path.write_bytes(raw)
-        table = read_bids(path)
+        try:
+            table = read_bids(path)
+        except InputError as exc:
+            raise InputError(_without_dir(str(exc), tmp, path.name, name)) from None
+        except RecursionError:
+            raise InputError(f"{name}: the JSON is nested too deeply to be a bid file") from None
+        except (ValueError, TypeError, KeyError, IndexError, UnicodeError, MemoryError) as exc:
+            log.warning("upload %s: %s: %s", name, type(exc).__name__, exc)
+            raise InputError(f"{name}: cannot read the bid file ({type(exc).__name__})") from None
     return _records(table.to_frame())
+
+
+def _without_dir(message: str, tmp: str, stored: str, name: str) -> str:
+    """Return ``message`` with the temporary directory cut out and the stored name replaced by ``name``."""
+    for prefix in (tmp + "/", tmp):
+        message = message.replace(prefix, "")
+    return message.replace(stored, name) if stored != name else message
 
 
 def bids_csv(records: list[dict[str, Any]]) -> str:
@@ -119,8 +172,39 @@ def market_round(
     }
 
 
-_LIN_CACHE: dict[tuple, Any] = {}
-_LIN_LOCK = __import__("threading").Lock()
+_LIN_CACHE: dict[tuple, Any] = {}  # this process's linearizations (at most _LIN_CACHE_SIZE)
+_LIN_CACHE_SIZE = 8
+_LIN_DISK_FILES = 64  # linearizations kept in the private cache directory, shared by all workers
+_LIN_LOCKS: dict[tuple, threading.Lock] = {}
+_LIN_LOCKS_GUARD = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Return the app's private cache directory (mode 0700, owned by this user), creating it.
+
+    ``$DIGIPLAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/digiplat`` (``~/.cache/digiplat``). It holds
+    pickles that only this user's server reads back, so it must not be writable or readable by
+    anybody else: a directory owned by another user, or a symlink, is refused.
+
+    Raises
+    ------
+    optim._errors.InputError
+        The directory is not this user's or cannot be created.
+    """
+    from optim._errors import InputError
+
+    env = os.environ.get("DIGIPLAT_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digiplat"
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = base.lstat()
+    except OSError as exc:
+        raise InputError(f"cannot create the cache directory {base} ({exc.strerror}): set DIGIPLAT_CACHE_DIR") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise InputError(f"the cache directory {base} is not a directory of this user: set DIGIPLAT_CACHE_DIR")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return base
 
 
 def _bids_key(frame: pd.DataFrame) -> str:
@@ -129,17 +213,82 @@ def _bids_key(frame: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
 
 
+def _disk_name(day_type: str, hour: int, bids_key: str) -> str:
+    """File name of a linearization: it depends on the time frame, the bids, the grid and the code."""
+    import hashlib
+
+    from gridgen.grid import default_grid_dir
+
+    grid_json = Path(default_grid_dir()) / "grid.json"
+    st = grid_json.stat()
+    text = f"{day_type}|{hour}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
+    return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32] + ".pickle"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """Hash of the optim package's source: a pickle of other code is never read back."""
+    import hashlib
+
+    import optim
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(optim.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _linearization(day_type: str, hour: int, bids_key: str, scenario):
-    """Return the DSO's linearization for a time frame and bid set (cached: bids define the points)."""
+    """Return the DSO's linearization for a time frame and bid set (bids define the points).
+
+    Cached in this process and, for every worker of the server, in the private cache directory:
+    the first worker that needs it computes it under a file lock, the others wait and read it
+    (a linearization costs ~4 s, a read ~20 ms).
+    """
+    key = (day_type, hour, bids_key)
+    with _LIN_LOCKS_GUARD:
+        lock = _LIN_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _LIN_CACHE:
+            lin = _shared_linearization(day_type, hour, bids_key, scenario)
+            with _LIN_LOCKS_GUARD:
+                if len(_LIN_CACHE) >= _LIN_CACHE_SIZE:
+                    _LIN_CACHE.pop(next(iter(_LIN_CACHE)))
+                _LIN_CACHE[key] = lin
+        return _LIN_CACHE[key]
+
+
+def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario):
+    import fcntl
+    import pickle
+
     from optim.dso.linearize import linearize
 
-    key = (day_type, hour, bids_key)
-    with _LIN_LOCK:
-        if key not in _LIN_CACHE:
-            if len(_LIN_CACHE) >= 8:
-                _LIN_CACHE.pop(next(iter(_LIN_CACHE)))
-            _LIN_CACHE[key] = linearize(default_grid(), scenario)
-        return _LIN_CACHE[key]
+    folder = cache_dir()
+    path = folder / _disk_name(day_type, hour, bids_key)
+    with open(path.with_suffix(".lock"), "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if path.is_file():
+            try:
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+            except Exception:  # a stale or damaged file (other code version): compute it again
+                log.warning("linearization cache %s unreadable; recomputing", path.name)
+        lin = linearize(default_grid(), scenario)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            pickle.dump(lin, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    _prune(folder)
+    return lin
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest ``_LIN_DISK_FILES`` linearizations in the cache directory."""
+    files = sorted(folder.glob("lin-*.pickle"), key=lambda p: p.stat().st_mtime)
+    for old in files[:-_LIN_DISK_FILES]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None):

@@ -5,9 +5,9 @@ Usage::
     .venv/bin/python benchmarks/bench_app.py                     # 5 page loads, 5 clicks
     .venv/bin/python benchmarks/bench_app.py --loads 7 --clicks 7 --profile
 
-Starts the app on Bergwald in a subprocess (``create_app()`` served by Flask as ``python -m app``
-does; no tiles, ``DIGIPLAT_TILE_URL=""``; private diskcache directory; the default scenario warmed
-up before serving, as ``serve()`` does in a background thread), then drives Chromium with the
+Starts the app on Bergwald in a subprocess (``create_app()`` warmed up as ``digiplat serve`` does,
+served here by Flask in one process: one browser needs no gunicorn pool, ``bench_load.py`` measures
+a room; no tiles, ``DIGIPLAT_TILE_URL=""``; private cache directory), then drives Chromium with the
 browser tests' headless flags (``tests/browser/conftest.py``):
 
 * **page ready**: navigation start -> the Grid page's map holds > 100 Leaflet SVG paths
@@ -15,8 +15,8 @@ browser tests' headless flags (``tests/browser/conftest.py``):
   fresh navigations; the first (cold browser cache) is printed too.
 * **clearing round trip**: click on "Clear market" -> the MILP card shows the new delivered
   volume (request alternates 1.8 / 1.7 MW so every click changes the text). Median of
-  ``--clicks`` after one warm-up click. Includes the background job (fork, market round, two AC
-  validations), Dash's background-callback polling, and re-rendering the cards and the map.
+  ``--clicks`` after one warm-up click. Includes the market round (two clearings, two AC
+  validations) in the request, and re-rendering the cards and the map.
 
 ``--profile`` also runs ``app.session.market_round`` under cProfile in this process and prints
 where a warm round spends its time. Targets (issue 5): page <= 3 s, round trip <= 2 s.
@@ -73,12 +73,9 @@ poll();
 # ------------------------------------------------------------------------------------ server
 def serve(port: int) -> None:
     """Child process: warm up, then serve the app (what ``python -m app`` runs, warm-up first)."""
-    from app import session
     from app.server import create_app
 
-    app = create_app(warm_up=False)
-    session.default_grid()
-    session.warm_up()
+    app = create_app(warm_up=True)
     print("READY", flush=True)
     app.run(host="127.0.0.1", port=port, debug=False)
 

@@ -60,6 +60,7 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     from dash import dash_table, dcc, html
 
     from app.mapview import map_component
+    from app.session import UPLOAD_LIMIT_BYTES  # the browser refuses larger files; the server checks again
 
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Day type"), dcc.Dropdown(id="market-day-type", options=["weekday", "weekend"], value="weekday", clearable=False)], md=2),
@@ -71,8 +72,8 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
                  dbc.Checkbox(id="market-refine", label="refine (re-linearize at the dispatch)", value=False,
                               className="small mt-1"),
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
-        dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids", color="secondary", outline=True, size="sm"), id="market-upload",
-                                       accept=".csv,.json"),
+        dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
+                                       accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
                  dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
                  dcc.Download(id="market-download")], md=2),
     ])), className="mb-2")

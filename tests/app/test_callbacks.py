@@ -108,7 +108,7 @@ def cleared(default_bids) -> dict:
 MARKET_IDS = {
     "market-day-type", "market-hour", "market-request", "market-method", "market-clear", "market-running",
     "market-upload", "market-download-btn", "market-download", "market-add-bid", "market-bids", "market-alert",
-    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map",
+    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map", "market-legend",
     *(f"market-layer-{n}" for n in LAYER_NAMES),
 }
 
@@ -156,25 +156,49 @@ def test_render_page_mlopf_tab():
     assert not ids & MARKET_IDS
 
 
-def test_create_app_registers_every_callback(tmp_path, monkeypatch):
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"])
+def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    if redis_url:
+        monkeypatch.setenv("REDIS_URL", redis_url)  # building the app does not connect yet
+    else:
+        monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
     tabs = by_id(app.layout, "tabs")
     assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf", "privacy"]
+    assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
     assert "page" in ids_of(app.layout)
     outputs = " ".join(app.callback_map)
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
                    "market-download.data", "grid-details.children"):
         assert output in outputs, output
-    background = [k for k, v in app.callback_map.items() if "result-store.data" in k]
-    assert len(background) == 1 and app.callback_map[background[0]].get("background")
-    # the job is triggered by the clear-request store outside the page, not by the button itself
-    # (a button rendered with the Market tab would start a job on every visit of the tab)
-    assert [i["id"] for i in app.callback_map[background[0]]["inputs"]] == ["clear-request"]
+    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k]
+    assert len(clear) == 1
+    spec = app.callback_map[clear[0]]
+    # one request answers a click: the result and the market views
+    for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
+                 *(f"market-layer-{name}.data" for name in mapview.RESULT_LAYERS)):
+        assert view in clear[0]
+    assert "market-layer-base" not in clear[0]  # the static base map is not sent again
+    # the round is triggered by the clear-request store outside the page, not by the button itself
+    # (a button rendered with the Market tab would start a round on every visit of the tab)
+    assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
     assert "clear-request" in ids_of(app.layout)
-    assert app.callback_map[background[0]]["background"]["interval"] <= 500
-    assert (tmp_path / "cache").is_dir()  # the DiskcacheManager uses $DIGIPLAT_CACHE_DIR
+    if redis_url:  # a background callback on Celery workers, polled at most every 0.5 s
+        assert spec["background"] and spec["background"]["interval"] <= 500
+        assert type(app._background_manager).__name__ == "CeleryManager"
+        assert app._background_manager.handle.conf.broker_url == redis_url
+    else:  # runs in the gunicorn worker that got the click
+        assert not spec["background"] and app._background_manager is None
+    assert app.server.config["MAX_CONTENT_LENGTH"] == server.MAX_REQUEST_BYTES
+    running = [cb for cb in app._callback_list if "result-store.data" in cb["output"]][0]["running"]
+    assert "market-running" in json_text(running) and "market-clear" in json_text(running)  # the indicator
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
 
 
 # ------------------------------------------------------------------------------------ clear_market
@@ -217,8 +241,35 @@ def test_clear_market_without_click_does_not_run():
 
 
 def test_clear_market_request_passes_the_click_on(default_bids):
-    result, alert, is_open = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    answer = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    result, alert, is_open, *views = answer
     assert result is dash.no_update and is_open is True and "invalid input" in alert
+    assert views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)  # the old result stays on screen
+
+
+def test_clear_market_request_answers_with_result_and_views(default_bids):
+    result, alert, is_open, *views = server.clear_market_request(
+        {"n_clicks": 1, "at": 5}, "weekday", 18, 1.7, default_bids, False, "merit")
+    assert (alert, is_open) == ("", False)
+    assert result["request_mw"] == 1.7
+    cards, layers, legend, package, loading = split_views(views)
+    expected = split_views(server.show_result(result, "merit"))
+    assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
+    assert layers == expected[1] and set(layers) == set(mapview.RESULT_LAYERS)
+    assert "overloaded" in text_of(legend)
+    assert "operating points" in text_of(package)
+    assert loading.data[0].x == expected[4].data[0].x
+
+
+def test_a_failing_round_reaches_the_user_as_an_alert(default_bids, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(session, "market_round", broken)
+    result, alert, is_open, *views = server.clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, default_bids)
+    assert result is dash.no_update and is_open is True
+    assert alert == "The market round failed (RuntimeError); the server log has the details."
+    assert "/srv" not in alert and views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)
 
 
 @pytest.mark.parametrize(
@@ -263,13 +314,20 @@ def test_clear_market_bids_with_wrong_columns(default_bids):
 
 
 # ------------------------------------------------------------------------------------ show_result
+def split_views(views) -> tuple:
+    """``(cards, {layer: FeatureCollection}, legend, package, figure)`` of :func:`server.show_result`'s tuple."""
+    n = len(mapview.RESULT_LAYERS)
+    views = list(views)
+    return views[0], dict(zip(mapview.RESULT_LAYERS, views[1:1 + n])), views[1 + n], views[2 + n], views[3 + n]
+
+
 def _cards_text(cards) -> dict[str, str]:
     return {key: text_of(by_id(cards, f"market-card-{key}")) for key in
             ("milp-delivered", "milp-violations", "merit-delivered", "merit-violations")}
 
 
 def test_show_result_cards(cleared):
-    cards, _, package, figure = server.show_result(cleared, "milp")
+    cards, _, _, package, figure = split_views(server.show_result(cleared, "milp"))
     assert len(cards) == 2
     text = _cards_text(cards)
     assert text["milp-delivered"] == "1.800 of 1.800 MW"
@@ -291,9 +349,7 @@ def _line_colours(layers: dict[str, dict]) -> list[str]:
 
 
 def test_show_result_map_shows_milp_dispatch(cleared):
-    _, map_div, _, _ = server.show_result(cleared, "milp")
-    assert by_id(map_div, "market-map")
-    layers = geojson_layers(map_div, "market")
+    _, layers, legend, _, _ = split_views(server.show_result(cleared, "milp"))
     for name, fc in layers.items():
         assert fc["features"] and all(f["properties"]["style"] for f in fc["features"]), name
     lines = _line_colours(layers)
@@ -306,12 +362,11 @@ def test_show_result_map_shows_milp_dispatch(cleared):
     tips = [f["properties"].get("tooltip", "") for f in layers["buildings"]["features"]]
     assert any("activated" in t and "voltage" in t for t in tips)
     # the legend explains the result colours
-    assert "overloaded" in text_of(map_div)
+    assert "overloaded" in text_of(legend)
 
 
 def test_show_result_map_shows_merit_order_congestion(cleared):
-    _, map_div, _, _ = server.show_result(cleared, "merit")
-    layers = geojson_layers(map_div, "market")
+    _, layers, _, _, _ = split_views(server.show_result(cleared, "merit"))
     red_lines = [f for name in ("lv", "mv") for f in layers[name]["features"]
                  if f["properties"]["style"]["color"] == COLORS["bad"]]
     overloaded = {str(i) for i, x in cleared["merit"]["line_loading_percent"].items() if abs(x) > 100}
@@ -323,17 +378,17 @@ def test_show_result_map_shows_merit_order_congestion(cleared):
 
 
 def test_show_result_unknown_method_falls_back_to_milp(cleared):
-    _, map_a, _, _ = server.show_result(cleared, "milp")
-    _, map_b, _, _ = server.show_result(cleared, "nonsense")
-    assert geojson_layers(map_a, "market") == geojson_layers(map_b, "market")
+    assert split_views(server.show_result(cleared, "milp"))[1] == split_views(server.show_result(cleared, "nonsense"))[1]
 
 
 def test_show_result_without_result():
-    cards, map_div, package, figure = server.show_result(None, "milp")
+    cards, layers, legend, package, figure = split_views(server.show_result(None, "milp"))
     assert cards == []
     assert "Clear the market" in package
-    layers = geojson_layers(map_div, "market")
-    assert COLORS["bad"] not in _line_colours(layers)
+    # the map keeps the plain grid the Market tab was drawn with
+    assert all(x is dash.no_update for x in layers.values()) and legend is dash.no_update
+    plain = geojson_layers(server.render_page("market", None), "market")
+    assert COLORS["bad"] not in _line_colours(plain) and COLORS["ok"] not in _line_colours(plain)
     assert len(figure.data) == 1 and len(figure.data[0].x) == 0
 
 
@@ -581,5 +636,5 @@ def test_clear_market_with_refinement_meets_table_i() -> None:
     assert s["validation"]["violations"] == 0
     assert s["validation"]["vm_mae_pu"] <= 2.3e-5
     assert s["validation"]["loading_mae_percent"] <= 6.1e-3
-    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)
+    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)  # the cards
     assert "refined in" in card_text

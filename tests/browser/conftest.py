@@ -3,7 +3,7 @@
 dash[testing] builds its Chrome options from the ``pytest_setup_options`` hook (first result)
 and takes the browser binary from ``$DASH_TEST_CHROMEPATH``; ``--headless`` is set here, so the
 tests need no extra pytest flag. The app under test draws no tiles (``DIGIPLAT_TILE_URL=""``)
-and keeps its background-callback cache in a temporary directory.
+and keeps its linearization cache in a private temporary directory.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def pytest_setup_options():
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_app_environment():
-    """No tile requests, a private diskcache directory, and a warm server process."""
+    """No tile requests, a private cache directory, and a warm server process."""
     cache_dir = tempfile.mkdtemp(prefix="digiplat-browser-cache-")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIGIPLAT_TILE_URL", "")
@@ -63,8 +63,8 @@ def offline_app_environment():
         mp.delenv("REDIS_URL", raising=False)
         from app import session
 
-        # Background jobs fork from the test process: load the grid and linearize the default
-        # scenario once here, so every forked clearing job starts warm.
+        # Rounds run in dash_duo's server threads of this process: load the grid and linearize
+        # the default scenario once here, so the first click is as fast as the others.
         session.default_grid()
         session.warm_up()
         yield cache_dir

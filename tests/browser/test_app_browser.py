@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m pytest tests/browser -m browser``. Screenshots go to
 ``test-artifacts/browser/`` (gitignored). The app is ``create_app()`` served by dash_duo's
-threaded server; clearing runs as a real background callback (DiskcacheManager, forked job).
+threaded server; a round runs in the request (as in a gunicorn worker) with the running indicator.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
         dash_duo.driver.execute_script("return new Promise(r => setTimeout(r, 100));")
 
     click(dash_duo, dash_duo.find_element("#market-clear"))
-    # the job runs in the background: the clear button and the upload are disabled meanwhile
+    # while the round runs, the clear button and the upload are disabled
     wait_until(dash_duo, lambda: not dash_duo.find_element("#market-clear").is_enabled(), 10, "clear button not disabled")
     dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", "1.800 of 1.800 MW", timeout=CLEAR_TIMEOUT)
     assert text(dash_duo, "#market-card-milp-violations") == "0 violations in the AC power flow"
@@ -139,6 +139,14 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     assert paths(dash_duo, "market-map") > 100
     assert paths(dash_duo, "market-map", RED) == 0
     shot(dash_duo, artifacts / "02-market-milp.png", "#market-map")
+    # a presenter's laptop: 1280x800, the page fits its width (no horizontal scroll bar)
+    dash_duo.driver.set_window_size(1280, 800)
+    dash_duo.driver.execute_script("window.scrollTo({top: 0, behavior: 'instant'});")
+    wait_until(dash_duo, lambda: dash_duo.driver.execute_script("return window.innerWidth") <= 1280, 10, "window not resized")
+    dash_duo.driver.save_screenshot(str(artifacts / "07-market-1280x800.png"))
+    assert dash_duo.driver.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert text(dash_duo, "#market-running") == ""  # the indicator is off once the round is shown
+    dash_duo.driver.set_window_size(1400, 1000)
 
     # the grid-blind merit order congests the grid: red lines / buses
     click(dash_duo, dash_duo.find_element('#market-method input[value="merit"]'))
