@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 import importlib
 
 # Subcommand modules, in the order ``digiplat --help`` lists them.
-COMMAND_MODULES = ("grid", "linearize", "clear", "mlopf", "serve")
+COMMAND_MODULES = ("grid", "linearize", "clear", "day", "mlopf", "serve")
 # Outputs derived from OpenStreetMap data carry the ODbL credit.
-OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear"})
+OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear", "day"})
 
 
 def parser_for_cli() -> argparse.ArgumentParser:
