@@ -204,6 +204,7 @@ def clear_market(
     refine: bool = False,
     linearization: Any = None,
     n_points: int = 3,
+    point_method: str = "all-half-none",
     refine_config: RefineConfig = RefineConfig(),
     validate: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
@@ -229,8 +230,8 @@ def clear_market(
         (MILP only; see :class:`RefineConfig`).
     linearization
         A :class:`optim.dso.linearize.Linearization` to reuse (default: computed here).
-    n_points
-        Operating points of the linearization computed here.
+    n_points, point_method
+        Operating points of the linearization computed here and how they are chosen.
     refine_config
         Stopping rule of the refinement.
     validate
@@ -256,7 +257,7 @@ def clear_market(
         p_fix_at_flex,
         package_with_point,
     )
-    from optim.validation import validate_dispatch
+    from optim.validation import q_flex_from_pieces, validate_dispatch
 
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -264,7 +265,8 @@ def clear_market(
     if refine and method != "milp":
         raise InputError("--refine applies to the MILP clearing only")
     if linearization is None:
-        linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=n_points), progress=progress)
+        linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=n_points, point_method=point_method),
+                                  progress=progress)
         linearize_s = linearization.runtime_s
     else:
         linearize_s = 0.0
@@ -278,12 +280,18 @@ def clear_market(
         clearing = clear_package(method, package, table, request_mw, solver)
         validation = net = None
         if clearing.ok and validate:
-            pred_v = clearing.vm_pu if clearing.vm_pu is not None else None
-            pred_l = clearing.loading_percent if clearing.loading_percent is not None else None
+            # the DSO's own paper-style point (the shared package may be hardened: same points)
+            own = getattr(linearization, "private_package", None) or package
+            if own is not package and own.n_points != package.n_points:
+                own = package
+            point = None
+            if clearing.chosen_point is not None and own.style == "paper":
+                point = own.points[clearing.chosen_point]
             validation, net = validate_dispatch(
-                grid, scenario, key, np.asarray(clearing.p_flex_mw), predicted_vm_pu=pred_v,
-                predicted_loading_percent=pred_l, method=method, vm_min_pu=package.vm_min_pu,
-                vm_max_pu=package.vm_max_pu, loading_max_percent=package.loading_max_percent, return_net=True,
+                grid, scenario, key, np.asarray(clearing.p_flex_mw), point=point,
+                q_flex_mvar=q_flex_from_pieces(key, clearing.piece_activations, table), method=method,
+                vm_min_pu=package.vm_min_pu, vm_max_pu=package.vm_max_pu,
+                loading_max_percent=package.loading_max_percent, return_net=True,
             )
         rounds.append(_round(package, clearing, validation))
         if progress:
@@ -296,8 +304,9 @@ def clear_market(
         if clean or it == max_rounds - 1:
             break
         p_flex = np.asarray(clearing.p_flex_mw, dtype=float)
+        rows = "current" if package.points[0].has_currents else "signed-loading"
         point = operating_point_from_net(net, key, p_fix_at_flex(grid, scenario, key), p_flex,
-                                         label=f"refinement {it + 1}")
+                                         label=f"refinement {it + 1}", branch_rows=rows)
         package = package_with_point(package, point)
 
     outcome = MarketOutcome(clearing=clearing, validation=validation, package=package, key=key,

@@ -1,9 +1,13 @@
 """AC power-flow validation of a dispatch (paper A, IV; Table I, Fig. 4 and 5). DSO-side knowledge.
 
 The dispatch (flexibility per flexible bus, MW, + = more injection) is applied to the full grid at
-the time frame (:func:`optim.dso.linearize.net_at_time_frame`, reactive power of the flexibility
-held at zero like in the sensitivities), an AC power flow is run, and the result is compared with
-the MILP's prediction ``G_V``, ``G_L`` at the chosen linearization point:
+the time frame (:func:`optim.dso.linearize.net_at_time_frame`) with the **physical reactive power
+of every activated unit** (``q_flex_mvar``: each activated bid row's P times its units' ratio
+``dq_dp``, see :mod:`optim.dso.scenario`; by default the key's per-bus ratio times the dispatch),
+an AC power flow is run, and the result is compared with the prediction ``G_V``, ``G_L`` at the
+chosen point. The DSO computes that prediction itself from its own paper-style point and the
+dispatch (:func:`optim.package.predicted_state`), so Table I measures the method even when the
+shared package is hardened:
 
 - MAE and RMSE of the monitored bus voltages (p.u.) and of the signed branch loadings (%, lines and
   transformers), over all monitored elements;
@@ -34,7 +38,8 @@ logger = logging.getLogger(__name__)
 VM_TOLERANCE_PU = 1e-6
 LOADING_TOLERANCE_PERCENT = 1e-4
 
-__all__ = ["Violation", "ValidationResult", "validate_dispatch", "critical_mask", "p_flex_from_buildings"]
+__all__ = ["Violation", "ValidationResult", "validate_dispatch", "critical_mask", "p_flex_from_buildings",
+           "q_flex_from_pieces"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,29 @@ def p_flex_from_buildings(key: Any, p_building_mw: dict[str, float]) -> np.ndarr
     return np.array([out[f] for f in key.flex_ids])
 
 
+def q_flex_from_pieces(key: Any, piece_activations: Sequence[dict[str, Any]], bids: Any) -> np.ndarray:
+    """Physical reactive power (MVAr) per flexible bus of a cleared dispatch, package column order.
+
+    Each piece (bid x flexible bus) is spread over its bid rows pro rata to their volume (as the
+    BCM does), each row's units pro rata within the row; a row's Q is its activated P times its
+    building's ratio (``key.dq_dp_of_building``: upward offer or PV curtailment).
+    """
+    col = {fid: k for k, fid in enumerate(key.flex_ids)}
+    flex_of = {bld: fid for fid, blds in key.buildings_of_flex.items() for bld in blds}
+    share = {(a["bid_id"], a["flex_id"]): (a["activated_mw"] / a["offered_mw"] if a["offered_mw"] else 0.0)
+             for a in piece_activations}
+    q = np.zeros(len(key.flex_ids))
+    ratios = getattr(key, "dq_dp_of_building", {}) or {}
+    for row in bids.rows:
+        fid = flex_of.get(str(row.building_id))
+        if fid is None:
+            continue
+        up, down = ratios.get(str(row.building_id), (0.0, 0.0))
+        p_row = float(row.p_mw) * share.get((row.bid_id, fid), 0.0)
+        q[col[fid]] += p_row * (up if row.p_mw > 0 else down)
+    return q
+
+
 def validate_dispatch(
     grid: Any,
     scenario: Any,
@@ -228,6 +256,8 @@ def validate_dispatch(
     *,
     predicted_vm_pu: Sequence[float] | None = None,
     predicted_loading_percent: Sequence[float] | None = None,
+    point: Any = None,
+    q_flex_mvar: Sequence[float] | None = None,
     method: str = "milp",
     vm_min_pu: float = 0.95,
     vm_max_pu: float = 1.05,
@@ -247,6 +277,12 @@ def validate_dispatch(
         Dispatch per flexible bus in the key's (package's) column order, MW, + = more injection.
     predicted_vm_pu, predicted_loading_percent
         ``G_V`` and ``G_L`` of the chosen point, in package row order (None: merit order).
+    point
+        The DSO's paper-style :class:`~optim.package.OperatingPoint` chosen by the clearing: the
+        prediction is computed from it (instead of ``predicted_*``).
+    q_flex_mvar
+        Reactive power of the activated flexibility per flexible bus (MVAr, package column order);
+        default ``key.dq_dp * p_flex_mw``.
     method
         Label stored in the result.
     vm_min_pu, vm_max_pu, loading_max_percent
@@ -279,15 +315,28 @@ def validate_dispatch(
         raise InputError("the dispatch contains NaN or infinite values")
     if not 0.0 < critical_share <= 1.0:
         raise InputError("critical_share must be within (0, 1]")
+    if point is not None:
+        from optim.package import predicted_state
+
+        if getattr(point, "p_flex_mw", np.zeros(0)).shape != p.shape:
+            raise InputError("the operating point does not match the dispatch's flexible buses")
+        predicted_vm_pu, predicted_loading_percent = predicted_state(point, p)
     vm_pred = None if predicted_vm_pu is None else np.asarray(predicted_vm_pu, dtype=float)
     ld_pred = None if predicted_loading_percent is None else np.asarray(predicted_loading_percent, dtype=float)
+    if q_flex_mvar is None:
+        ratio = np.asarray(getattr(key, "dq_dp", ()) or np.zeros(len(p)), dtype=float)
+        q = ratio * p
+    else:
+        q = np.asarray(q_flex_mvar, dtype=float)
+    if q.shape != p.shape or not np.all(np.isfinite(q)):
+        raise InputError(f"q_flex_mvar must hold {p.size} finite values")
     for name, arr, n in (("predicted_vm_pu", vm_pred, len(key.bus_ids)),
                          ("predicted_loading_percent", ld_pred, len(key.branch_ids))):
         if arr is not None and (arr.shape != (n,) or not np.all(np.isfinite(arr))):
             raise InputError(f"{name} must hold {n} finite values")
 
     net = net_at_time_frame(grid, scenario, flex_buses=key.flex_buses)
-    apply_flex(net, key.flex_buses, p)
+    apply_flex(net, key.flex_buses, p, q)
     run_power_flow(net, where=f"the {method} dispatch ({p.sum():.4g} MW)")
     buses = np.asarray(key.buses, dtype=np.int64)
     elements = tuple(key.branch_elements)

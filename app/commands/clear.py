@@ -49,7 +49,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder when no --package is given (default: Bergwald)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type when no --package")
     p.add_argument("--hour", type=int, default=None, metavar="H", help="hour when no --package")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points when no --package (default 3)")
+    p.add_argument("--points", type=int, default=9, metavar="M", help="operating points when no --package (default 9)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help="operating points when no --package: merit-levels (default) or all-half-none (paper A)")
+    p.add_argument("--polygon-sides", type=int, default=16, metavar="N", help="current polygon sides when no --package")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run)
 
@@ -58,22 +61,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Linearize (if needed), clear, validate; return the JSON summary."""
     from app.commands.linearize import key_path_for, load_grid_and_scenario
     from optim._errors import InputError
-    from optim.dso.linearize import DsoKey, Linearization, LinearizationConfig, linearize
+    from optim.dso.linearize import Linearization, LinearizationConfig, linearize, load_pair
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
     from optim.market import RefineConfig, clear_market
-    from optim.package import SensitivityPackage
     from optim.tso.bids import read_bids
 
     t0 = time.perf_counter()
     if args.max_iterations < 1:
         raise InputError("--max-iterations must be at least 1")
     if args.package:
-        package = SensitivityPackage.load(args.package)
         key_file = key_path_for(args.package)
-        key = DsoKey.load(key_file) if key_file.is_file() else None
-        if key is not None and (key.flex_ids != package.flex_ids or key.bus_ids != package.bus_ids
-                                or key.branch_ids != package.branch_ids):
-            raise InputError(f"the DSO key {key_file} does not belong to package {args.package}")
+        package, key = load_pair(args.package, key_file)
         grid = scenario = None
         if key is not None:
             from gridgen.grid import Grid
@@ -87,7 +85,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.points < 1:
             raise InputError(f"--points must be a positive integer, got {args.points}")
         grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour)
-        linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=args.points))
+        config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
+                                     polygon_sides=args.polygon_sides)
+        linearization = linearize(grid, scenario, config=config)
     package = linearization.package
     bids = read_bids(args.bids, package=package) if args.bids else None
     if bids is None and scenario is None:

@@ -34,7 +34,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder (default: the shipped Bergwald grid)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type (default: scenario's)")
     p.add_argument("--hour", type=int, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="operating points (default 3: all, half, none)")
+    p.add_argument("--points", type=int, default=9, metavar="M",
+                   help="operating points (default 9; all-half-none with 3 is paper A's all, half, none)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help="operating points: merit-levels (default: the DSO's pre-market clearings) or all-half-none (paper A)")
+    p.add_argument("--polygon-sides", type=int, default=16, metavar="N",
+                   help="sides of the inscribed polygon of |I| <= I_max (default 16: at most 1.9 %% of a rating lost)")
     p.add_argument("--seed", type=int, default=None, help="scenario seed (default: scenario's)")
     p.add_argument("--out", metavar="FILE", default=DEFAULT_OUT, help=f"package file (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
@@ -83,18 +88,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
 
     from optim._errors import InputError
-    from optim.dso.linearize import LinearizationConfig, linearize
+    from optim.dso.linearize import LinearizationConfig, linearize, save_pair
 
     t0 = time.perf_counter()
     if args.points is None or args.points < 1:
         raise InputError(f"--points must be a positive integer, got {args.points}")
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed)
-    lin = linearize(grid, scenario, config=LinearizationConfig(n_points=args.points),
-                    progress=_progress(disable=not sys.stderr.isatty()))
+    config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
+                                 polygon_sides=args.polygon_sides)
+    lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()))
     out = Path(args.out)
-    lin.package.save(out)
     key = dataclasses.replace(lin.key, time_frame={**lin.key.time_frame, "grid_dir": str(Path(grid_dir).resolve())})
-    key_file = key.save(key_path_for(out))
+    key_file = key_path_for(out)
+    save_pair(lin.package, key, out, key_file)
     summary = {**lin.summary(), "day_type": scenario.config.day_type, "hour": scenario.config.hour,
                "timestamp": scenario.timestamp, "out": str(out), "key": str(key_file),
                "offered_up_mw": scenario.summary()["offered_up_mw"], "runtime_s": round(time.perf_counter() - t0, 3),

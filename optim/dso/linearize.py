@@ -4,18 +4,20 @@ The DSO's side of the market, in three steps:
 
 1. :func:`net_at_time_frame` copies the grid's pandapower net and sets the market-independent
    injections ``P_fix`` of the time frame: each building's household load (``p_load_mw``,
-   ``q_load_mvar``) on its load, its PV output as a static generator (``type="PV"``). One further
-   static generator per flexible bus (``name="flex"``, column ``flex_id``) carries the activated
-   flexibility ``P_flex`` with ``q_mvar = 0``: the reactive injection is held at its value when the
-   flexibility moves, as in paper A ("only dP is considered"), and the sensitivities use the same
-   convention (``dq_dp = 0``).
+   ``q_load_mvar``) on its load, its PV output as a static generator (``type="PV"``, with the
+   PV inverters' reactive power ``q_pv_mvar``). One further static generator per flexible bus
+   (``name="flex"``, column ``flex_bus``) carries the activated flexibility ``P_flex`` and its
+   reactive power ``Q_flex = dq_dp * P_flex``: Q follows the units' power factors (see
+   :mod:`optim.dso.scenario`), and the sensitivities use the same ratio (``dV/dP + tan(phi) dV/dQ``);
+   ``reactive=False`` gives paper A's convention (Q held, ``dq_dp = 0``) for comparison.
 2. :func:`linearize` runs an AC power flow at each of ``m`` operating points
-   ``P_i = P_fix + P_flex,i``. Point ``i`` activates every bid at the fraction ``f_i`` of its offered
-   volume: ``P_flex,i = f_i * P_M`` with ``f = linspace(1, 0, m)``. For the default ``m = 3`` these are
-   paper A's points "all bids activated" (``f = 1``), "half" (every bid at 50 % of its volume, both
-   signs, at every bus) and "none" (``f = 0``). At each point the analytic VTDF/LTDF of
-   :mod:`optim.dso.sensitivity` (one sparse LU of the Jacobian, one multi-right-hand-side solve).
-3. The result is a :class:`~optim.package.SensitivityPackage` with opaque, shuffled ids
+   ``P_i = P_fix + P_flex,i`` chosen by ``point_method`` (:mod:`optim.dso.points`): paper A's
+   ``"all-half-none"`` (every bid at the fraction ``f_i`` of its volume, ``f = linspace(1, 0, m)``)
+   or the DSO's pre-market choices. At each point the analytic sensitivities of
+   :mod:`optim.dso.sensitivity` (one sparse LU of the Jacobian, one multi-right-hand-side solve):
+   voltages, signed loadings and the complex branch currents.
+3. The result is a paper-style :class:`~optim.package.SensitivityPackage` (physical blocks and the
+   constraint rows, the current limits as an inscribed polygon) with opaque, shuffled ids
    (``F0001`` flexible buses, ``V0001`` voltages, ``L0001`` branches, lines and transformers
    alike) and a private :class:`DsoKey` that maps them back to pandapower buses and branches. The
    key never leaves the DSO: validation and the map use it.
@@ -24,7 +26,9 @@ The DSO's side of the market, in three steps:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import os
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,14 +39,13 @@ import numpy as np
 import pandas as pd
 
 from optim._errors import InputError, PowerFlowError
-from optim.package import SensitivityPackage, OperatingPoint
+from optim.dso.points import DEFAULT_LABELS, POINT_METHODS, point_fractions  # noqa: F401 - re-exported
+from optim.package import OperatingPoint, SensitivityPackage
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 
-#: Labels of the default three points (paper A, IV).
-DEFAULT_LABELS = {1.0: "all bids", 0.5: "half of each bid", 0.0: "no bids"}
 #: Power-flow options used for every AC power flow of the DSO side (and validation).
 PF_OPTIONS: dict[str, Any] = {"algorithm": "nr", "calculate_voltage_angles": True, "init": "auto",
                               "trafo_loading": "current", "numba": False}
@@ -57,6 +60,8 @@ __all__ = [
     "run_power_flow",
     "flex_table",
     "linearize",
+    "save_pair",
+    "load_pair",
 ]
 
 
@@ -75,6 +80,17 @@ class LinearizationConfig:
     random_state
         Seed of the permutation that shuffles the opaque ids (so their order says nothing about
         the feeder structure).
+    point_method
+        How the points are chosen (:data:`optim.dso.points.POINT_METHODS`).
+    polygon_sides
+        ``N`` of the inscribed polygon of the current limit (at most ``1 - cos(pi/N)`` of a rating lost).
+    branch_rows
+        ``"current"`` (polygon on the linearized complex current) or ``"signed-loading"`` (paper A's
+        rows on the P-signed loading; kept for comparison).
+    reactive
+        Q follows P at each unit's power factor (default); False: Q held (paper A).
+    screen_rows
+        Leave out rows that cannot bind for any dispatch within the offers (the box is stored).
     """
 
     n_points: int = 3
@@ -85,10 +101,21 @@ class LinearizationConfig:
     tolerance_mva: float = 1e-9
     max_iteration: int = 30
     random_state: int = 0
+    point_method: str = "all-half-none"
+    polygon_sides: int = 16
+    branch_rows: str = "current"
+    reactive: bool = True
+    screen_rows: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_points, (int, np.integer)) or self.n_points < 1:
             raise InputError(f"the number of operating points must be a positive integer, got {self.n_points!r}")
+        if self.point_method not in POINT_METHODS:
+            raise InputError(f"unknown point method {self.point_method!r}: use one of {', '.join(POINT_METHODS)}")
+        if not isinstance(self.polygon_sides, (int, np.integer)) or not 4 <= self.polygon_sides <= 720:
+            raise InputError(f"--polygon-sides must be an integer from 4 to 720, got {self.polygon_sides!r}")
+        if self.branch_rows not in ("current", "signed-loading"):
+            raise InputError(f"branch_rows must be 'current' or 'signed-loading', got {self.branch_rows!r}")
         for name in ("vm_min_pu", "vm_max_pu", "loading_min_percent", "loading_max_percent", "tolerance_mva"):
             if not np.isfinite(float(getattr(self, name))):
                 raise InputError(f"{name} must be finite")
@@ -119,6 +146,12 @@ class DsoKey:
         The operating points (label, fraction of every bid activated).
     time_frame
         The scenario's time frame (day type, hour, timestamp) and its seed.
+    dq_dp
+        Reactive per active injection of the flexibility at each flexible bus (MVAr/MW, column order).
+    dq_dp_of_building
+        Per building with a bid: the ratio of its upward and of its downward offer.
+    package_fingerprint
+        :meth:`SensitivityPackage.fingerprint` of the package this key belongs to.
     """
 
     flex_ids: tuple[str, ...]
@@ -132,10 +165,16 @@ class DsoKey:
     point_labels: tuple[str, ...] = ()
     point_fractions: tuple[float, ...] = ()
     time_frame: dict[str, Any] = field(default_factory=dict)
+    dq_dp: tuple[float, ...] = ()
+    dq_dp_of_building: dict[str, tuple[float, float]] = field(default_factory=dict)
+    package_fingerprint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": "digiplat-dso-key",
+            "package_fingerprint": self.package_fingerprint,
+            "dq_dp": [float(x) for x in self.dq_dp],
+            "dq_dp_of_building": {k: [float(v[0]), float(v[1])] for k, v in self.dq_dp_of_building.items()},
             "flex_ids": list(self.flex_ids),
             "flex_buses": [int(b) for b in self.flex_buses],
             "bus_ids": list(self.bus_ids),
@@ -166,17 +205,18 @@ class DsoKey:
                 point_labels=tuple(data.get("point_labels", ())),
                 point_fractions=tuple(float(f) for f in data.get("point_fractions", ())),
                 time_frame=dict(data.get("time_frame", {})),
+                dq_dp=tuple(float(x) for x in data.get("dq_dp", ())),
+                dq_dp_of_building={str(k): (float(v[0]), float(v[1]))
+                                   for k, v in data.get("dq_dp_of_building", {}).items()},
+                package_fingerprint=str(data.get("package_fingerprint", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise InputError(f"malformed DSO key: {exc}") from exc
 
-    def save(self, path: str | Path) -> Path:
-        """Write the key as JSON (atomically)."""
+    def write(self, path: str | Path) -> Path:
+        """Write the key as JSON to exactly ``path`` (not atomic by itself, see :func:`save_pair`)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod
@@ -217,22 +257,6 @@ class Linearization:
         }
 
 
-def point_fractions(n_points: int) -> tuple[float, ...]:
-    """Fractions of every bid activated at the ``n_points`` operating points: ``linspace(1, 0, m)``.
-
-    ``m = 1`` gives the single point "no bids" (``0.0``).
-    """
-    if n_points < 1:
-        raise InputError("at least one operating point is needed")
-    if n_points == 1:
-        return (0.0,)
-    return tuple(float(f) for f in np.linspace(1.0, 0.0, n_points))
-
-
-def _label(fraction: float) -> str:
-    return DEFAULT_LABELS.get(round(fraction, 12), f"{100 * fraction:.0f} % of each bid")
-
-
 def _finite_column(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
     if column not in frame:
         raise InputError(f"{what} has no column {column!r}")
@@ -243,7 +267,7 @@ def _finite_column(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
     return values
 
 
-def flex_table(grid: Any, bids: pd.DataFrame) -> pd.DataFrame:
+def flex_table(grid: Any, bids: pd.DataFrame, buildings: pd.DataFrame | None = None) -> pd.DataFrame:
     """Offered signed volume ``P_M`` per flexible bus, from the bid table.
 
     Parameters
@@ -252,12 +276,16 @@ def flex_table(grid: Any, bids: pd.DataFrame) -> pd.DataFrame:
         The :class:`gridgen.grid.Grid` (its ``buildings.bus`` places each building).
     bids
         Bid table (columns ``bid_id, aggregator, building_id, p_mw, price_eur_per_mwh[, fpu]``).
+    buildings
+        The scenario's building table with ``dq_dp_up``/``dq_dp_down`` (default: Q held, ratio 0).
 
     Returns
     -------
     pandas.DataFrame
         Index pandapower bus (sorted), columns ``p_offered_mw`` (sum of the signed volumes),
-        ``buildings`` (tuple of building ids with a bid there).
+        ``p_up_mw`` and ``p_down_mw`` (sums of the upward and downward volumes), ``dq_dp`` (the
+        reactive-per-active ratio of the bus' offers, weighted by their volume; exact when a bus
+        hosts one kind of offer, as every bus of the shipped scenario does) and ``buildings``.
     """
     if len(bids) == 0:
         raise InputError("the bid table is empty: no flexible buses")
@@ -267,13 +295,26 @@ def flex_table(grid: Any, bids: pd.DataFrame) -> pd.DataFrame:
         raise InputError(f"bids name buildings that are not in the grid: {unknown[:5]}")
     bus_of = grid.buildings.bus.astype(int)
     bus_of.index = bus_of.index.astype(str)
-    frame = pd.DataFrame({"bus": bus_of.loc[bids.building_id.astype(str)].to_numpy(), "p_mw": p,
-                          "building_id": bids.building_id.astype(str).to_numpy()})
+    ids = bids.building_id.astype(str).to_numpy()
+    ratio = np.zeros(len(p))
+    if buildings is not None and {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
+        frame_b = buildings.copy()
+        frame_b.index = frame_b.index.astype(str)
+        up = frame_b.dq_dp_up.reindex(ids).fillna(0.0).to_numpy(float)
+        down = frame_b.dq_dp_down.reindex(ids).fillna(0.0).to_numpy(float)
+        ratio = np.where(p > 0, up, down)
+    frame = pd.DataFrame({"bus": bus_of.loc[ids].to_numpy(), "p_mw": p, "building_id": ids,
+                          "p_up_mw": np.clip(p, 0.0, None), "p_down_mw": np.clip(p, None, 0.0),
+                          "abs_mw": np.abs(p), "q_weight": np.abs(p) * ratio})
     frame = frame[frame.p_mw != 0.0]
     if frame.empty:
         raise InputError("every bid offers 0 MW: no flexible buses")
-    out = frame.groupby("bus").agg(p_offered_mw=("p_mw", "sum"),
+    out = frame.groupby("bus").agg(p_offered_mw=("p_mw", "sum"), p_up_mw=("p_up_mw", "sum"),
+                                   p_down_mw=("p_down_mw", "sum"), abs_mw=("abs_mw", "sum"),
+                                   q_weight=("q_weight", "sum"),
                                    buildings=("building_id", lambda s: tuple(sorted(set(s)))))
+    out["dq_dp"] = out.q_weight / out.abs_mw
+    out = out.drop(columns=["abs_mw", "q_weight"])
     logger.info("flex table: %d flexible buses, %.3f MW offered in total", len(out), float(out.p_offered_mw.sum()))
     return out.sort_index()
 
@@ -303,6 +344,7 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     p_load = _finite_column(frame, "p_load_mw", "scenario")
     q_load = _finite_column(frame, "q_load_mvar", "scenario")
     p_pv = _finite_column(frame, "p_pv_mw", "scenario")
+    q_pv = _finite_column(frame, "q_pv_mvar", "scenario") if "q_pv_mvar" in frame else np.zeros(len(p_pv))
     if "building_id" not in net.load:
         raise InputError("the grid's loads have no building_id column")
     row_of = pd.Series(net.load.index, index=net.load.building_id.astype(str))
@@ -320,7 +362,8 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     # One vectorised create_sgens call per kind: create_sgen in a loop costs ~6 ms per unit.
     pv_ids = ids[p_pv > 0]
     if len(pv_ids):
-        pp.create_sgens(net, bus_of.loc[pv_ids].to_numpy(int), p_mw=p_pv[p_pv > 0].astype(float), q_mvar=0.0,
+        pp.create_sgens(net, bus_of.loc[pv_ids].to_numpy(int), p_mw=p_pv[p_pv > 0].astype(float),
+                        q_mvar=q_pv[p_pv > 0].astype(float),
                         name=[f"pv {bid}" for bid in pv_ids], type="PV")
     net.sgen["flex_bus"] = -1 if "flex_bus" not in net.sgen else net.sgen["flex_bus"].fillna(-1)
     if len(flex_buses):
@@ -332,8 +375,10 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     return net
 
 
-def apply_flex(net: Any, flex_buses: Sequence[int], p_flex_mw: Sequence[float]) -> None:
-    """Set the flexibility static generators of ``flex_buses`` to ``p_flex_mw`` (in place).
+def apply_flex(net: Any, flex_buses: Sequence[int], p_flex_mw: Sequence[float],
+               q_flex_mvar: Sequence[float] | None = None) -> None:
+    """Set the flexibility static generators of ``flex_buses`` to ``p_flex_mw`` and ``q_flex_mvar``
+    (default 0: Q held) in place.
 
     Raises
     ------
@@ -351,7 +396,12 @@ def apply_flex(net: Any, flex_buses: Sequence[int], p_flex_mw: Sequence[float]) 
     missing = sorted(set(buses.tolist()) - set(row_of.index))
     if missing:
         raise InputError(f"buses {missing[:5]} have no flexibility unit in this net")
-    net.sgen.loc[row_of.loc[buses].to_numpy(), "p_mw"] = p
+    q = np.zeros(len(p)) if q_flex_mvar is None else np.asarray(q_flex_mvar, dtype=float)
+    if q.shape != p.shape or not np.all(np.isfinite(q)):
+        raise InputError(f"q_flex_mvar must hold {p.size} finite values")
+    rows = row_of.loc[buses].to_numpy()
+    net.sgen.loc[rows, "p_mw"] = p
+    net.sgen.loc[rows, "q_mvar"] = q
     logger.debug("flexibility set at %d buses: %.4f MW", len(buses), float(p.sum()))
 
 
@@ -388,7 +438,7 @@ def linearize(
     progress: ProgressFn | None = None,
 ) -> Linearization:
     """Build the SensitivityPackage of a time frame: ``m`` operating points, AC power flow and
-    analytic VTDF/LTDF at each (paper A, III-B).
+    analytic sensitivities at each (paper A, III-B).
 
     Parameters
     ----------
@@ -397,14 +447,15 @@ def linearize(
     scenario
         :class:`optim.dso.scenario.Scenario` (``buildings`` with ``P_fix``, ``bids``, ``time_frame``).
     config
-        Number of points, limits, power-flow options, id seed.
+        Number of points and how they are chosen, limits, polygon, power-flow options, id seed.
     progress
         Called as ``progress(done, total, message)`` after each step (for the CLI's progress bar).
 
     Returns
     -------
     Linearization
-        ``package`` (opaque, for the TSO), ``key`` (private), timings.
+        ``package`` (paper style, opaque, for the TSO), ``key`` (private, bound to the package by
+        its fingerprint), timings.
 
     Raises
     ------
@@ -413,24 +464,43 @@ def linearize(
     InputError
         NaN/inf in the scenario or bids, bids at unknown buildings, no flexibility.
     """
+    from optim.dso.points import points_for
+
+    t0 = time.perf_counter()
+    flex = flex_table(grid, scenario.bids, scenario.buildings)
+    chosen, meta = points_for(grid, scenario, flex, config, progress=progress)
+    lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta)
+    runtime = time.perf_counter() - t0
+    return dataclasses.replace(lin, runtime_s=runtime)
+
+
+def linearize_at(
+    grid: Any,
+    scenario: Any,
+    flex: pd.DataFrame,
+    chosen: Sequence[tuple[str, np.ndarray]],
+    *,
+    config: LinearizationConfig = LinearizationConfig(),
+    progress: ProgressFn | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> Linearization:
+    """Power flow and sensitivities at given points ``(label, P_flex per bus of flex)``.
+
+    The flexibility at each point has its physical reactive power (``dq_dp * P_flex``) and the
+    sensitivities combine ``dV/dP + dq_dp dV/dQ``; ids, key and package as in :func:`linearize`.
+    """
     from gridgen.grid import credit
     from optim.dso.sensitivity import monitored_elements_of_net, sensitivities_from_net
 
     t0 = time.perf_counter()
-    fractions = point_fractions(config.n_points)
-    total = len(fractions) + 1
-    flex = flex_table(grid, scenario.bids)
+    total = len(chosen) + 1
     flex_buses = flex.index.to_numpy(dtype=np.int64)
-    p_offered = flex.p_offered_mw.to_numpy(dtype=float)
+    # the key always carries the units' physical ratios (validation applies them); the points and
+    # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
+    dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
+    dq_dp = dq_physical if config.reactive else np.zeros(len(flex_buses))
     net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
-
-    # P_fix at the flexible buses: PV minus household load of every building on the bus
-    frame = scenario.buildings
-    bus_of = grid.buildings.bus.astype(int)
-    bus_of.index = bus_of.index.astype(str)
-    buses_of_buildings = bus_of.loc[frame.index.astype(str)].to_numpy()
-    p_fix_bus = pd.Series(frame.p_pv_mw.to_numpy(float) - frame.p_load_mw.to_numpy(float)).groupby(buses_of_buildings).sum()
-    p_fix = p_fix_bus.reindex(flex_buses, fill_value=0.0).to_numpy()
+    p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
     if progress:
         progress(1, total, f"time frame set: {len(flex_buses)} flexible buses")
 
@@ -438,19 +508,19 @@ def linearize(
     results = []
     monitored = None
     pf_s = sens_s = 0.0
-    for i, f in enumerate(fractions):
-        label = _label(f)
+    for i, (label, p_flex) in enumerate(chosen):
         where = f"operating point {i} ({label})"
-        p_flex = f * p_offered
-        apply_flex(net, flex_buses, p_flex)
+        p_flex = np.asarray(p_flex, dtype=float)
+        apply_flex(net, flex_buses, p_flex, dq_dp * p_flex)
         t1 = time.perf_counter()
         run_power_flow(net, where=where, tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration)
         t2 = time.perf_counter()
         if monitored is None:
             monitored = monitored_elements_of_net(net)
         sens = sensitivities_from_net(net, flex_buses, monitored_buses=monitored[0],
-                                      branches=(monitored[1], monitored[2]))
-        for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw"):
+                                      branches=(monitored[1], monitored[2]), dq_dp=dq_dp)
+        for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw", "i_re_percent",
+                     "itdf_re_percent_per_mw", "itdf_im_percent_per_mw"):
             if not np.all(np.isfinite(getattr(sens, name))):
                 raise PowerFlowError(f"{where}: {name} is not finite (isolated bus or zero rating?)")
         sens_s += time.perf_counter() - t2
@@ -463,22 +533,16 @@ def linearize(
     flex_order, flex_ids = _opaque("F", len(flex_buses), rng)
     bus_order, bus_ids = _opaque("V", len(buses), rng)
     branch_order, branch_ids = _opaque("L", len(indices), rng)
-    points = tuple(
-        OperatingPoint(
-            label=label,
-            p_mw=(p_fix + p_flex)[flex_order],
-            p_flex_mw=p_flex[flex_order],
-            vm_pu=sens.vm_pu[bus_order],
-            loading_percent=sens.loading_percent[branch_order],
-            vtdf_pu_per_mw=sens.vtdf_pu_per_mw[np.ix_(bus_order, flex_order)],
-            ltdf_percent_per_mw=sens.ltdf_percent_per_mw[np.ix_(branch_order, flex_order)],
-        )
-        for label, p_flex, sens in results
-    )
+    points = tuple(_point_of(label, p_fix, p_flex, sens, flex_order, bus_order, branch_order, config)
+                   for label, p_flex, sens in results)
     flex_id_of_bus = dict(zip(flex_buses[flex_order].tolist(), flex_ids))
     buildings_of_flex = {flex_id_of_bus[int(b)]: tuple(flex.buildings.loc[b]) for b in flex_buses}
     flex_of_asset = {bld: fid for fid, blds in buildings_of_flex.items() for bld in blds}
     time_frame = dict(getattr(scenario, "time_frame", {}) or {})
+    box = {}
+    if config.screen_rows:
+        box = {"row_box_lower_mw": flex.p_down_mw.to_numpy(float)[flex_order],
+               "row_box_upper_mw": flex.p_up_mw.to_numpy(float)[flex_order]}
     package = SensitivityPackage(
         flex_ids=tuple(flex_ids),
         bus_ids=tuple(bus_ids),
@@ -489,16 +553,27 @@ def linearize(
         vm_max_pu=float(config.vm_max_pu),
         loading_min_percent=float(config.loading_min_percent),
         loading_max_percent=float(config.loading_max_percent),
+        polygon_sides=int(config.polygon_sides),
+        style="paper",
         meta={
             "time_frame": {k: time_frame[k] for k in ("day_type", "hour", "timestamp") if k in time_frame},
-            "point_fractions": [float(f) for f in fractions],
-            "point_definition": "point i activates every bid at fraction f_i of its offered volume, f = linspace(1, 0, m)",
+            "point_method": config.point_method,
+            **(extra_meta or {}),
+            "branch_rows": "current-polygon" if config.branch_rows == "current" else "signed-loading",
             "units": {"p": "MW", "vm": "p.u.", "loading": "% signed by flow direction", "vtdf": "p.u./MW",
-                      "ltdf": "%/MW"},
-            "reactive_power": "held constant when the flexibility moves (dQ = 0)",
+                      "ltdf": "%/MW", "i": "% of the rated current, in the frame of its end bus' voltage"},
+            "reactive_power": ("follows P at each unit's power factor (dq_dp per flexible bus)" if config.reactive
+                               else "held constant when the flexibility moves (dQ = 0)"),
             "credit": credit(),
         },
+        **box,
     )
+    buildings = scenario.buildings
+    ratios: dict[str, tuple[float, float]] = {}
+    if {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
+        for bld in flex_of_asset:
+            row = buildings.loc[bld]
+            ratios[bld] = (float(row.dq_dp_up), float(row.dq_dp_down))
     key = DsoKey(
         flex_ids=tuple(flex_ids),
         flex_buses=tuple(int(b) for b in flex_buses[flex_order]),
@@ -509,8 +584,11 @@ def linearize(
         branch_indices=tuple(int(b) for b in indices[branch_order]),
         buildings_of_flex=buildings_of_flex,
         point_labels=tuple(p.label for p in points),
-        point_fractions=tuple(fractions),
+        point_fractions=tuple(float(f) for f in (extra_meta or {}).get("point_fractions", ())),
         time_frame=time_frame,
+        dq_dp=tuple(float(x) for x in dq_physical[flex_order]),
+        dq_dp_of_building=ratios,
+        package_fingerprint=package.fingerprint(),
     )
     runtime = time.perf_counter() - t0
     logger.info("linearized %d points: %d flexible buses, %d voltages, %d branches in %.2f s",
@@ -518,56 +596,150 @@ def linearize(
     return Linearization(package=package, key=key, runtime_s=runtime, power_flow_s=pf_s, sensitivity_s=sens_s)
 
 
+def _point_of(label: str, p_fix: np.ndarray, p_flex: np.ndarray, sens: Any, flex_order: np.ndarray,
+              bus_order: np.ndarray, branch_order: np.ndarray, config: LinearizationConfig) -> OperatingPoint:
+    """The package's point (opaque order) from the sensitivities; rows derived by the package."""
+    currents = {}
+    if config.branch_rows == "current":
+        currents = dict(
+            i_re_percent=sens.i_re_percent[branch_order],
+            i_im_percent=sens.i_im_percent[branch_order],
+            itdf_re_percent_per_mw=sens.itdf_re_percent_per_mw[np.ix_(branch_order, flex_order)],
+            itdf_im_percent_per_mw=sens.itdf_im_percent_per_mw[np.ix_(branch_order, flex_order)],
+        )
+    return OperatingPoint(
+        label=label,
+        p_flex_mw=p_flex[flex_order],
+        p_mw=(p_fix + p_flex)[flex_order],
+        vm_pu=sens.vm_pu[bus_order],
+        vtdf_pu_per_mw=sens.vtdf_pu_per_mw[np.ix_(bus_order, flex_order)],
+        loading_percent=sens.loading_percent[branch_order],
+        ltdf_percent_per_mw=sens.ltdf_percent_per_mw[np.ix_(branch_order, flex_order)],
+        **currents,
+    )
+
+
 def operating_point_from_net(net: Any, key: DsoKey, p_fix_mw: np.ndarray, p_flex_mw: np.ndarray, *,
-                             label: str) -> OperatingPoint:
+                             label: str, branch_rows: str = "current") -> OperatingPoint:
     """Sensitivities at a solved net (``run_power_flow`` done), in the key's opaque order.
 
     Parameters
     ----------
     net
-        Net of :func:`net_at_time_frame` with the flexibility ``p_flex_mw`` applied and a converged
-        power flow.
+        Net of :func:`net_at_time_frame` with the flexibility ``p_flex_mw`` (and its reactive
+        power) applied and a converged power flow.
     key
-        The package's key (column and row order).
+        The package's key (column and row order, ``dq_dp``).
     p_fix_mw, p_flex_mw
         ``P_fix`` and ``P_flex`` at the flexible buses, package column order.
     label
         Name of the new point.
+    branch_rows
+        ``"current"`` (current blocks) or ``"signed-loading"``.
 
     Returns
     -------
     OperatingPoint
+        Without rows: :func:`package_with_point` derives them with the package's limits.
     """
     from optim.dso.sensitivity import sensitivities_from_net
 
+    dq = np.asarray(key.dq_dp, dtype=float) if key.dq_dp else None
     sens = sensitivities_from_net(net, np.asarray(key.flex_buses), monitored_buses=np.asarray(key.buses),
-                                  branches=(key.branch_elements, np.asarray(key.branch_indices)))
-    point = OperatingPoint(label=label, p_mw=np.asarray(p_fix_mw) + np.asarray(p_flex_mw),
-                           p_flex_mw=np.asarray(p_flex_mw, dtype=float), vm_pu=sens.vm_pu,
-                           loading_percent=sens.loading_percent, vtdf_pu_per_mw=sens.vtdf_pu_per_mw,
-                           ltdf_percent_per_mw=sens.ltdf_percent_per_mw)
-    logger.info("operating point %r: %d flexible buses", label, len(key.flex_ids))
+                                  branches=(key.branch_elements, np.asarray(key.branch_indices)), dq_dp=dq)
+    n_f, n_v, n_l = len(key.flex_ids), len(key.bus_ids), len(key.branch_ids)
+    config = LinearizationConfig(branch_rows=branch_rows)
+    point = _point_of(label, np.asarray(p_fix_mw, dtype=float), np.asarray(p_flex_mw, dtype=float), sens,
+                      np.arange(n_f), np.arange(n_v), np.arange(n_l), config)
+    logger.info("operating point %r: %d flexible buses", label, n_f)
     return point
 
 
 def package_with_point(package: SensitivityPackage, point: OperatingPoint) -> SensitivityPackage:
     """Return a copy of ``package`` with one more operating point (same ids, limits and meta)."""
-    import dataclasses
-
     meta = dict(package.meta)
     meta["added_points"] = list(meta.get("added_points", [])) + [point.label]
-    new = dataclasses.replace(package, points=tuple(package.points) + (point,), meta=meta)
+    new = package.with_points(tuple(package.points) + (point,), meta=meta)
     logger.info("package extended to %d points", new.n_points)
     return new
 
 
-def p_fix_at_flex(grid: Any, scenario: Any, key: DsoKey) -> np.ndarray:
-    """``P_fix`` (PV minus load, MW) at the key's flexible buses, package column order."""
+def _p_fix_at_buses(grid: Any, scenario: Any, flex_buses: np.ndarray) -> np.ndarray:
     frame = scenario.buildings
     bus_of = grid.buildings.bus.astype(int)
     bus_of.index = bus_of.index.astype(str)
     buses = bus_of.loc[frame.index.astype(str)].to_numpy()
     per_bus = pd.Series(frame.p_pv_mw.to_numpy(float) - frame.p_load_mw.to_numpy(float)).groupby(buses).sum()
-    out = per_bus.reindex(np.asarray(key.flex_buses), fill_value=0.0).to_numpy()
+    return per_bus.reindex(np.asarray(flex_buses), fill_value=0.0).to_numpy()
+
+
+def save_pair(package: SensitivityPackage, key: DsoKey, package_path: str | Path, key_path: str | Path) -> None:
+    """Write the package and its key as a pair, atomically: both to temporary siblings, then swapped in.
+
+    On any failure the previous pair (if any) stays as it was and no temporary file remains. The
+    key must carry the package's fingerprint.
+    """
+    package_path, key_path = Path(package_path), Path(key_path)
+    if key.package_fingerprint != package.fingerprint():
+        raise InputError("the DSO key does not carry this package's fingerprint; build both with linearize")
+    package_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}.tmp"
+    tmp_p = package_path.with_name(f".{package_path.name}.{tag}")
+    tmp_k = key_path.with_name(f".{key_path.name}.{tag}")
+    old_p = package_path.with_name(f".{package_path.name}.{tag}.old")
+    old_k = key_path.with_name(f".{key_path.name}.{tag}.old")
+    moved: list[tuple[Path, Path]] = []  # (backup, original) of the previous pair
+    placed: list[Path] = []
+    try:
+        package.write(tmp_p)
+        key.write(tmp_k)
+        for original, backup in ((package_path, old_p), (key_path, old_k)):
+            if original.exists():
+                os.replace(original, backup)
+                moved.append((backup, original))
+        os.replace(tmp_p, package_path)
+        placed.append(package_path)
+        os.replace(tmp_k, key_path)
+        placed.append(key_path)
+    except BaseException:
+        restored = {original for _backup, original in moved}
+        for path in placed:  # a new file with no old one to put back: remove it
+            if path not in restored:
+                path.unlink(missing_ok=True)
+        for backup, original in moved:
+            os.replace(backup, original)
+        moved.clear()
+        raise
+    finally:
+        for path in (tmp_p, tmp_k):
+            path.unlink(missing_ok=True)
+        for backup, _original in moved:
+            backup.unlink(missing_ok=True)
+    logger.info("package and key written: %s, %s", package_path, key_path)
+
+
+def load_pair(package_path: str | Path, key_path: str | Path) -> tuple[SensitivityPackage, DsoKey | None]:
+    """Read a package and, if present, its key; a key of another package is refused.
+
+    Raises
+    ------
+    InputError
+        Unreadable files, or a key whose fingerprint differs from the package's.
+    """
+    package = SensitivityPackage.load(package_path)
+    key_path = Path(key_path)
+    if not key_path.is_file():
+        return package, None
+    key = DsoKey.load(key_path)
+    if key.package_fingerprint != package.fingerprint():
+        raise InputError(f"the DSO key {key_path} belongs to another package than {package_path} "
+                         "(fingerprint mismatch): re-run 'digiplat linearize' to write both again")
+    return package, key
+
+
+def p_fix_at_flex(grid: Any, scenario: Any, key: DsoKey) -> np.ndarray:
+    """``P_fix`` (PV minus load, MW) at the key's flexible buses, package column order."""
+    out = _p_fix_at_buses(grid, scenario, np.asarray(key.flex_buses))
     logger.info("P_fix at %d flexible buses: %.4f MW net", len(out), float(out.sum()))
     return out

@@ -21,6 +21,21 @@ cables) are likelier to have a battery, have larger ones, and offer it cheaply t
 aggregator ("cheap flexibility concentrated at the ends of long feeders"): a grid-blind
 merit-order clearing picks them first and congests the grid.
 
+**Reactive power of the FPUs** (``cos_phi``, per type; the Q of a unit follows its P):
+
+- EV chargers and heat pumps: constant cos phi 0.97 inductive (consumption), so stopping ``dP`` of
+  consumption raises the reactive injection by ``tan(phi) dP``;
+- PV inverters: fixed cos phi 0.95 under-excited (absorbing Q while injecting P). VDE-AR-N 4105
+  lets the DSO set a fixed cos phi, a cos phi(P) characteristic or Q(U); the fixed mode is chosen
+  because Q then stays proportional to P, so ``tan(phi) dV/dQ`` is exact for curtailment and the
+  AC validation has no kink at 50 % of the rating (cos phi(P) would need a slope per point);
+- batteries: cos phi 1 (a storage inverter without a reactive mode set).
+
+Per building the scenario stores ``q_pv_mvar`` (of ``P_fix``) and the ratios ``dq_dp_up``
+(its upward offer: battery, EV, heat pump pooled by their offered kW) and ``dq_dp_down`` (PV
+curtailment), reactive injection per active injection (MVAr/MW). A bid row's units are activated
+pro rata, so a row's Q is its ratio times its activated P.
+
 **Bids**: one bid row per building with upward flexibility (signed ``p_mw > 0``: battery
 discharge, stopping a charging EV, switching a running heat pump off; ``fpu`` names the
 largest, or ``mixed``) and, for PV-only buildings, a downward bid (curtailment, ``p_mw < 0``). A
@@ -82,6 +97,9 @@ class ScenarioConfig:
         battery share, battery size factor and price factor (cheap flexibility at feeder ends).
     min_bid_kw
         Smaller offers are not bid (e.g. PV curtailment after sunset).
+    cos_phi
+        Power factor per FPU type (``battery``, ``ev``, ``heat_pump``: consumption inductive or
+        generation under-excited; ``pv``: under-excited), see the module docstring.
     price_ranges_eur_per_mwh
         Uniform price range per FPU type (``pv`` is the curtailment price).
     aggregators, aggregated_share, max_buildings_per_bid
@@ -123,6 +141,9 @@ class ScenarioConfig:
         default_factory=lambda: {"battery": (90.0, 160.0), "ev": (70.0, 140.0), "heat_pump": (110.0, 200.0),
                                  "pv": (30.0, 80.0)}
     )
+    cos_phi: dict[str, float] = field(
+        default_factory=lambda: {"battery": 1.0, "ev": 0.97, "heat_pump": 0.97, "pv": 0.95}
+    )
     aggregators: tuple[str, ...] = ("VoltEdge", "Stadtwerk Flex", "HomePower", "GridBee")
     aggregated_share: float = 0.5
     max_buildings_per_bid: int = 8
@@ -154,6 +175,11 @@ class ScenarioConfig:
         object.__setattr__(self, "price_ranges_eur_per_mwh",
                            {k: (float(v[0]), float(v[1])) for k, v in dict(self.price_ranges_eur_per_mwh).items()})
         object.__setattr__(self, "aggregators", tuple(self.aggregators))
+        cos_phi = {str(k): float(v) for k, v in dict(self.cos_phi).items()}
+        for kind in ("battery", "ev", "heat_pump", "pv"):
+            if kind not in cos_phi or not 0.0 < cos_phi[kind] <= 1.0:
+                raise InputError(f"cos_phi[{kind!r}] must be within (0, 1], got {cos_phi.get(kind)!r}")
+        object.__setattr__(self, "cos_phi", cos_phi)
 
     def __hash__(self) -> int:  # the dict field is not hashable; hash the JSON form
         return hash(tuple(sorted((k, repr(v)) for k, v in self.to_dict().items())))
@@ -162,6 +188,7 @@ class ScenarioConfig:
         data = asdict(self)
         data["price_ranges_eur_per_mwh"] = {k: list(v) for k, v in self.price_ranges_eur_per_mwh.items()}
         data["aggregators"] = list(self.aggregators)
+        data["cos_phi"] = dict(self.cos_phi)
         return data
 
     @classmethod
@@ -201,7 +228,7 @@ class Scenario:
     buildings
         Index ``building_id``; columns ``bus``, ``households``, ``feeder_km``, ``feeder_end``,
         ``p_load_mw``, ``q_load_mvar`` (household load plus scheduled FPU consumption),
-        ``p_household_mw``, ``p_pv_mw``, ``pv_kwp``, ``battery_kw``, ``n_ev``, ``ev_charging_kw``,
+        ``p_household_mw``, ``p_pv_mw``, ``q_pv_mvar``, ``dq_dp_up``, ``dq_dp_down``, ``pv_kwp``, ``battery_kw``, ``n_ev``, ``ev_charging_kw``,
         ``heat_pump_kw``, ``heat_pump_on``.
     bids
         The bid table (:data:`BID_COLUMNS`), one row per building that bids.
@@ -388,6 +415,13 @@ def scenario_from_grid(grid: Any, config: ScenarioConfig = ScenarioConfig()) -> 
     p_load_kw = p_household_kw + ev_kw + hp_on_kw
     tan_phi = float(np.tan(np.arccos(config.power_factor)))
     p_pv_kw = pv_kwp * pv_per_kwp
+    tan_of = {kind: float(np.tan(np.arccos(c))) for kind, c in config.cos_phi.items()}
+    up_kw = battery_kw + ev_kw + hp_on_kw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # battery discharge is generation (under-excited: -tan); stopping EV or heat-pump consumption
+        # lowers the inductive load (+tan)
+        dq_dp_up = np.where(up_kw > 0, (-tan_of["battery"] * battery_kw + tan_of["ev"] * ev_kw
+                                        + tan_of["heat_pump"] * hp_on_kw) / np.where(up_kw > 0, up_kw, 1.0), 0.0)
 
     frame = pd.DataFrame(
         {
@@ -397,9 +431,12 @@ def scenario_from_grid(grid: Any, config: ScenarioConfig = ScenarioConfig()) -> 
             "feeder_end": at_end,
             "p_household_mw": p_household_kw / 1e3,
             "p_load_mw": p_load_kw / 1e3,
-            "q_load_mvar": p_load_kw / 1e3 * tan_phi,
+            "q_load_mvar": (p_household_kw * tan_phi + ev_kw * tan_of["ev"] + hp_on_kw * tan_of["heat_pump"]) / 1e3,
             "pv_kwp": pv_kwp,
             "p_pv_mw": p_pv_kw / 1e3,
+            "q_pv_mvar": -tan_of["pv"] * p_pv_kw / 1e3,
+            "dq_dp_up": dq_dp_up,
+            "dq_dp_down": np.full(n, -tan_of["pv"]),
             "battery_kw": battery_kw,
             "n_ev": n_ev,
             "ev_charging_kw": ev_kw,

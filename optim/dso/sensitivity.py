@@ -51,6 +51,7 @@ from optim._errors import InputError, PowerFlowError
 logger = logging.getLogger(__name__)
 
 SQRT3 = float(np.sqrt(3.0))
+_CURRENT_FIELDS = ("i_re_percent", "i_im_percent", "itdf_re_percent_per_mw", "itdf_im_percent_per_mw")
 
 __all__ = ["Sensitivities", "sensitivities_from_net", "monitored_elements_of_net", "signed_loading_percent"]
 
@@ -75,6 +76,10 @@ class Sensitivities:
         ``dVm/dP``, shape ``(n_v, n_flex)``.
     ltdf_percent_per_mw
         ``d loading/dP`` of the signed loadings, shape ``(n_l, n_flex)``.
+    i_re_percent, i_im_percent, itdf_re_percent_per_mw, itdf_im_percent_per_mw
+        Complex branch current in % of the rating (at the end that is larger at the point, in the
+        frame of that end's voltage, oriented from -> to) and its derivatives; ``|I|`` is the
+        unsigned loading and the real part has the sign of the active power.
     runtime_s
         Wall time of the computation (Jacobian, LU, solve, chain rule).
     """
@@ -88,6 +93,10 @@ class Sensitivities:
     vtdf_pu_per_mw: np.ndarray
     ltdf_percent_per_mw: np.ndarray
     runtime_s: float = 0.0
+    i_re_percent: np.ndarray | None = None
+    i_im_percent: np.ndarray | None = None
+    itdf_re_percent_per_mw: np.ndarray | None = None
+    itdf_im_percent_per_mw: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable dict (arrays as lists)."""
@@ -101,6 +110,7 @@ class Sensitivities:
             "vtdf_pu_per_mw": self.vtdf_pu_per_mw.tolist(),
             "ltdf_percent_per_mw": self.ltdf_percent_per_mw.tolist(),
             "runtime_s": self.runtime_s,
+            **{n: (None if getattr(self, n) is None else getattr(self, n).tolist()) for n in _CURRENT_FIELDS},
         }
 
     @classmethod
@@ -116,6 +126,7 @@ class Sensitivities:
             vtdf_pu_per_mw=np.asarray(data["vtdf_pu_per_mw"], dtype=float),
             ltdf_percent_per_mw=np.asarray(data["ltdf_percent_per_mw"], dtype=float),
             runtime_s=float(data.get("runtime_s", 0.0)),
+            **{n: (None if data.get(n) is None else np.asarray(data[n], dtype=float)) for n in _CURRENT_FIELDS},
         )
 
 
@@ -201,10 +212,14 @@ def _branch_rows(net: Any, element: str, indices: np.ndarray) -> np.ndarray:
 
 
 def _loading_factors(net: Any, elements: np.ndarray, indices: np.ndarray, base_kv: np.ndarray,
-                     f_bus: np.ndarray, t_bus: np.ndarray, base_mva: float) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Per-end factors ``k`` with ``loading_end = k_end * |I_end| (* |V_end| in power mode)``."""
+                     f_bus: np.ndarray, t_bus: np.ndarray, base_mva: float,
+                     mode: str | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-end factors ``k`` with ``loading_end = k_end * |I_end| (* |V_end| in power mode)``.
+
+    ``mode`` overrides the net's ``trafo_loading`` (``"current"`` gives the current in % of rating).
+    """
     k = np.zeros((len(indices), 2))
-    power_mode = net._options.get("trafo_loading", "current") == "power"
+    power_mode = (mode or net._options.get("trafo_loading", "current")) == "power"
     is_line = elements == "line"
     if is_line.any():
         line = net.line.loc[indices[is_line]]
@@ -370,6 +385,29 @@ def sensitivities_from_net(
     pf = branch[rows_br, PF].real  # active power at the from end (MW)
     sign = np.where(pf < 0.0, -1.0, 1.0)
     ltdf = sign[:, None] * dloading
+
+    # --- complex branch current (real/imag) in the frame of its end bus' voltage ----------------
+    # I_loc = o I e^{-j theta_end} (o = +1 at the from end, -1 at the to end, so both point from ->
+    # to): Re(I_loc) |V| is the active power in the flow direction, |I_loc| = |I|, and the
+    # rotation makes the derivative smooth where P changes sign while Q flows:
+    # dI_loc = o e^{-j theta} (dI - j I dtheta).
+    k_cur = k if not power_mode else _loading_factors(net, elements, indices, base_kv, f_bus, t_bus, base_mva,
+                                                      mode="current")[0]
+    cur_ends = np.c_[k_cur[:, 0] * np.abs(i_f), k_cur[:, 1] * np.abs(i_t)]
+    use_to_cur = cur_ends[:, 1] > cur_ends[:, 0]
+    i_loc = np.empty(len(indices), dtype=complex)
+    di_loc = np.empty((len(indices), n_flex), dtype=complex)
+    for end, (d_va, d_vm, cur, bus, orient) in enumerate(((dif_dva, dif_dvm, i_f, f_bus, 1.0),
+                                                          (dit_dva, dit_dvm, i_t, t_bus, -1.0))):
+        rows_end = use_to_cur if end == 1 else ~use_to_cur
+        if not rows_end.any():
+            continue
+        r = np.flatnonzero(rows_end)
+        d_i = sp.csr_matrix(d_va)[r] @ dva + sp.csr_matrix(d_vm)[r] @ dvm
+        rot = orient * np.exp(-1j * np.angle(v[bus[r]]))
+        scale = k_cur[r, end]
+        i_loc[r] = scale * rot * cur[r]
+        di_loc[r] = (scale * rot)[:, None] * (d_i - 1j * cur[r, None] * dva[bus[r]])
     runtime = time.perf_counter() - t0
     logger.info("sensitivities: %d flexible buses x (%d voltages, %d branches) in %.3f s",
                 n_flex, len(monitored_buses), len(indices), runtime)
@@ -383,4 +421,8 @@ def sensitivities_from_net(
         vtdf_pu_per_mw=vtdf,
         ltdf_percent_per_mw=ltdf,
         runtime_s=runtime,
+        i_re_percent=i_loc.real.copy(),
+        i_im_percent=i_loc.imag.copy(),
+        itdf_re_percent_per_mw=di_loc.real.copy(),
+        itdf_im_percent_per_mw=di_loc.imag.copy(),
     )

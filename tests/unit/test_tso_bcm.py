@@ -23,8 +23,8 @@ def package() -> SensitivityPackage:
     flex = np.array([0.3, 0.2, 0.1])
 
     def point(label: str, f: float) -> OperatingPoint:
-        return OperatingPoint(label, f * flex - 0.1, f * flex, np.ones(2), np.full(2, 10.0),
-                              np.full((2, n), 0.001), np.full((2, n), 1.0))
+        return OperatingPoint(label, f * flex, p_mw=f * flex - 0.1, vm_pu=np.ones(2), loading_percent=np.full(2, 10.0),
+                              vtdf_pu_per_mw=np.full((2, n), 0.001), ltdf_percent_per_mw=np.full((2, n), 1.0))
 
     return SensitivityPackage(
         ("F1", "F2", "F3"), ("V1", "V2"), ("L1", "L2"), (point("all", 1.0), point("none", 0.0)),

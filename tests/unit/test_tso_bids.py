@@ -33,7 +33,8 @@ GOOD = HEADER + "B1,A1,h1,0.01,50,pv\nB1,A1,h2,0.02,50,battery\nB2,A2,h3,-0.005,
 @pytest.fixture
 def package() -> SensitivityPackage:
     n = 2
-    pt = OperatingPoint("none", np.zeros(n), np.zeros(n), np.ones(1), np.zeros(1), np.zeros((1, n)), np.zeros((1, n)))
+    pt = OperatingPoint("none", np.zeros(n), p_mw=np.zeros(n), vm_pu=np.ones(1), loading_percent=np.zeros(1),
+                        vtdf_pu_per_mw=np.zeros((1, n)), ltdf_percent_per_mw=np.zeros((1, n)))
     return SensitivityPackage(("F1", "F2"), ("V1",), ("L1",), (pt,), flex_of_asset={"h1": "F1", "h2": "F2", "h3": "F2"})
 
 

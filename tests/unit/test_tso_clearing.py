@@ -29,7 +29,8 @@ def hand_package() -> SensitivityPackage:
     """
 
     def point(label: str, p_flex: np.ndarray) -> OperatingPoint:
-        return OperatingPoint(label, P_FIX + p_flex, p_flex, 1.02 + VTDF @ p_flex, 20.0 + LTDF @ p_flex, VTDF, LTDF)
+        return OperatingPoint(label, p_flex, p_mw=P_FIX + p_flex, vm_pu=1.02 + VTDF @ p_flex,
+                              loading_percent=20.0 + LTDF @ p_flex, vtdf_pu_per_mw=VTDF, ltdf_percent_per_mw=LTDF)
 
     return SensitivityPackage(
         flex_ids=("F1", "F2", "F3"),
@@ -74,7 +75,8 @@ def random_case(seed: int, n_flex: int = 10, n_v: int = 16, n_l: int = 16, n_poi
         w = 1 + 0.1 * f  # sensitivities drift with the point
         p_flex = f * offer
         points.append(
-            OperatingPoint(f"{f:.0%}", p_fix + p_flex, p_flex, v0 + vtdf @ p_flex, l0 + ltdf @ p_flex, vtdf * w, ltdf * w)
+            OperatingPoint(f"{f:.0%}", p_flex, p_mw=p_fix + p_flex, vm_pu=v0 + vtdf @ p_flex,
+                           loading_percent=l0 + ltdf @ p_flex, vtdf_pu_per_mw=vtdf * w, ltdf_percent_per_mw=ltdf * w)
         )
     package = SensitivityPackage(
         tuple(f"F{j}" for j in range(n_flex)), tuple(f"V{j}" for j in range(n_v)), tuple(f"L{j}" for j in range(n_l)),
@@ -179,6 +181,28 @@ def test_predictions_are_the_linear_model_at_the_chosen_point_and_within_limits(
         assert min(0, p["offered_mw"]) - 1e-9 <= p["activated_mw"] <= max(0, p["offered_mw"]) + 1e-9
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_per_point_decomposition_equals_the_joint_milp(seed: int) -> None:
+    """The default path (one LP per point) and the joint MILP (highspy) give the same optimum."""
+    package, bids = random_case(seed, n_points=4)
+    n_optimal = 0
+    for request in (0.05, 0.1, 0.2, 0.3, 0.45, 2.0, -0.02, -0.05):
+        ref = clear_milp(package, bids, request, solver="highs-milp")
+        r = clear_milp(package, bids, request)
+        assert (r.solver, ref.solver) == ("highs", "highs-milp") and r.stats["lps"] == 4
+        assert r.status == ref.status, (request, r.message, ref.message)
+        assert r.cost_eur == pytest.approx(ref.cost_eur, rel=1e-7, abs=1e-7)
+        assert r.delivered_mw == pytest.approx(ref.delivered_mw, abs=1e-8)
+        if ref.status is ClearingStatus.INFEASIBLE:
+            assert r.max_deliverable_mw == pytest.approx(ref.max_deliverable_mw, abs=1e-6)
+        else:
+            n_optimal += 1
+            # the dispatch satisfies the chosen point's rows (a unique optimum may still differ in ties)
+            pt = package.points[r.chosen_point]
+            assert np.all(pt.a_per_mw @ (r.p_flex_mw - pt.p_flex_mw) <= pt.b + 1e-7)
+    assert n_optimal >= 4
+
+
 @pytest.mark.parametrize("solver", ["pyomo:appsi_highs", "pyomo:highs"])
 def test_pyomo_and_highspy_reach_the_same_optimum(hand, solver: str) -> None:
     pytest.importorskip("pyomo.environ")
@@ -268,8 +292,8 @@ def test_single_point_zero_offers_and_a_grid_already_out_of_limits(hand) -> None
     # V3 at 1.06 p.u. before any dispatch, and no bid can lower it: no point admits a dispatch
     hot = SensitivityPackage(
         package.flex_ids, package.bus_ids, package.branch_ids,
-        tuple(OperatingPoint(p.label, p.p_mw, p.p_flex_mw, p.vm_pu + 0.04, p.loading_percent, p.vtdf_pu_per_mw,
-                             p.ltdf_percent_per_mw) for p in package.points),
+        tuple(OperatingPoint(p.label, p.p_flex_mw, p_mw=p.p_mw, vm_pu=p.vm_pu + 0.04, loading_percent=p.loading_percent,
+                             vtdf_pu_per_mw=p.vtdf_pu_per_mw, ltdf_percent_per_mw=p.ltdf_percent_per_mw) for p in package.points),
         flex_of_asset=package.flex_of_asset,
     )
     r = clear_milp(hot, bids, 0.1)

@@ -18,7 +18,8 @@ def case() -> tuple[SensitivityPackage, BidTable]:
     fix = np.full(3, -0.5)
 
     def point(label: str, p_flex: np.ndarray) -> OperatingPoint:
-        return OperatingPoint(label, fix + p_flex, p_flex, 1.02 + vtdf @ p_flex, 20 + ltdf @ p_flex, vtdf, ltdf)
+        return OperatingPoint(label, p_flex, p_mw=fix + p_flex, vm_pu=1.02 + vtdf @ p_flex,
+                              loading_percent=20 + ltdf @ p_flex, vtdf_pu_per_mw=vtdf, ltdf_percent_per_mw=ltdf)
 
     package = SensitivityPackage(
         ("F1", "F2", "F3"), ("V3",), ("L12",), (point("none", np.zeros(3)), point("all", np.array([0.6, 1.4, 1.0]))),

@@ -1,0 +1,156 @@
+"""Operating-point selection: where the DSO linearizes a time frame (paper A's future work).
+
+The DSO chooses the ``m`` points of a time frame **before the market**, without knowing the
+request ``P_E``, from what it knows then: its grid, the time frame's ``P_fix`` and the bid table
+(volumes and prices, fixed at the bids' gate closure, before the TSO's request arrives).
+
+- ``"all-half-none"`` (paper A, IV): every bid at the fraction ``f_i`` of its volume,
+  ``f = linspace(1, 0, m)``: "all bids", "half of each bid", "no bids" for ``m = 3``.
+- ``"merit-levels"``: the points sit where the cost-optimal dispatches are. Grid-aware
+  clearings are all-or-nothing per bus in cost order, so a dispatch is far from the "half" point
+  in directions that no point on the all/half/none line covers. The DSO therefore runs its own
+  grid-aware clearings (the TSO's MILP on its own package) in advance at request levels
+  spread over what the offers can deliver, in each direction that has offers: level ``j`` of
+  ``n`` is ``(j - 1/2) / n`` of the deliverable volume (mid-cells, so no level coincides with a
+  round request by construction), and linearizes at those dispatches, plus "no bids". Two
+  passes: the first pass clears on the all/half/none package, the second on the first pass'
+  package (its dispatches are then close to those of the final package). **Prices are used**:
+  they are in the bid table the DSO already holds to build any point (paper A's points use the
+  same table's volumes); the request, the one thing not known before the market, is not used.
+
+Points that coincide with the dispatch that is then validated would make the errors vanish by
+construction; the benchmarks report the distance of each validated dispatch to its point.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from optim._errors import InputError
+
+logger = logging.getLogger(__name__)
+
+POINT_METHODS = ("all-half-none", "merit-levels")
+#: Labels of the default three points (paper A, IV).
+DEFAULT_LABELS = {1.0: "all bids", 0.5: "half of each bid", 0.0: "no bids"}
+
+__all__ = ["POINT_METHODS", "point_fractions", "points_for", "fraction_points"]
+
+
+def point_fractions(n_points: int) -> tuple[float, ...]:
+    """Fractions of every bid activated at the ``n_points`` operating points: ``linspace(1, 0, m)``.
+
+    ``m = 1`` gives the single point "no bids" (``0.0``).
+    """
+    if n_points < 1:
+        raise InputError("at least one operating point is needed")
+    if n_points == 1:
+        return (0.0,)
+    return tuple(float(f) for f in np.linspace(1.0, 0.0, n_points))
+
+
+def _label(fraction: float) -> str:
+    return DEFAULT_LABELS.get(round(fraction, 12), f"{100 * fraction:.0f} % of each bid")
+
+
+def fraction_points(p_offered_mw: np.ndarray, n_points: int) -> list[tuple[str, np.ndarray]]:
+    """Paper A's points: every bid at ``f_i`` of its volume."""
+    return [(_label(f), f * np.asarray(p_offered_mw, dtype=float)) for f in point_fractions(n_points)]
+
+
+def points_for(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any,
+               progress: Callable[[int, int, str], None] | None = None
+               ) -> tuple[list[tuple[str, np.ndarray]], dict[str, Any]]:
+    """The points ``(label, P_flex per bus of flex)`` of ``config.point_method`` and their meta."""
+    p_offered = flex.p_offered_mw.to_numpy(dtype=float)
+    if config.point_method == "all-half-none":
+        fractions = point_fractions(config.n_points)
+        return fraction_points(p_offered, config.n_points), {
+            "point_fractions": [float(f) for f in fractions],
+            "point_definition": "point i activates every bid at fraction f_i of its offered volume, "
+                                "f = linspace(1, 0, m)",
+        }
+    if config.point_method == "merit-levels":
+        return merit_level_points(grid, scenario, flex, config, progress=progress)
+    raise InputError(f"unknown point method {config.point_method!r}: use one of {', '.join(POINT_METHODS)}")
+
+
+def _levels(n_levels: int) -> np.ndarray:
+    return (np.arange(1, n_levels + 1) - 0.5) / n_levels
+
+
+def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any,
+                       progress: Callable[[int, int, str], None] | None = None
+                       ) -> tuple[list[tuple[str, np.ndarray]], dict[str, Any]]:
+    """Points at the DSO's own pre-market clearings (see the module docstring).
+
+    ``config.n_points`` is the total ``m``: "no bids" plus ``m - 1`` levels, split between the
+    directions in proportion to their offered volume (at least one level per direction with offers).
+    """
+    import dataclasses
+
+    from optim.dso.linearize import linearize_at
+    from optim.tso.bids import bids_from_frame
+    from optim.tso.clearing import clear_milp
+
+    p_up = float(flex.p_up_mw.sum())
+    p_down = float(-flex.p_down_mw.sum())
+    n_levels = max(1, int(config.n_points) - 1)
+    directions = [(s, v) for s, v in ((1.0, p_up), (-1.0, p_down)) if v > 1e-9]
+    if not directions:
+        raise InputError("the bids offer no volume: no levels to clear")
+    counts = {s: 1 for s, _ in directions}
+    for _ in range(n_levels - len(directions)):  # the remaining levels go where the volume is
+        s = max(directions, key=lambda d: d[1] / counts[d[0]])[0]
+        counts[s] += 1
+    bids = bids_from_frame(scenario.bids)
+    base = dataclasses.replace(config, point_method="all-half-none", n_points=3)
+    chosen = fraction_points(flex.p_offered_mw.to_numpy(float), 3)
+    lin = linearize_at(grid, scenario, flex, chosen, config=base)
+    col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
+    order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
+    levels_mw: list[float] = []
+    for passes in range(2):
+        new_points: list[tuple[str, np.ndarray]] = [("no bids", np.zeros(len(flex)))]
+        levels_mw = []
+        for s, volume in directions:
+            deliverable = _deliverable(lin.package, bids, s * volume)
+            for q in _levels(counts[s]):
+                request = s * q * deliverable
+                result = clear_milp(lin.package, bids, request)
+                if not result.ok or abs(request) < 1e-6:
+                    continue
+                levels_mw.append(round(request, 6))
+                new_points.append((f"level {request:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
+        if progress:
+            progress(passes + 1, 3, f"point selection pass {passes + 1}: {len(new_points)} points")
+        chosen = new_points
+        if passes == 0:
+            lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True))
+            col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
+            order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
+    logger.info("merit-level points: %d levels (%s MW) and no bids", len(levels_mw),
+                ", ".join(f"{x:+.3f}" for x in levels_mw))
+    return chosen, {"point_levels_mw": levels_mw,
+                    "point_definition": "dispatches of the DSO's own grid-aware clearings at (j - 1/2)/n of the "
+                                        "deliverable volume per direction, chosen before the market; plus no bids"}
+
+
+def _flex_ids_in_bus_order(key: Any, flex: pd.DataFrame) -> Sequence[str]:
+    """The key's opaque flexible ids in the order of ``flex``'s buses."""
+    id_of_bus = dict(zip(key.flex_buses, key.flex_ids))
+    return [id_of_bus[int(b)] for b in flex.index]
+
+
+def _deliverable(package: Any, bids: Any, offered_mw: float) -> float:
+    """The volume (unsigned) the package admits in the direction of ``offered_mw``."""
+    from optim.tso.clearing import clear_milp
+
+    result = clear_milp(package, bids, offered_mw)
+    if result.ok:
+        return abs(offered_mw)
+    return abs(result.max_deliverable_mw or 0.0)
