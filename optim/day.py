@@ -8,6 +8,11 @@ TSO clears the unit's request ``P_E,u`` with the grid-aware MILP and, for compar
 grid-blind merit order on the same bids, and the DSO validates both dispatches by AC power flow
 (:func:`optim.market.clear_market`).
 
+With ``districts=True`` the grid is split into its districts (:mod:`optim.dso.districts`: the radial
+20 kV feeders, which do not interact through the fixed feed-in voltage), as a DSO with many districts
+would: per unit one package per district, the TSO clears the unit's request across all districts'
+packages at once (:mod:`optim.tso.districts`), and each district validates its own dispatch.
+
 The units are independent: nothing of unit ``u`` enters unit ``u + 1`` (each frame's state, e.g. a
 battery's availability, is an input of the frame, not simulated across frames). So they run as
 independent tasks on ``dask.distributed``: an embedded ``LocalCluster`` with ``workers`` processes
@@ -67,20 +72,25 @@ class DayConfig:
         ``"weekday"`` or ``"weekend"``.
     mtu_min
         Length of a market time unit (15, 30 or 60 minutes).
-    n_points
-        Linearization points per unit's package.
+    n_points, point_method
+        Linearization points per unit's package and how the DSO places them
+        (:data:`optim.dso.points.POINT_METHODS`; default as ``digiplat linearize``).
     solver
         MILP solver (``"highs"`` or ``"pyomo:NAME"``).
     scenario
         Further :class:`~optim.dso.scenario.ScenarioConfig` options as a dict (seed, shares, ...);
         the time frame fields are set per unit.
+    districts
+        Split the grid into districts, one package each, cleared jointly per unit.
     """
 
     day_type: str = "weekday"
     mtu_min: int = 15
-    n_points: int = 3
+    n_points: int = 9
+    point_method: str = "merit-levels"
     solver: str = "highs"
     scenario: dict[str, Any] = field(default_factory=dict)
+    districts: bool = False
 
     def __post_init__(self) -> None:
         if self.day_type not in ("weekday", "weekend"):
@@ -89,13 +99,18 @@ class DayConfig:
             raise InputError(f"--mtu-min must be one of {', '.join(map(str, MTU_CHOICES))}, got {self.mtu_min!r}")
         if not isinstance(self.n_points, (int, np.integer)) or not 1 <= int(self.n_points) <= 64:
             raise InputError(f"the number of linearization points must be 1..64, got {self.n_points!r}")
+        from optim.dso.points import POINT_METHODS
+
+        if self.point_method not in POINT_METHODS:
+            raise InputError(f"unknown point method {self.point_method!r}: use one of {', '.join(POINT_METHODS)}")
         clash = {"day_type", "hour", "minute", "duration_min"} & set(self.scenario)
         if clash:
             raise InputError(f"the day sets the time frame itself; remove {sorted(clash)} from the scenario options")
 
     def to_dict(self) -> dict[str, Any]:
         return {"day_type": self.day_type, "mtu_min": int(self.mtu_min), "n_points": int(self.n_points),
-                "solver": self.solver, "scenario": dict(self.scenario)}
+                "point_method": self.point_method, "solver": self.solver, "scenario": dict(self.scenario),
+                "districts": bool(self.districts)}
 
 
 @dataclass(frozen=True)
@@ -244,6 +259,14 @@ def _grid(grid_dir: str) -> Any:
     return Grid.load(Path(grid_dir))
 
 
+@functools.lru_cache(maxsize=4)
+def _districts(grid_dir: str) -> tuple[Any, ...]:
+    """The grid's districts, split once per process."""
+    from optim.dso.districts import districts_of_grid
+
+    return districts_of_grid(_grid(grid_dir))
+
+
 def _round_float(value: Any, digits: int = 12) -> Any:
     return None if value is None else round(float(value), digits)
 
@@ -310,7 +333,8 @@ def unit_result(grid: Any, config: DayConfig, start: str, request_mw: float) -> 
         return _idle_unit(start, "milp"), _idle_unit(start, "merit-order")
     t0 = time.perf_counter()
     scenario = scenario_from_grid(grid, scenario_config)
-    lin = linearize(grid, scenario, config=LinearizationConfig(n_points=int(config.n_points)))
+    lin = linearize(grid, scenario, config=LinearizationConfig(n_points=int(config.n_points),
+                                                               point_method=config.point_method))
     linearize_s = time.perf_counter() - t0
     milp = clear_market(grid, scenario, request_mw=request_mw, method="milp", solver=config.solver,
                         linearization=lin)
@@ -320,10 +344,93 @@ def unit_result(grid: Any, config: DayConfig, start: str, request_mw: float) -> 
     return out_milp, out_merit
 
 
+def _combined_validation(validations: Sequence[Any]) -> dict[str, Any] | None:
+    """The districts' validations as one: violations summed, MAE and RMSE over all their elements."""
+    if not validations:
+        return None
+    out: dict[str, Any] = {"violations": int(sum(v.n_violations for v in validations)),
+                           "vm_min_pu": min(v.vm_min_pu for v in validations),
+                           "vm_max_pu": max(v.vm_max_pu for v in validations),
+                           "max_loading_percent": max(v.max_loading_percent for v in validations)}
+    for name, count in (("vm", lambda v: len(v.vm_pf_pu)), ("loading", lambda v: len(v.loading_pf_percent))):
+        unit = "pu" if name == "vm" else "percent"
+        mae = [getattr(v, f"{name}_mae_{unit}") for v in validations]
+        rmse = [getattr(v, f"{name}_rmse_{unit}") for v in validations]
+        n = [count(v) for v in validations]
+        if any(x is None for x in mae):
+            out[f"{name}_mae_{unit}"] = out[f"{name}_rmse_{unit}"] = None
+            continue
+        total = sum(n)
+        out[f"{name}_mae_{unit}"] = sum(a * k for a, k in zip(mae, n)) / total
+        out[f"{name}_rmse_{unit}"] = math.sqrt(sum(r * r * k for r, k in zip(rmse, n)) / total)
+    return out
+
+
+def district_unit_result(grid: Any, districts: Sequence[Any], config: DayConfig, start: str,
+                         request_mw: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One unit over all districts: a package per district, one joint clearing, per-district validation.
+
+    Returns the MILP's and the merit order's unit summaries like :func:`unit_result`, with
+    ``chosen_point`` per district and a ``districts`` object (delivered, cost, point, violations).
+    """
+    from optim.dso.districts import scenario_of_district
+    from optim.dso.linearize import LinearizationConfig, linearize
+    from optim.dso.scenario import ScenarioConfig, scenario_from_grid
+    from optim.market import validation_of_clearing
+    from optim.tso.bids import bids_from_frame
+    from optim.tso.districts import bids_of_district, clear_districts_merit_order, clear_districts_milp
+
+    minutes = _start_minutes(start)
+    if minutes is None:
+        raise InputError(f"unit start {start!r} is not HH:MM")
+    if request_mw == 0.0:
+        return _idle_unit(start, "milp"), _idle_unit(start, "merit-order")
+    scenario_config = ScenarioConfig.from_dict({**config.scenario, "day_type": config.day_type,
+                                                "hour": minutes // 60, "minute": minutes % 60,
+                                                "duration_min": int(config.mtu_min)})
+    t0 = time.perf_counter()
+    scenario = scenario_from_grid(grid, scenario_config)  # drawn once for the whole grid (seeded)
+    lin_config = LinearizationConfig(n_points=int(config.n_points), point_method=config.point_method)
+    by_name, parts, lins = {d.name: d for d in districts}, {}, {}
+    for d in districts:
+        part = scenario_of_district(scenario, d)
+        if len(part.bids):
+            parts[d.name] = part
+            lins[d.name] = linearize(d.grid, part, config=lin_config)
+    linearize_s = time.perf_counter() - t0
+    packages = {name: lin.package for name, lin in lins.items()}
+    bids = bids_from_frame(scenario.bids)
+    out = []
+    for method, clear in (("milp", clear_districts_milp), ("merit-order", clear_districts_merit_order)):
+        result = clear(packages, bids, request_mw)
+        validations, per_district = [], {}
+        for name, r in result.districts.items():
+            v, _ = validation_of_clearing(by_name[name].grid, parts[name], lins[name], packages[name],
+                                          bids_of_district(bids, packages[name]), r, method=method)
+            validations.append(v)
+            per_district[name] = {"delivered_mw": _round_float(r.delivered_mw, 9),
+                                  "cost_eur": _round_float(r.cost_eur, 9), "chosen_point": r.chosen_point,
+                                  "violations": v.n_violations}
+        out.append({
+            "start": start, "request_mw": float(request_mw), "status": result.status.value,
+            "delivered_mw": _round_float(result.delivered_mw, 9), "cost_eur": _round_float(result.cost_eur, 9),
+            "chosen_point": {n: r.chosen_point for n, r in result.districts.items()} if method == "milp" else None,
+            "chosen_point_label": None,
+            "max_deliverable_mw": _round_float(result.max_deliverable_mw, 9),
+            "validation": _combined_validation(validations), "districts": per_district,
+            "message": result.message or "", "clearing_s": round(float(result.runtime_s), 4),
+            "linearize_s": round(linearize_s, 4) if method == "milp" else 0.0,
+        })
+    return out[0], out[1]
+
+
 def _unit_task(grid_dir: str, config: dict[str, Any], start: str, request_mw: float) -> tuple[dict, dict]:
     """One unit on a worker: plain arguments in, plain dicts out (picklable, no package ids)."""
     logging.getLogger("optim").setLevel(logging.WARNING)
-    return unit_result(_grid(grid_dir), DayConfig(**config), start, float(request_mw))
+    day = DayConfig(**config)
+    if day.districts:
+        return district_unit_result(_grid(grid_dir), _districts(grid_dir), day, start, float(request_mw))
+    return unit_result(_grid(grid_dir), day, start, float(request_mw))
 
 
 def _totals(units: Sequence[dict[str, Any]], mtu_min: int) -> dict[str, Any]:
@@ -428,6 +535,8 @@ def market_day(
         raise InputError(f"--workers must be 0..256, got {workers!r}")
     grid_dir = str(Path(grid_dir).resolve())
     _grid(grid_dir)  # fail here, once, on a bad folder (and warm the serial path)
+    if config.districts:
+        _districts(grid_dir)
     t0 = time.perf_counter()
     if scheduler or workers >= 1:
         pairs, used = _run_dask(grid_dir, config, profile, workers=int(workers), scheduler=scheduler,

@@ -1,11 +1,13 @@
 """``digiplat day``: a market day, every market time unit linearized, cleared and validated.
 
 ``digiplat day [--grid DIR] [--day-type weekday|weekend] [--request-profile FILE | --request-mw X]
-[--mtu-min 15] [--workers N] [--scheduler ADDRESS] [--out DIR] [--json]``: without a profile or
+[--mtu-min 15] [--districts] [--workers N] [--scheduler ADDRESS] [--out DIR] [--json]``: without a profile or
 request the shipped weekday profile (``assets/profiles/request_weekday.csv``) is used. ``--workers
 0`` runs the units one after another in this process; ``--workers N`` on an embedded dask
 ``LocalCluster`` of N processes; ``--scheduler tcp://host:8786`` on an existing dask cluster.
-``--out DIR`` writes ``units.csv`` and ``day.json`` (both replaced together, never half-written).
+``--districts`` splits the grid into its districts (a package per district and unit, one clearing
+per unit across them). ``--out DIR`` writes ``units.csv`` and ``day.json`` (both replaced together,
+never half-written).
 """
 
 from __future__ import annotations
@@ -57,7 +59,11 @@ def register(subparsers: Any) -> None:
                      help="CSV with columns start (HH:MM) and request_mw (default: the shipped weekday profile)")
     src.add_argument("--request-mw", type=_request, metavar="X", help="the same request in every unit (MW, + up)")
     p.add_argument("--mtu-min", type=int, choices=(15, 30, 60), default=15, help="market time unit (default 15 min)")
-    p.add_argument("--points", type=int, default=3, metavar="M", help="linearization points per unit (default 3)")
+    p.add_argument("--points", type=int, default=9, metavar="M", help="linearization points per unit (default 9)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help="how the DSO places each unit's points: merit-levels (default) or all-half-none (paper A)")
+    p.add_argument("--districts", action="store_true",
+                   help="split the grid into its districts (20 kV feeders): a package per district, one joint clearing")
     p.add_argument("--workers", type=_workers, default=2, metavar="N",
                    help="dask worker processes of an embedded LocalCluster; 0 = serial in this process (default 2)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler, e.g. tcp://10.0.0.5:8786")
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out) if args.out else None
     if out is not None:
         _check_out(out)
-    config = DayConfig(day_type=args.day_type, mtu_min=args.mtu_min, n_points=args.points)
+    config = DayConfig(day_type=args.day_type, mtu_min=args.mtu_min, n_points=args.points,
+                       point_method=args.point_method, districts=args.districts)
     if args.request_profile:
         profile = request_profile_from_csv(args.request_profile, args.mtu_min)
     elif args.request_mw is not None:
