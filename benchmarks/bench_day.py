@@ -8,7 +8,11 @@ prepare (linearize, clear and validate) a whole day in ``--budget-h`` hours. Loa
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_day.py [--units N] [--runs serial,1,2] [--districts 1000] [--json]
+    .venv/bin/python benchmarks/bench_day.py [--units N] [--runs serial,1,2] [--grid DIR] [--by-district]
+        [--points M] [--point-method NAME] [--project-districts 1000] [--json]
+
+``--grid DIR --by-district`` runs a city-scale day: e.g. the whole shared OSM file built by
+``digiplat grid build --bbox 48.9,8.3,49.1,8.6 --out city`` and split into its districts.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=96, help="first N units of the weekday profile (default 96)")
     parser.add_argument("--runs", default="serial,1,2", help="comma list: serial and/or worker counts")
-    parser.add_argument("--districts", type=int, default=1000, help="districts of the projection (default 1000)")
+    parser.add_argument("--grid", default=None, help="grid folder (default: the shipped Bergwald grid)")
+    parser.add_argument("--by-district", action="store_true", help="a package per district, one joint clearing")
+    parser.add_argument("--points", type=int, default=9, help="linearization points per package (default 9)")
+    parser.add_argument("--point-method", default="merit-levels", help="point placement (default merit-levels)")
+    parser.add_argument("--project-districts", type=int, default=1000, dest="districts",
+                        help="districts of the projection (default 1000)")
     parser.add_argument("--budget-h", type=float, default=1.0, help="time to prepare a day (default 1 h)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -37,14 +46,15 @@ def main() -> None:
 
     logging.disable(logging.WARNING)
     from gridgen.grid import default_grid_dir
-    from optim.day import market_day, default_request_profile
+    from optim.day import DayConfig, default_request_profile, market_day
 
     profile = default_request_profile(15).iloc[: args.units].reset_index(drop=True)
     load_before = os.getloadavg()
     rows = []
     for run in args.runs.split(","):
         workers = 0 if run == "serial" else int(run)
-        day = market_day(default_grid_dir(), profile, workers=workers)
+        config = DayConfig(n_points=args.points, point_method=args.point_method, districts=args.by_district)
+        day = market_day(args.grid or default_grid_dir(), profile, config=config, workers=workers)
         m, mo = day.totals["milp"], day.totals["merit_order"]
         feasible = [u for u in day.units if u["status"] == "optimal"]
         rows.append({
@@ -62,7 +72,7 @@ def main() -> None:
     one = next((r for r in rows if r["workers"] == 1), None)
     two = next((r for r in rows if r["workers"] == 2), None)
     projection = None
-    if one and two:
+    if one and two and not args.by_district:
         per_unit_1 = one["per_unit_s"]
         efficiency = one["wall_s"] / (2 * two["wall_s"])
         work_s = args.districts * 96 * per_unit_1
@@ -75,7 +85,9 @@ def main() -> None:
         print(json.dumps({"rows": rows, "projection": projection, "load_before": load_before,
                           "load_after": load_after}))
         return
-    print(f"market day, Bergwald weekday, {len(profile)} units of 15 min; load average before "
+    where = args.grid or "Bergwald"
+    print(f"market day, {where}{' by district' if args.by_district else ''}, weekday, {len(profile)} units of "
+          f"15 min, {args.points} points ({args.point_method}); load average before "
           f"{load_before[0]:.2f}, after {load_after[0]:.2f} (1 min), {os.cpu_count()} cores")
     head = f"{'run':<26} {'wall s':>8} {'s/unit':>7} {'speed-up':>8} {'MILP ok':>7} {'infeas.':>7} " \
            f"{'MILP viol. units':>16} {'MO congested units':>18}"
