@@ -78,10 +78,14 @@ def _without_timings(units):
     return [{k: v for k, v in u.items() if not k.endswith("_s")} for u in units]
 
 
+# paper A's three points keep these runs short; the CLI test below runs the default placement
+FAST = DayConfig(n_points=3, point_method="all-half-none")
+
+
 @pytest.fixture(scope="module")
 def serial_day(bergwald_grid_dir):
     profile = pd.DataFrame({"start": ["03:00", "12:30", "18:00"], "request_mw": [0.5, -0.2, 1.8]})
-    return profile, market_day(bergwald_grid_dir, profile, workers=0)
+    return profile, market_day(bergwald_grid_dir, profile, config=FAST, workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +112,7 @@ def test_serial_day_clears_clean_and_merit_order_congests(serial_day):
 
 def test_local_cluster_gives_the_serial_results(serial_day, bergwald_grid_dir):
     profile, serial = serial_day
-    distributed = market_day(bergwald_grid_dir, profile, workers=2)
+    distributed = market_day(bergwald_grid_dir, profile, config=FAST, workers=2)
     assert distributed.workers == 2
     assert _without_timings(distributed.units) == _without_timings(serial.units)
     assert _without_timings(distributed.merit_order) == _without_timings(serial.merit_order)
