@@ -25,9 +25,9 @@ import traceback
 from typing import Any, Callable, Sequence
 
 # Subcommand modules, in the order ``digiplat --help`` lists them.
-COMMAND_MODULES = ("grid", "linearize", "clear", "audit", "mlopf", "serve")
+COMMAND_MODULES = ("grid", "linearize", "clear", "day", "audit", "mlopf", "serve")
 # Outputs derived from OpenStreetMap data carry the ODbL credit.
-OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear"})
+OSM_DERIVED_COMMANDS = frozenset({"grid", "linearize", "clear", "day"})
 
 EXIT_OK = 0
 EXIT_BUG = 1

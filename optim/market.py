@@ -195,6 +195,30 @@ def _round(package: Any, clearing: Any, validation: Any) -> dict[str, Any]:
     }
 
 
+def validation_of_clearing(grid: Any, scenario: Any, linearization: Any, package: Any, table: Any, clearing: Any, *,
+                           method: str) -> tuple[Any, Any]:
+    """DSO: the AC validation of an OPTIMAL clearing of ``package`` (and the solved net).
+
+    The prediction comes from the DSO's own paper-style point at the chosen index (the shared
+    package may be hardened, with the same points); the flexibility's physical Q from its pieces.
+    """
+    from optim.validation import q_flex_from_pieces, validate_dispatch
+
+    key = linearization.key
+    own = getattr(linearization, "private_package", None) or package
+    if own is not package and own.n_points != package.n_points:
+        own = package
+    point = None
+    if clearing.chosen_point is not None and own.style == "paper":
+        point = own.points[clearing.chosen_point]
+    return validate_dispatch(
+        grid, scenario, key, np.asarray(clearing.p_flex_mw), point=point,
+        q_flex_mvar=q_flex_from_pieces(key, clearing.piece_activations, table), method=method,
+        vm_min_pu=package.vm_min_pu, vm_max_pu=package.vm_max_pu,
+        loading_max_percent=package.loading_max_percent, return_net=True,
+    )
+
+
 def clear_market(
     grid: Any,
     scenario: Any,
@@ -259,8 +283,6 @@ def clear_market(
         p_fix_at_flex,
         package_with_point,
     )
-    from optim.validation import q_flex_from_pieces, validate_dispatch
-
     t0 = time.perf_counter()
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
@@ -282,19 +304,8 @@ def clear_market(
         clearing = clear_package(method, package, table, request_mw, solver)
         validation = net = None
         if clearing.ok and validate:
-            # the DSO's own paper-style point (the shared package may be hardened: same points)
-            own = getattr(linearization, "private_package", None) or package
-            if own is not package and own.n_points != package.n_points:
-                own = package
-            point = None
-            if clearing.chosen_point is not None and own.style == "paper":
-                point = own.points[clearing.chosen_point]
-            validation, net = validate_dispatch(
-                grid, scenario, key, np.asarray(clearing.p_flex_mw), point=point,
-                q_flex_mvar=q_flex_from_pieces(key, clearing.piece_activations, table), method=method,
-                vm_min_pu=package.vm_min_pu, vm_max_pu=package.vm_max_pu,
-                loading_max_percent=package.loading_max_percent, return_net=True,
-            )
+            validation, net = validation_of_clearing(grid, scenario, linearization, package, table, clearing,
+                                                     method=method)
         rounds.append(_round(package, clearing, validation))
         if progress:
             progress(it + 1, max_rounds, f"clearing {it + 1}: {clearing.status.value}")

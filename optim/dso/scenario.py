@@ -78,6 +78,10 @@ class ScenarioConfig:
     day_type, hour, month, year
         The time frame: ``"weekday"`` or ``"weekend"``, hour 0-23 (the hour starting then),
         representative day of ``month`` in ``year``.
+    minute, duration_min
+        Start minute within the hour (0, 15, 30, 45) and length of the frame in minutes (15, 30 or
+        60; a market time unit of the balancing market is 15 minutes). Profiles are averaged over
+        the frame's quarter-hours. Default: the whole hour (``minute=0, duration_min=60``).
     annual_kwh_per_household, power_factor
         H0 scaling and the loads' power factor (inductive).
     pv_share, pv_kwp_per_m2, pv_kwp_min, pv_kwp_max, pv_tilt_deg, pv_azimuth_deg, inverter_efficiency
@@ -107,6 +111,8 @@ class ScenarioConfig:
 
     day_type: str = "weekday"
     hour: int = 18
+    minute: int = 0
+    duration_min: int = 60
     month: int = 3
     year: int = 2025
     annual_kwh_per_household: float = 3000.0
@@ -149,6 +155,12 @@ class ScenarioConfig:
             raise InputError(f"day type must be one of {', '.join(DAY_TYPES)}, got {self.day_type!r}")
         if not isinstance(self.hour, (int, np.integer)) or not 0 <= int(self.hour) <= 23:
             raise InputError(f"hour must be an integer from 0 to 23, got {self.hour!r}")
+        if not isinstance(self.minute, (int, np.integer)) or int(self.minute) not in (0, 15, 30, 45):
+            raise InputError(f"minute must be 0, 15, 30 or 45, got {self.minute!r}")
+        if not isinstance(self.duration_min, (int, np.integer)) or int(self.duration_min) not in (15, 30, 60):
+            raise InputError(f"duration_min must be 15, 30 or 60, got {self.duration_min!r}")
+        if int(self.minute) + int(self.duration_min) > 60:
+            raise InputError(f"a time frame stays within its hour: {self.minute} + {self.duration_min} min > 60")
         if not 1 <= int(self.month) <= 12:
             raise InputError(f"month must be 1..12, got {self.month!r}")
         for name, value in asdict(self).items():
@@ -191,9 +203,16 @@ class ScenarioConfig:
             data["aggregators"] = tuple(data["aggregators"])
         return cls(**data)
 
-    def with_time_frame(self, *, day_type: str | None = None, hour: int | None = None) -> "ScenarioConfig":
-        """Return a copy with another day type and/or hour."""
-        return replace(self, **{k: v for k, v in (("day_type", day_type), ("hour", hour)) if v is not None})
+    def with_time_frame(self, *, day_type: str | None = None, hour: int | None = None, minute: int | None = None,
+                        duration_min: int | None = None) -> "ScenarioConfig":
+        """Return a copy with another day type, hour, start minute and/or duration."""
+        changes = (("day_type", day_type), ("hour", hour), ("minute", minute), ("duration_min", duration_min))
+        return replace(self, **{k: v for k, v in changes if v is not None})
+
+    @property
+    def start(self) -> str:
+        """Start of the time frame as ``HH:MM``."""
+        return f"{int(self.hour):02d}:{int(self.minute):02d}"
 
 
 @dataclass(frozen=True)
@@ -223,7 +242,8 @@ class Scenario:
     @property
     def time_frame(self) -> dict[str, Any]:
         """Day type, hour, timestamp and the full config (for the DSO key)."""
-        return {"day_type": self.config.day_type, "hour": int(self.config.hour), "timestamp": self.timestamp,
+        return {"day_type": self.config.day_type, "hour": int(self.config.hour), "start": self.config.start,
+                "duration_min": int(self.config.duration_min), "timestamp": self.timestamp,
                 "scenario": self.config.to_dict()}
 
     def summary(self) -> dict[str, Any]:
@@ -267,7 +287,7 @@ def time_frame_timestamp(config: ScenarioConfig) -> pd.Timestamp:
     first = dt.date(int(config.year), int(config.month), 15)
     target = 2 if config.day_type == "weekday" else 6  # Mon=0: Wednesday / Sunday
     day = first + dt.timedelta(days=(target - first.weekday()) % 7)
-    return pd.Timestamp(dt.datetime(day.year, day.month, day.day, int(config.hour)))
+    return pd.Timestamp(dt.datetime(day.year, day.month, day.day, int(config.hour), int(config.minute)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -279,27 +299,27 @@ def _h0_profile_kw(year: int, annual_kwh: float) -> pd.Series:
 
 
 def household_load_kw(config: ScenarioConfig) -> float:
-    """Mean household load (kW) of the BDEW H0 profile in the time frame's hour (demandlib)."""
+    """Mean household load (kW) of the BDEW H0 profile over the time frame's quarter-hours (demandlib)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         profile = _h0_profile_kw(int(config.year), float(config.annual_kwh_per_household))
     start = time_frame_timestamp(config)
-    window = profile.loc[start : start + pd.Timedelta(minutes=45)]
+    window = profile.loc[start : start + pd.Timedelta(minutes=int(config.duration_min) - 15)]
     value = float(window.mean())
     logger.info("household load at %s: %.3f kW (BDEW H0, %g kWh/a)", start, value, config.annual_kwh_per_household)
     return value
 
 
 def pv_output_kw_per_kwp(config: ScenarioConfig) -> float:
-    """Mean AC output per kWp in the time frame's hour: pvlib clear sky at Karlsruhe, PVWatts."""
+    """Mean AC output per kWp over the time frame's quarter-hours: pvlib clear sky at Karlsruhe, PVWatts."""
     import pvlib
 
     loc = pvlib.location.Location(KARLSRUHE["latitude"], KARLSRUHE["longitude"], tz=KARLSRUHE["tz"],
                                   altitude=KARLSRUHE["altitude_m"])
     start = time_frame_timestamp(config).tz_localize(KARLSRUHE["tz"])
-    times = pd.date_range(start, periods=4, freq="15min") + pd.Timedelta(minutes=7.5)
+    times = pd.date_range(start, periods=int(config.duration_min) // 15, freq="15min") + pd.Timedelta(minutes=7.5)
     clear = loc.get_clearsky(times, model="ineichen")
     sun = loc.get_solarposition(times)
     poa = pvlib.irradiance.get_total_irradiance(config.pv_tilt_deg, config.pv_azimuth_deg, sun.apparent_zenith,
