@@ -248,6 +248,35 @@ def q_flex_from_pieces(key: Any, piece_activations: Sequence[dict[str, Any]], bi
     return q
 
 
+_TEMPLATES: dict[tuple, tuple[Any, Any]] = {}
+_MAX_TEMPLATES = 8
+
+
+def _time_frame_net(grid: Any, scenario: Any, flex_buses: Sequence[int]) -> Any:
+    """A fresh copy of the time frame's net with its flexibility units (``net_at_time_frame``).
+
+    The template of a (grid, time frame, flexible buses) is built once and copied per validation:
+    building it sets every load and creates the PV and flexibility units (``create_sgens``, about as
+    long as the copy itself), and a market round validates two dispatches of the same frame. The
+    entry holds the grid's net, so its ``id`` cannot be reused while it is cached.
+    """
+    import copy
+
+    from optim.dso.linearize import net_at_time_frame
+
+    frame = scenario.buildings
+    key = (id(grid.net), getattr(scenario, "timestamp", None), hash(getattr(scenario, "config", None)),
+           tuple(frame.index), tuple(frame.p_load_mw), tuple(frame.q_load_mvar), tuple(frame.p_pv_mw),
+           tuple(int(b) for b in flex_buses))
+    entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not grid.net:
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        entry = (grid.net, net_at_time_frame(grid, scenario, flex_buses=flex_buses))
+        _TEMPLATES[key] = entry
+    return copy.deepcopy(entry[1])
+
+
 def validate_dispatch(
     grid: Any,
     scenario: Any,
@@ -304,7 +333,7 @@ def validate_dispatch(
     PowerFlowError
         The power flow at the dispatch does not converge.
     """
-    from optim.dso.linearize import apply_flex, net_at_time_frame, run_power_flow
+    from optim.dso.linearize import apply_flex, run_power_flow
     from optim.dso.sensitivity import signed_loading_percent
 
     t0 = time.perf_counter()
@@ -335,7 +364,7 @@ def validate_dispatch(
         if arr is not None and (arr.shape != (n,) or not np.all(np.isfinite(arr))):
             raise InputError(f"{name} must hold {n} finite values")
 
-    net = net_at_time_frame(grid, scenario, flex_buses=key.flex_buses)
+    net = _time_frame_net(grid, scenario, key.flex_buses)
     apply_flex(net, key.flex_buses, p, q)
     run_power_flow(net, where=f"the {method} dispatch ({p.sum():.4g} MW)")
     buses = np.asarray(key.buses, dtype=np.int64)
