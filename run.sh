@@ -34,18 +34,18 @@ setup() {
 
 start_redis() {  # a private Redis on a free loopback port for the Celery tests; stopped on exit
     command -v redis-server >/dev/null || apt_install redis-server
-    local port dir
+    local port
     port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    dir=$(mktemp -d)
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" --daemonize no \
-        >"$dir/redis.log" 2>&1 &
+    REDIS_DIR=$(mktemp -d)
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$REDIS_DIR" --daemonize no \
+        >"$REDIS_DIR/redis.log" 2>&1 &
     REDIS_PID=$!
-    trap 'kill $REDIS_PID 2>/dev/null; wait $REDIS_PID 2>/dev/null; rm -rf "$dir"' EXIT
+    trap 'kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; rm -rf "$REDIS_DIR"' EXIT
     for _ in $(seq 50); do
         redis-cli -p "$port" ping >/dev/null 2>&1 && break
         sleep 0.1
     done
-    redis-cli -p "$port" ping >/dev/null || { echo "run.sh: redis-server did not start (see $dir/redis.log)" >&2; exit 1; }
+    redis-cli -p "$port" ping >/dev/null || { echo "run.sh: redis-server did not start (see $REDIS_DIR/redis.log)" >&2; exit 1; }
     export DIGIPLAT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 }
 

@@ -217,7 +217,7 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     upload.send_keys(str(bad))
     dash_duo.wait_for_contains_text("#market-alert", "line 3", timeout=20)
     alert = text(dash_duo, "#market-alert")
-    assert "3 invalid rows of 4; no bids were read" in alert
+    assert "bad.csv: 3 invalid rows of 4, no bids were read" in alert  # the user's file name, no server path
     assert "line 3: p_mw 'lots'" in alert
     assert "line 4: price_eur_per_mwh 'cheap'" in alert
     assert "line 5: fpu" in alert and "rocket" in alert
