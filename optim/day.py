@@ -482,7 +482,9 @@ def _run_dask(grid_dir: str, config: DayConfig, profile: pd.DataFrame, *, worker
                 raise InputError(f"cannot reach the dask scheduler {scheduler}: {exc}; start it or drop --scheduler") from None
         else:
             # processes, one thread each: power flows and HiGHS hold the GIL or use one core each
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            # the scheduler always serves HTTP (health, metrics): a free loopback port, never :8787 on all interfaces
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address="127.0.0.1:0",
                                    host="127.0.0.1")
             client = Client(cluster)
         with client:
