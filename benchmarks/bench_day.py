@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", type=int, default=96, help="first N units of the weekday profile (default 96)")
+    parser.add_argument("--units", type=int, default=96, help="N units of the weekday profile (default 96)")
+    parser.add_argument("--first", default="00:00", help="start of the first unit, HH:MM (default 00:00)")
     parser.add_argument("--runs", default="serial,1,2", help="comma list: serial and/or worker counts")
     parser.add_argument("--grid", default=None, help="grid folder (default: the shipped Bergwald grid)")
     parser.add_argument("--by-district", action="store_true", help="a package per district, one joint clearing")
@@ -48,7 +49,8 @@ def main() -> None:
     from gridgen.grid import default_grid_dir
     from optim.day import DayConfig, default_request_profile, market_day
 
-    profile = default_request_profile(15).iloc[: args.units].reset_index(drop=True)
+    profile = default_request_profile(15)
+    profile = profile[profile.start >= args.first].iloc[: args.units].reset_index(drop=True)
     load_before = os.getloadavg()
     rows = []
     for run in args.runs.split(","):
