@@ -80,8 +80,9 @@ def _finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError(f"{name} has shape {array.shape}, expected {shape}")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name} contains NaN or infinite values; recompute the operating point")
-    array = array.copy()
-    array.setflags(write=False)
+    if array.flags.writeable or array.base is not None:  # a read-only array that owns its data is kept as it is
+        array = array.copy()
+        array.setflags(write=False)
     return array
 
 
@@ -371,6 +372,9 @@ class SensitivityPackage:
             else:
                 a, b = screened_constraint_rows(OperatingPoint(**values), self.limits, self.polygon_sides,
                                                 box[0] - values["p_flex_mw"], box[1] - values["p_flex_mw"])
+            for derived in (a, b):  # made here, owned by no one else: frozen instead of copied
+                if derived.base is None:
+                    derived.setflags(write=False)
         else:
             a, b = pt.a_per_mw, pt.b
         a = np.asarray(a, dtype=float)
@@ -425,7 +429,7 @@ class SensitivityPackage:
         digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         for name, value in sorted(self._named_arrays().items()):
             digest.update(f"{name}{value.shape}".encode())
-            digest.update(np.ascontiguousarray(value, dtype="<f8").tobytes())
+            digest.update(memoryview(np.ascontiguousarray(value, dtype="<f8")).cast("B"))  # no bytes copy
         return digest.hexdigest()
 
     @classmethod

@@ -478,13 +478,22 @@ class FrameModel:
         self.power_flow_s = power_flow_s
         self._last: tuple[np.ndarray, Any] = (model.v_solved, None)
         self._solved: dict[bytes, Any] = {}
+        self._ordered: dict[bytes, Any] = {}
 
     def sensitivities(self, p_flex_mw: np.ndarray, dq_dp: np.ndarray, *, where: str, tolerance_mva: float,
-                      max_iteration: int) -> tuple[Any, float]:
-        """Sensitivities at ``P_fix + p_flex_mw`` (flexibility's Q ``dq_dp * P``) and the power-flow time."""
-        key = np.r_[p_flex_mw, dq_dp, tolerance_mva, max_iteration].tobytes()
+                      max_iteration: int, order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[Any, float]:
+        """Sensitivities at ``P_fix + p_flex_mw`` (flexibility's Q ``dq_dp * P``) and the power-flow time.
+
+        ``p_flex_mw`` and ``dq_dp`` are in ``flex_buses``' order; the sensitivities' columns and
+        rows come in ``order`` = (flexible buses, monitored buses, branches).
+        """
+        order_key = b"".join(np.asarray(o, dtype=np.int64).tobytes() + b"|" for o in order)
+        key = np.r_[p_flex_mw, dq_dp, tolerance_mva, max_iteration].tobytes() + order_key
         if key in self._solved:
             return self._solved[key], 0.0
+        if order_key not in self._ordered:
+            self._ordered[order_key] = self.model.reordered(*order)
+        ordered = self._ordered[order_key]
         t0 = time.perf_counter()
         v_start, lu_start = self._last
         s_extra = self.model.injection_pu(p_flex_mw, dq_dp * p_flex_mw)
@@ -493,7 +502,8 @@ class FrameModel:
         t_pf = time.perf_counter() - t0
         logger.info("AC power flow at %s converged in %d iterations (%.3f s)", where, iterations, t_pf)
         # no iteration: v is v_start, whose Jacobian LU is at hand
-        sens, lu = self.model.sensitivities_at(v, dq_dp=dq_dp, lu=lu_start if iterations == 0 else None)
+        sens, lu = ordered.sensitivities_at(v, dq_dp=np.asarray(dq_dp)[order[0]],
+                                            lu=lu_start if iterations == 0 else None)
         self._last = (v, lu)
         self._solved[key] = sens
         return sens, t_pf
@@ -667,6 +677,10 @@ def linearize_at(
         progress(1, total, f"time frame set: {len(flex_buses)} flexible buses")
 
     rng = np.random.default_rng(config.random_state)
+    buses, elements, indices = monitored
+    flex_order, flex_ids = _opaque("F", len(flex_buses), rng)
+    bus_order, bus_ids = _opaque("V", len(buses), rng)
+    branch_order, branch_ids = _opaque("L", len(indices), rng)
     results = []
     pf_s, sens_s = frame.power_flow_s, 0.0
     for i, (label, p_flex) in enumerate(chosen):
@@ -676,7 +690,8 @@ def linearize_at(
             raise InputError(f"{where}: P_flex must hold {len(flex_buses)} finite values")
         t1 = time.perf_counter()
         sens, t_pf = frame.sensitivities(p_flex, dq_dp, where=where, tolerance_mva=config.tolerance_mva,
-                                         max_iteration=config.max_iteration)
+                                         max_iteration=config.max_iteration,
+                                         order=(flex_order, bus_order, branch_order))
         for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw", "i_re_percent",
                      "itdf_re_percent_per_mw", "itdf_im_percent_per_mw"):
             if not np.all(np.isfinite(getattr(sens, name))):
@@ -687,14 +702,11 @@ def linearize_at(
         if progress:
             progress(i + 2, total, f"{where}: power flow and sensitivities done")
 
-    buses, elements, indices = monitored
-    flex_order, flex_ids = _opaque("F", len(flex_buses), rng)
-    bus_order, bus_ids = _opaque("V", len(buses), rng)
-    branch_order, branch_ids = _opaque("L", len(indices), rng)
-    points = tuple(_point_of(label, p_fix, p_flex, sens, flex_order, bus_order, branch_order, config)
+    # the sensitivities are in the opaque order already: only the flexibility vectors are permuted
+    points = tuple(_point_of(label, p_fix[flex_order], p_flex[flex_order], sens, None, None, None, config)
                    for label, p_flex, sens in results)
     flex_id_of_bus = dict(zip(flex_buses[flex_order].tolist(), flex_ids))
-    buildings_of_flex = {flex_id_of_bus[int(b)]: tuple(flex.buildings.loc[b]) for b in flex_buses}
+    buildings_of_flex = {flex_id_of_bus[int(b)]: tuple(blds) for b, blds in zip(flex_buses.tolist(), flex.buildings)}
     flex_of_asset = {bld: fid for fid, blds in buildings_of_flex.items() for bld in blds}
     time_frame = dict(getattr(scenario, "time_frame", {}) or {})
     box = {}
@@ -729,9 +741,10 @@ def linearize_at(
     buildings = scenario.buildings
     ratios: dict[str, tuple[float, float]] = {}
     if {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
-        for bld in flex_of_asset:
-            row = buildings.loc[bld]
-            ratios[bld] = (float(row.dq_dp_up), float(row.dq_dp_down))
+        assets = list(flex_of_asset)
+        up = buildings.dq_dp_up.loc[assets].to_numpy(float)
+        down = buildings.dq_dp_down.loc[assets].to_numpy(float)
+        ratios = {bld: (float(u), float(d)) for bld, u, d in zip(assets, up, down)}
     key = DsoKey(
         flex_ids=tuple(flex_ids),
         flex_buses=tuple(int(b) for b in flex_buses[flex_order]),
@@ -754,27 +767,44 @@ def linearize_at(
     return Linearization(package=package, key=key, runtime_s=runtime, power_flow_s=pf_s, sensitivity_s=sens_s)
 
 
-def _point_of(label: str, p_fix: np.ndarray, p_flex: np.ndarray, sens: Any, flex_order: np.ndarray,
-              bus_order: np.ndarray, branch_order: np.ndarray, config: LinearizationConfig) -> OperatingPoint:
-    """The package's point (opaque order) from the sensitivities; rows derived by the package."""
+def _point_of(label: str, p_fix: np.ndarray, p_flex: np.ndarray, sens: Any, flex_order: np.ndarray | None,
+              bus_order: np.ndarray | None, branch_order: np.ndarray | None,
+              config: LinearizationConfig) -> OperatingPoint:
+    """The package's point (opaque order) from the sensitivities; rows derived by the package.
+
+    An order of None: the sensitivities are in that order already (no copy). The arrays are
+    handed over read-only, so the package need not copy them.
+    """
+    def rows(a: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        return a if order is None else a[order]
+
+    def block(a: np.ndarray, row_order: np.ndarray | None) -> np.ndarray:
+        if row_order is None and flex_order is None:
+            return a
+        return a[np.ix_(np.arange(a.shape[0]) if row_order is None else row_order,
+                        np.arange(a.shape[1]) if flex_order is None else flex_order)]
+
     currents = {}
     if config.branch_rows == "current":
         currents = dict(
-            i_re_percent=sens.i_re_percent[branch_order],
-            i_im_percent=sens.i_im_percent[branch_order],
-            itdf_re_percent_per_mw=sens.itdf_re_percent_per_mw[np.ix_(branch_order, flex_order)],
-            itdf_im_percent_per_mw=sens.itdf_im_percent_per_mw[np.ix_(branch_order, flex_order)],
+            i_re_percent=rows(sens.i_re_percent, branch_order),
+            i_im_percent=rows(sens.i_im_percent, branch_order),
+            itdf_re_percent_per_mw=block(sens.itdf_re_percent_per_mw, branch_order),
+            itdf_im_percent_per_mw=block(sens.itdf_im_percent_per_mw, branch_order),
         )
-    return OperatingPoint(
-        label=label,
-        p_flex_mw=p_flex[flex_order],
-        p_mw=(p_fix + p_flex)[flex_order],
-        vm_pu=sens.vm_pu[bus_order],
-        vtdf_pu_per_mw=sens.vtdf_pu_per_mw[np.ix_(bus_order, flex_order)],
-        loading_percent=sens.loading_percent[branch_order],
-        ltdf_percent_per_mw=sens.ltdf_percent_per_mw[np.ix_(branch_order, flex_order)],
+    arrays = dict(
+        p_flex_mw=rows(p_flex, flex_order),
+        p_mw=rows(p_fix + p_flex, flex_order),
+        vm_pu=rows(sens.vm_pu, bus_order),
+        vtdf_pu_per_mw=block(sens.vtdf_pu_per_mw, bus_order),
+        loading_percent=rows(sens.loading_percent, branch_order),
+        ltdf_percent_per_mw=block(sens.ltdf_percent_per_mw, branch_order),
         **currents,
     )
+    for name, value in arrays.items():
+        if value.base is None and value.flags.c_contiguous:
+            value.setflags(write=False)
+    return OperatingPoint(label=label, **arrays)
 
 
 def operating_point_from_net(net: Any, key: DsoKey, p_fix_mw: np.ndarray, p_flex_mw: np.ndarray, *,

@@ -460,6 +460,17 @@ class FlowModel:
             raise InputError(f"flexible buses must be PQ buses (not slack or voltage-controlled): {bad}")
         return new
 
+    def reordered(self, flex_order: np.ndarray, bus_order: np.ndarray, branch_order: np.ndarray) -> "FlowModel":
+        """A copy whose columns and rows come in the given orders (the package's opaque order), so
+        that the sensitivities need no permuted copies of their (rows x flexible buses) blocks."""
+        new = copy.copy(self)
+        new.flex_buses, new.ppci_flex = self.flex_buses[flex_order], self.ppci_flex[flex_order]
+        new.monitored_buses, new.ppci_monitored = self.monitored_buses[bus_order], self.ppci_monitored[bus_order]
+        for name in ("elements", "indices", "f_bus", "t_bus", "k", "k_cur"):
+            setattr(new, name, getattr(self, name)[branch_order])
+        new.yf, new.yt = self.yf[branch_order], self.yt[branch_order]
+        return new
+
     def _jacobian_pattern(self) -> None:
         """Where each entry of ``dS/dVa`` and ``dS/dVm`` on Ybus' pattern (plus the diagonal) goes in J.
 
@@ -570,10 +581,12 @@ class FlowModel:
         cols = np.arange(n_flex)
         rows = np.r_[self.pos_pvpq[self.ppci_flex], n_a + self.pos_pq[self.ppci_flex]]
         vals = np.r_[np.ones(n_flex), dq] / self.base_mva
-        rhs = sp.csc_matrix((vals, (rows, np.r_[cols, cols])), shape=(n_a + len(pq), n_flex)).toarray()
+        rhs = sp.csc_matrix((vals, (rows, np.r_[cols, cols])), shape=(n_a + len(pq), n_flex)).toarray(order="F")
         with _one_blas_thread():
-            x = lu.solve(rhs)
-        xa, xm = x[:n_a], x[n_a:]
+            x = lu.solve(rhs)  # SuperLU works on (and returns) Fortran order
+        # one C-order copy: every product below reads rows of x (a Fortran x was copied per product)
+        x = np.ascontiguousarray(x)
+        xm = x[n_a:]
 
         # voltages: dVm rows of the monitored (PQ) buses; zero at buses held at a fixed voltage
         pos_m = self.pos_pq[self.ppci_monitored]
@@ -600,10 +613,11 @@ class FlowModel:
         rot_col = self.pos_pvpq[bus]
         ok = rot_col >= 0
         rot = sp.csc_matrix((-1j * i_loc[ok], (np.flatnonzero(ok), rot_col[ok])), shape=(len(bus), n_a))
-        m_a = (d_va[:, pvpq] + rot).tocsr()
-        m_m = d_vm[:, pq].tocsr()
-        itdf_re = m_a.real @ xa + m_m.real @ xm
-        itdf_im = m_a.imag @ xa + m_m.imag @ xm
+        m_x = sp.hstack([d_va[:, pvpq] + rot, d_vm[:, pq]], format="csr")  # columns as the rows of x
+        # real and imaginary parts stacked: one sparse product with the solve's columns
+        parts = sp.vstack([m_x.real, m_x.imag], format="csr") @ x
+        n_l = len(bus)
+        itdf_re, itdf_im = parts[:n_l], parts[n_l:]
 
         p_from_mw = (v[self.f_bus] * np.conj(i_f)).real * self.base_mva
         sign = np.where(p_from_mw < 0.0, -1.0, 1.0)
