@@ -16,6 +16,15 @@ The DSO's side of the market, in three steps:
    or the DSO's pre-market choices. At each point the analytic sensitivities of
    :mod:`optim.dso.sensitivity` (one sparse LU of the Jacobian, one multi-right-hand-side solve):
    voltages, signed loadings and the complex branch currents.
+
+   **How the power flows are run** (issue 12): pandapower's ``runpp`` runs once per grid and
+   process, with the grid's own loads, to compile the topology (admittances, bus types, the
+   monitored rows: :func:`_grid_model`, cached while the net is unchanged). A time frame changes
+   only constant-power injections, so its specified ``S_bus`` is the grid run's plus the changes
+   (:func:`frame_model`), and every point is pandapower's own Newton-Raphson iteration and
+   stopping rule on those matrices, started from the previous point's voltages with the LU of the
+   Jacobian there (:class:`FrameModel`). The result is pandapower's within the power-flow
+   tolerance (tests/unit/test_dso_flow_model.py); the validation keeps pandapower's ``runpp``.
 3. The result is a paper-style :class:`~optim.package.SensitivityPackage` (physical blocks and the
    constraint rows, the current limits as an inscribed polygon) with opaque, shuffled ids
    (``F0001`` flexible buses, ``V0001`` voltages, ``L0001`` branches, lines and transformers

@@ -41,6 +41,13 @@ while Q flows.
 
 Voltage-dependent loads (``const_z_percent``/``const_i_percent``) are rejected: their Jacobian
 terms are not modelled here.
+
+**Cost** (issue 12): :class:`FlowModel` keeps pandapower's compiled matrices of one topology, so
+further points need no ``runpp``: the Jacobian is filled on a pattern laid out once, the
+multi-right-hand-side solve runs with one BLAS thread (a cached ``threadpoolctl`` controller),
+and the chain rule is one sparse product ``[dI_loc/dVa | dI_loc/dVm] X`` at the end that is used
+(real and imaginary parts stacked), whose rows already give the signed loading's derivative
+``Re(conj(I_loc) dI_loc) / |I_loc|`` in current mode; only trafos by power take both ends.
 """
 
 from __future__ import annotations
