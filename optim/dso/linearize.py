@@ -594,12 +594,23 @@ def frame_model(grid: Any, scenario: Any, flex: pd.DataFrame, config: Linearizat
     np.add.at(sbus, lookup[load.bus.to_numpy(np.int64)[position]], grid_model.load_s_pu[position] - new_load)
     np.add.at(sbus, lookup[pv_buses], (p_pv + 1j * q_pv) / grid_model.base_mva)
     model = grid_model.with_flex(flex_buses, sbus, grid_model.v_solved)
-    v, iterations = model.solved_voltages(np.zeros_like(sbus), grid_model.v_solved,
-                                          tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration,
-                                          where="the time frame with no flexibility activated")
-    model.v_solved = v
+    where = "the time frame with no flexibility activated"
+    try:
+        v, iterations = model.solved_voltages(np.zeros_like(sbus), grid_model.v_solved,
+                                              tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration,
+                                              where=where)
+        model.v_solved = v
+    except PowerFlowError:
+        # far from the grid run's voltages: pandapower's own start (its init="auto") on the frame's net
+        from optim.dso.sensitivity import flow_model_of_net
+
+        net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
+        run_power_flow(net, where=where, tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration)
+        model = flow_model_of_net(net, flex_buses, monitored_buses=monitored[0], branches=(monitored[1], monitored[2]))
+        iterations = -1
     power_flow_s += time.perf_counter() - t0
-    logger.info("time frame solved from the grid's run in %d iterations", iterations)
+    logger.info("time frame solved %s", f"from the grid's run in {iterations} iterations" if iterations >= 0
+                else "by pandapower (no convergence from the grid's run)")
     return FrameModel(flex_buses, dq_physical, p_fix, monitored, model, power_flow_s)
 
 

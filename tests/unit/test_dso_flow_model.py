@@ -119,3 +119,26 @@ def test_grid_model_is_compiled_again_when_the_net_changes():
     changed, _mon, _t = _grid_model(grid, 1e-9, 30)
     assert changed is not first
     assert not np.allclose(changed.ybus.toarray(), first.ybus.toarray())
+
+
+def test_frame_falls_back_to_pandapower_when_the_warm_start_fails(monkeypatch):
+    """No convergence from the grid run's voltages: pandapower solves the frame, same result."""
+    from optim.dso import sensitivity
+
+    grid = standin_grid()
+    scenario = scenario_from_grid(grid, ScenarioConfig())
+    flex = flex_table(grid, scenario.bids, scenario.buildings)
+    config = LinearizationConfig(tolerance_mva=TOL)
+    expected = frame_model(grid, scenario, flex, config).model.v_solved
+    calls = []
+    original = sensitivity.FlowModel.solved_voltages
+
+    def failing_first(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sensitivity.PowerFlowError("forced")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sensitivity.FlowModel, "solved_voltages", failing_first)
+    fallback = frame_model(grid, scenario, flex, config)
+    assert np.allclose(fallback.model.v_solved, expected, rtol=0, atol=1e-9)
