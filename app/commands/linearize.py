@@ -128,18 +128,43 @@ def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int
     return grid, scenario_from_grid(grid, config), path
 
 
+#: The grid loaded last in this process, by :func:`_folder_stamp` (the pandapower JSON load is
+#: paid once per process; the linearization never changes the grid, it works on copies).
+_GRIDS: dict[tuple, Any] = {}
+
+
+def _folder_stamp(path: str | Path) -> tuple | None:
+    """The folder's resolved path and each file's name, size and modification time (None: unreadable)."""
+    try:
+        folder = Path(path).resolve()
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return None
+    return (str(folder), tuple(files))
+
+
 def grid_from_folder(path: str | Path) -> Any:
     """Return ``Grid.load(path)``; a folder whose files cannot be read gives one InputError.
 
     Grid.load raises GridGenError for what it checks; a damaged file (truncated JSON, ``{}``, wrong
     tables) can fail deeper, in pandapower or pandas, and is still the user's folder, not a bug.
+    A folder loaded before in this process, unchanged since (same files, sizes and times), gives
+    the same Grid again.
     """
     from gridgen._errors import GridGenError
     from gridgen.grid import Grid
     from optim._errors import InputError, OptimError
 
+    stamp = _folder_stamp(path)
+    cached = _GRIDS.get(stamp) if stamp is not None else None
+    if cached is not None:
+        return cached
     try:
-        return Grid.load(path)
+        grid = Grid.load(path)
+        if stamp is not None:
+            _GRIDS.clear()  # one grid per process is what the commands, the app and a market day use
+            _GRIDS[stamp] = grid
+        return grid
     except (GridGenError, OptimError, OSError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure to read the folder is its content

@@ -16,6 +16,15 @@ The DSO's side of the market, in three steps:
    or the DSO's pre-market choices. At each point the analytic sensitivities of
    :mod:`optim.dso.sensitivity` (one sparse LU of the Jacobian, one multi-right-hand-side solve):
    voltages, signed loadings and the complex branch currents.
+
+   **How the power flows are run** (issue 12): pandapower's ``runpp`` runs once per grid and
+   process, with the grid's own loads, to compile the topology (admittances, bus types, the
+   monitored rows: :func:`_grid_model`, cached while the net is unchanged). A time frame changes
+   only constant-power injections, so its specified ``S_bus`` is the grid run's plus the changes
+   (:func:`frame_model`), and every point is pandapower's own Newton-Raphson iteration and
+   stopping rule on those matrices, started from the previous point's voltages with the LU of the
+   Jacobian there (:class:`FrameModel`). The result is pandapower's within the power-flow
+   tolerance (tests/unit/test_dso_flow_model.py); the validation keeps pandapower's ``runpp``.
 3. The result is a paper-style :class:`~optim.package.SensitivityPackage` (physical blocks and the
    constraint rows, the current limits as an inscribed polygon) with opaque, shuffled ids
    (``F0001`` flexible buses, ``V0001`` voltages, ``L0001`` branches, lines and transformers
@@ -345,12 +354,39 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     """
     import pandapower as pp
 
+    rows, p_load, q_load, pv_ids, pv_buses, p_pv, q_pv = _frame_injections(grid, scenario)
     net = copy.deepcopy(grid.net)
+    net.load.loc[rows, "p_mw"] = p_load
+    net.load.loc[rows, "q_mvar"] = q_load
+    # One vectorised create_sgens call per kind: create_sgen in a loop costs ~6 ms per unit.
+    if len(pv_ids):
+        pp.create_sgens(net, pv_buses, p_mw=p_pv, q_mvar=q_pv, name=[f"pv {bid}" for bid in pv_ids], type="PV")
+    net.sgen["flex_bus"] = -1 if "flex_bus" not in net.sgen else net.sgen["flex_bus"].fillna(-1)
+    if len(flex_buses):
+        new = pp.create_sgens(net, np.asarray(flex_buses, dtype=int), p_mw=0.0, q_mvar=0.0, name="flex", type="flex")
+        net.sgen.loc[new, "flex_bus"] = np.asarray(flex_buses, dtype=int)
+    net.sgen["flex_bus"] = net.sgen["flex_bus"].fillna(-1).astype(int)
+    logger.info("net at time frame: %d loads set, %d PV units, %d flexibility units",
+                len(rows), len(pv_ids), len(flex_buses))
+    return net
+
+
+def _frame_injections(grid: Any, scenario: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray, np.ndarray]:
+    """The time frame's load rows with their P and Q, and the PV units (ids, buses, P, Q); checked.
+
+    Raises
+    ------
+    InputError
+        NaN/inf in the scenario, loads without building ids or several per building, buildings
+        without a load.
+    """
     frame = scenario.buildings
     p_load = _finite_column(frame, "p_load_mw", "scenario")
     q_load = _finite_column(frame, "q_load_mvar", "scenario")
     p_pv = _finite_column(frame, "p_pv_mw", "scenario")
     q_pv = _finite_column(frame, "q_pv_mvar", "scenario") if "q_pv_mvar" in frame else np.zeros(len(p_pv))
+    net = grid.net
     if "building_id" not in net.load:
         raise InputError("the grid's loads have no building_id column")
     row_of = pd.Series(net.load.index, index=net.load.building_id.astype(str))
@@ -361,24 +397,12 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     if missing:
         raise InputError(f"scenario buildings without a load in the grid: {missing[:5]}")
     rows = row_of.loc[ids].to_numpy()
-    net.load.loc[rows, "p_mw"] = p_load
-    net.load.loc[rows, "q_mvar"] = q_load
     bus_of = grid.buildings.bus.astype(int)
     bus_of.index = bus_of.index.astype(str)
-    # One vectorised create_sgens call per kind: create_sgen in a loop costs ~6 ms per unit.
-    pv_ids = ids[p_pv > 0]
-    if len(pv_ids):
-        pp.create_sgens(net, bus_of.loc[pv_ids].to_numpy(int), p_mw=p_pv[p_pv > 0].astype(float),
-                        q_mvar=q_pv[p_pv > 0].astype(float),
-                        name=[f"pv {bid}" for bid in pv_ids], type="PV")
-    net.sgen["flex_bus"] = -1 if "flex_bus" not in net.sgen else net.sgen["flex_bus"].fillna(-1)
-    if len(flex_buses):
-        new = pp.create_sgens(net, np.asarray(flex_buses, dtype=int), p_mw=0.0, q_mvar=0.0, name="flex", type="flex")
-        net.sgen.loc[new, "flex_bus"] = np.asarray(flex_buses, dtype=int)
-    net.sgen["flex_bus"] = net.sgen["flex_bus"].fillna(-1).astype(int)
-    logger.info("net at time frame: %d loads set, %d PV units, %d flexibility units",
-                len(rows), int((p_pv > 0).sum()), len(flex_buses))
-    return net
+    has_pv = p_pv > 0
+    pv_ids = np.asarray(ids[has_pv])
+    pv_buses = bus_of.loc[pv_ids].to_numpy(int) if len(pv_ids) else np.zeros(0, dtype=int)
+    return rows, p_load, q_load, pv_ids, pv_buses, p_pv[has_pv].astype(float), q_pv[has_pv].astype(float)
 
 
 def apply_flex(net: Any, flex_buses: Sequence[int], p_flex_mw: Sequence[float],
@@ -429,6 +453,167 @@ def run_power_flow(net: Any, *, where: str, tolerance_mva: float = 1e-9, max_ite
     logger.info("AC power flow at %s converged in %.3f s", where, time.perf_counter() - t0)
 
 
+class FrameModel:
+    """One time frame's net, its solved zero-flexibility power flow and the points solved so far.
+
+    ``pandapower.runpp`` runs once, with no flexibility activated; every operating point is then a
+    Newton-Raphson on pandapower's internal matrices (:class:`optim.dso.sensitivity.FlowModel`),
+    warm-started from the last solved point (voltages and the LU of the Jacobian there). A point
+    asked for again (the point selection's "no bids" in every pass) is taken from the store.
+
+    Parameters
+    ----------
+    flex_buses
+        pandapower indices of the flexible buses (``flex``'s order).
+    dq_physical
+        The units' reactive-per-active ratios per flexible bus.
+    p_fix_mw
+        ``P_fix`` at the flexible buses.
+    monitored
+        ``(buses, branch elements, branch indices)`` of :func:`monitored_elements_of_net`.
+    model
+        The compiled grid.
+    power_flow_s
+        Time of the one pandapower power flow.
+    """
+
+    def __init__(self, flex_buses: np.ndarray, dq_physical: np.ndarray, p_fix_mw: np.ndarray,
+                 monitored: tuple[np.ndarray, tuple[str, ...], np.ndarray], model: Any, power_flow_s: float) -> None:
+        self.flex_buses = flex_buses
+        self.dq_physical = dq_physical
+        self.p_fix_mw = p_fix_mw
+        self.monitored = monitored
+        self.model = model
+        self.power_flow_s = power_flow_s
+        self._last: tuple[np.ndarray, Any] = (model.v_solved, None)
+        self._solved: dict[bytes, Any] = {}
+        self._ordered: dict[bytes, Any] = {}
+
+    def sensitivities(self, p_flex_mw: np.ndarray, dq_dp: np.ndarray, *, where: str, tolerance_mva: float,
+                      max_iteration: int, order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[Any, float]:
+        """Sensitivities at ``P_fix + p_flex_mw`` (flexibility's Q ``dq_dp * P``) and the power-flow time.
+
+        ``p_flex_mw`` and ``dq_dp`` are in ``flex_buses``' order; the sensitivities' columns and
+        rows come in ``order`` = (flexible buses, monitored buses, branches).
+        """
+        order_key = b"".join(np.asarray(o, dtype=np.int64).tobytes() + b"|" for o in order)
+        key = np.r_[p_flex_mw, dq_dp, tolerance_mva, max_iteration].tobytes() + order_key
+        if key in self._solved:
+            return self._solved[key], 0.0
+        if order_key not in self._ordered:
+            self._ordered[order_key] = self.model.reordered(*order)
+        ordered = self._ordered[order_key]
+        t0 = time.perf_counter()
+        v_start, lu_start = self._last
+        s_extra = self.model.injection_pu(p_flex_mw, dq_dp * p_flex_mw)
+        v, iterations = self.model.solved_voltages(s_extra, v_start, lu_start=lu_start, tolerance_mva=tolerance_mva,
+                                                   max_iteration=max_iteration, where=where)
+        t_pf = time.perf_counter() - t0
+        logger.info("AC power flow at %s converged in %d iterations (%.3f s)", where, iterations, t_pf)
+        # no iteration: v is v_start, whose Jacobian LU is at hand
+        sens, lu = ordered.sensitivities_at(v, dq_dp=np.asarray(dq_dp)[order[0]],
+                                            lu=lu_start if iterations == 0 else None)
+        self._last = (v, lu)
+        self._solved[key] = sens
+        return sens, t_pf
+
+
+#: Compiled grids of this process, by ``id(grid)`` (the grid object is kept with its entry, so
+#: an id is never reused while cached): a market day or the app linearizes many time frames of
+#: one grid, and the topology's pandapower run is then paid once.
+_GRID_MODELS: dict[int, tuple[Any, tuple[float, int, str], Any, tuple[np.ndarray, tuple[str, ...], np.ndarray], float]] = {}
+_GRID_MODELS_MAX = 4
+
+
+def _net_signature(net: Any) -> str:
+    """SHA-1 of every numeric and boolean column of the tables a power flow reads (a changed net is
+    compiled again; a few ms on the whole shared-file grid)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for table in ("bus", "line", "trafo", "trafo3w", "switch", "ext_grid", "gen", "sgen", "load", "shunt", "impedance",
+                  "ward", "xward", "storage", "dcline"):
+        if table not in net:
+            continue
+        frame = net[table]
+        values = frame.select_dtypes(include=["number", "bool"])
+        digest.update(f"{table}{frame.shape}{list(values.columns)}".encode())
+        digest.update(np.ascontiguousarray(values.to_numpy(dtype=float)).tobytes())
+        digest.update(np.ascontiguousarray(frame.index.to_numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[Any, tuple, float]:
+    """The grid's compiled model from one pandapower power flow with its own loads, cached."""
+    from optim.dso.sensitivity import flow_model_of_net, monitored_elements_of_net
+
+    signature = (tolerance_mva, max_iteration, _net_signature(grid.net))
+    entry = _GRID_MODELS.get(id(grid))
+    if entry is not None and entry[0] is grid and entry[1] == signature:
+        return entry[2], entry[3], 0.0
+    net = copy.deepcopy(grid.net)
+    t0 = time.perf_counter()
+    run_power_flow(net, where="the grid with its own loads (to compile its topology)", tolerance_mva=tolerance_mva,
+                   max_iteration=max_iteration)
+    power_flow_s = time.perf_counter() - t0
+    monitored = monitored_elements_of_net(net)
+    candidates = np.unique(grid.buildings.bus.to_numpy(dtype=np.int64))
+    model = flow_model_of_net(net, candidates, monitored_buses=monitored[0], branches=(monitored[1], monitored[2]))
+    load = grid.net.load
+    model.load_s_pu = ((load.p_mw.to_numpy(float) + 1j * load.q_mvar.to_numpy(float)) * load.scaling.to_numpy(float)
+                       * load.in_service.to_numpy(bool) / model.base_mva)
+    while len(_GRID_MODELS) >= _GRID_MODELS_MAX:
+        _GRID_MODELS.pop(next(iter(_GRID_MODELS)))
+    _GRID_MODELS[id(grid)] = (grid, signature, model, monitored, power_flow_s)
+    return model, monitored, power_flow_s
+
+
+def frame_model(grid: Any, scenario: Any, flex: pd.DataFrame, config: LinearizationConfig) -> FrameModel:
+    """The time frame's compiled grid and injections, solved with no flexibility (see :class:`FrameModel`).
+
+    The time frame changes only injections (loads, PV units, the zero flexibility units of
+    :func:`net_at_time_frame`), and pandapower's specified injections are linear in them, so the
+    frame's ``S_bus`` is the grid run's plus the changes at the internal buses; it is solved by
+    Newton-Raphson from the grid run's voltages. Equal to pandapower on the frame's net within
+    the power-flow tolerance (tests/unit/test_dso_linearize.py).
+    """
+    flex_buses = flex.index.to_numpy(dtype=np.int64)
+    # the key always carries the units' physical ratios (validation applies them); the points and
+    # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
+    dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
+    rows, p_load, q_load, _pv_ids, pv_buses, p_pv, q_pv = _frame_injections(grid, scenario)
+    p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
+    grid_model, monitored, power_flow_s = _grid_model(grid, config.tolerance_mva, config.max_iteration)
+    t0 = time.perf_counter()
+    load = grid.net.load
+    position = load.index.get_indexer(rows)
+    new_load = ((p_load + 1j * q_load) * load.scaling.to_numpy(float)[position]
+                * load.in_service.to_numpy(bool)[position] / grid_model.base_mva)
+    sbus = grid_model.sbus_pu.copy()
+    lookup = grid_model.bus_lookup
+    np.add.at(sbus, lookup[load.bus.to_numpy(np.int64)[position]], grid_model.load_s_pu[position] - new_load)
+    np.add.at(sbus, lookup[pv_buses], (p_pv + 1j * q_pv) / grid_model.base_mva)
+    model = grid_model.with_flex(flex_buses, sbus, grid_model.v_solved)
+    where = "the time frame with no flexibility activated"
+    try:
+        v, iterations = model.solved_voltages(np.zeros_like(sbus), grid_model.v_solved,
+                                              tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration,
+                                              where=where)
+        model.v_solved = v
+    except PowerFlowError:
+        # far from the grid run's voltages: pandapower's own start (its init="auto") on the frame's net
+        from optim.dso.sensitivity import flow_model_of_net
+
+        net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
+        run_power_flow(net, where=where, tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration)
+        model = flow_model_of_net(net, flex_buses, monitored_buses=monitored[0], branches=(monitored[1], monitored[2]))
+        iterations = -1
+    power_flow_s += time.perf_counter() - t0
+    logger.info("time frame solved %s", f"from the grid's run in {iterations} iterations" if iterations >= 0
+                else "by pandapower (no convergence from the grid's run)")
+    return FrameModel(flex_buses, dq_physical, p_fix, monitored, model, power_flow_s)
+
+
 def _opaque(prefix: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
     """A random order of ``n`` rows and their ids ``prefix0001...`` in that order."""
     order = rng.permutation(n)
@@ -474,8 +659,9 @@ def linearize(
 
     t0 = time.perf_counter()
     flex = flex_table(grid, scenario.bids, scenario.buildings)
-    chosen, meta = points_for(grid, scenario, flex, config, progress=progress)
-    lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta)
+    frame = frame_model(grid, scenario, flex, config)
+    chosen, meta = points_for(grid, scenario, flex, config, progress=progress, frame=frame)
+    lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta, frame=frame)
     runtime = time.perf_counter() - t0
     return dataclasses.replace(lin, runtime_s=runtime)
 
@@ -489,60 +675,58 @@ def linearize_at(
     config: LinearizationConfig = LinearizationConfig(),
     progress: ProgressFn | None = None,
     extra_meta: dict[str, Any] | None = None,
+    frame: "FrameModel | None" = None,
 ) -> Linearization:
     """Power flow and sensitivities at given points ``(label, P_flex per bus of flex)``.
 
     The flexibility at each point has its physical reactive power (``dq_dp * P_flex``) and the
     sensitivities combine ``dV/dP + dq_dp dV/dQ``; ids, key and package as in :func:`linearize`.
+    ``frame`` (:func:`frame_model`) shares the time frame's net, first power flow and solved
+    points between calls (the point selection linearizes the same frame several times).
     """
     from gridgen.grid import credit
-    from optim.dso.sensitivity import monitored_elements_of_net, sensitivities_from_net
 
     t0 = time.perf_counter()
     total = len(chosen) + 1
-    flex_buses = flex.index.to_numpy(dtype=np.int64)
-    # the key always carries the units' physical ratios (validation applies them); the points and
-    # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
-    dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
+    if frame is None:
+        frame = frame_model(grid, scenario, flex, config)
+    flex_buses, p_fix, monitored = frame.flex_buses, frame.p_fix_mw, frame.monitored
+    dq_physical = frame.dq_physical
     dq_dp = dq_physical if config.reactive else np.zeros(len(flex_buses))
-    net = net_at_time_frame(grid, scenario, flex_buses=flex_buses)
-    p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
     if progress:
         progress(1, total, f"time frame set: {len(flex_buses)} flexible buses")
 
     rng = np.random.default_rng(config.random_state)
-    results = []
-    monitored = None
-    pf_s = sens_s = 0.0
-    for i, (label, p_flex) in enumerate(chosen):
-        where = f"operating point {i} ({label})"
-        p_flex = np.asarray(p_flex, dtype=float)
-        apply_flex(net, flex_buses, p_flex, dq_dp * p_flex)
-        t1 = time.perf_counter()
-        run_power_flow(net, where=where, tolerance_mva=config.tolerance_mva, max_iteration=config.max_iteration)
-        t2 = time.perf_counter()
-        if monitored is None:
-            monitored = monitored_elements_of_net(net)
-        sens = sensitivities_from_net(net, flex_buses, monitored_buses=monitored[0],
-                                      branches=(monitored[1], monitored[2]), dq_dp=dq_dp)
-        for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw", "i_re_percent",
-                     "itdf_re_percent_per_mw", "itdf_im_percent_per_mw"):
-            if not np.all(np.isfinite(getattr(sens, name))):
-                raise PowerFlowError(f"{where}: {name} is not finite (isolated bus or zero rating?)")
-        sens_s += time.perf_counter() - t2
-        pf_s += t2 - t1
-        results.append((label, p_flex, sens))
-        if progress:
-            progress(i + 2, total, f"{where}: power flow and sensitivities done")
-
     buses, elements, indices = monitored
     flex_order, flex_ids = _opaque("F", len(flex_buses), rng)
     bus_order, bus_ids = _opaque("V", len(buses), rng)
     branch_order, branch_ids = _opaque("L", len(indices), rng)
-    points = tuple(_point_of(label, p_fix, p_flex, sens, flex_order, bus_order, branch_order, config)
+    results = []
+    pf_s, sens_s = frame.power_flow_s, 0.0
+    for i, (label, p_flex) in enumerate(chosen):
+        where = f"operating point {i} ({label})"
+        p_flex = np.asarray(p_flex, dtype=float)
+        if p_flex.shape != flex_buses.shape or not np.all(np.isfinite(p_flex)):
+            raise InputError(f"{where}: P_flex must hold {len(flex_buses)} finite values")
+        t1 = time.perf_counter()
+        sens, t_pf = frame.sensitivities(p_flex, dq_dp, where=where, tolerance_mva=config.tolerance_mva,
+                                         max_iteration=config.max_iteration,
+                                         order=(flex_order, bus_order, branch_order))
+        for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw", "i_re_percent",
+                     "itdf_re_percent_per_mw", "itdf_im_percent_per_mw"):
+            if not np.all(np.isfinite(getattr(sens, name))):
+                raise PowerFlowError(f"{where}: {name} is not finite (isolated bus or zero rating?)")
+        pf_s += t_pf
+        sens_s += time.perf_counter() - t1 - t_pf
+        results.append((label, p_flex, sens))
+        if progress:
+            progress(i + 2, total, f"{where}: power flow and sensitivities done")
+
+    # the sensitivities are in the opaque order already: only the flexibility vectors are permuted
+    points = tuple(_point_of(label, p_fix[flex_order], p_flex[flex_order], sens, None, None, None, config)
                    for label, p_flex, sens in results)
     flex_id_of_bus = dict(zip(flex_buses[flex_order].tolist(), flex_ids))
-    buildings_of_flex = {flex_id_of_bus[int(b)]: tuple(flex.buildings.loc[b]) for b in flex_buses}
+    buildings_of_flex = {flex_id_of_bus[int(b)]: tuple(blds) for b, blds in zip(flex_buses.tolist(), flex.buildings)}
     flex_of_asset = {bld: fid for fid, blds in buildings_of_flex.items() for bld in blds}
     time_frame = dict(getattr(scenario, "time_frame", {}) or {})
     box = {}
@@ -577,9 +761,10 @@ def linearize_at(
     buildings = scenario.buildings
     ratios: dict[str, tuple[float, float]] = {}
     if {"dq_dp_up", "dq_dp_down"} <= set(buildings.columns):
-        for bld in flex_of_asset:
-            row = buildings.loc[bld]
-            ratios[bld] = (float(row.dq_dp_up), float(row.dq_dp_down))
+        assets = list(flex_of_asset)
+        up = buildings.dq_dp_up.loc[assets].to_numpy(float)
+        down = buildings.dq_dp_down.loc[assets].to_numpy(float)
+        ratios = {bld: (float(u), float(d)) for bld, u, d in zip(assets, up, down)}
     key = DsoKey(
         flex_ids=tuple(flex_ids),
         flex_buses=tuple(int(b) for b in flex_buses[flex_order]),
@@ -602,27 +787,44 @@ def linearize_at(
     return Linearization(package=package, key=key, runtime_s=runtime, power_flow_s=pf_s, sensitivity_s=sens_s)
 
 
-def _point_of(label: str, p_fix: np.ndarray, p_flex: np.ndarray, sens: Any, flex_order: np.ndarray,
-              bus_order: np.ndarray, branch_order: np.ndarray, config: LinearizationConfig) -> OperatingPoint:
-    """The package's point (opaque order) from the sensitivities; rows derived by the package."""
+def _point_of(label: str, p_fix: np.ndarray, p_flex: np.ndarray, sens: Any, flex_order: np.ndarray | None,
+              bus_order: np.ndarray | None, branch_order: np.ndarray | None,
+              config: LinearizationConfig) -> OperatingPoint:
+    """The package's point (opaque order) from the sensitivities; rows derived by the package.
+
+    An order of None: the sensitivities are in that order already (no copy). The arrays are
+    handed over read-only, so the package need not copy them.
+    """
+    def rows(a: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        return a if order is None else a[order]
+
+    def block(a: np.ndarray, row_order: np.ndarray | None) -> np.ndarray:
+        if row_order is None and flex_order is None:
+            return a
+        return a[np.ix_(np.arange(a.shape[0]) if row_order is None else row_order,
+                        np.arange(a.shape[1]) if flex_order is None else flex_order)]
+
     currents = {}
     if config.branch_rows == "current":
         currents = dict(
-            i_re_percent=sens.i_re_percent[branch_order],
-            i_im_percent=sens.i_im_percent[branch_order],
-            itdf_re_percent_per_mw=sens.itdf_re_percent_per_mw[np.ix_(branch_order, flex_order)],
-            itdf_im_percent_per_mw=sens.itdf_im_percent_per_mw[np.ix_(branch_order, flex_order)],
+            i_re_percent=rows(sens.i_re_percent, branch_order),
+            i_im_percent=rows(sens.i_im_percent, branch_order),
+            itdf_re_percent_per_mw=block(sens.itdf_re_percent_per_mw, branch_order),
+            itdf_im_percent_per_mw=block(sens.itdf_im_percent_per_mw, branch_order),
         )
-    return OperatingPoint(
-        label=label,
-        p_flex_mw=p_flex[flex_order],
-        p_mw=(p_fix + p_flex)[flex_order],
-        vm_pu=sens.vm_pu[bus_order],
-        vtdf_pu_per_mw=sens.vtdf_pu_per_mw[np.ix_(bus_order, flex_order)],
-        loading_percent=sens.loading_percent[branch_order],
-        ltdf_percent_per_mw=sens.ltdf_percent_per_mw[np.ix_(branch_order, flex_order)],
+    arrays = dict(
+        p_flex_mw=rows(p_flex, flex_order),
+        p_mw=rows(p_fix + p_flex, flex_order),
+        vm_pu=rows(sens.vm_pu, bus_order),
+        vtdf_pu_per_mw=block(sens.vtdf_pu_per_mw, bus_order),
+        loading_percent=rows(sens.loading_percent, branch_order),
+        ltdf_percent_per_mw=block(sens.ltdf_percent_per_mw, branch_order),
         **currents,
     )
+    for name, value in arrays.items():
+        if value.base is None and value.flags.c_contiguous:
+            value.setflags(write=False)
+    return OperatingPoint(label=label, **arrays)
 
 
 def operating_point_from_net(net: Any, key: DsoKey, p_fix_mw: np.ndarray, p_flex_mw: np.ndarray, *,

@@ -63,9 +63,12 @@ def fraction_points(p_offered_mw: np.ndarray, n_points: int) -> list[tuple[str, 
 
 
 def points_for(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any,
-               progress: Callable[[int, int, str], None] | None = None
+               progress: Callable[[int, int, str], None] | None = None, frame: Any = None
                ) -> tuple[list[tuple[str, np.ndarray]], dict[str, Any]]:
-    """The points ``(label, P_flex per bus of flex)`` of ``config.point_method`` and their meta."""
+    """The points ``(label, P_flex per bus of flex)`` of ``config.point_method`` and their meta.
+
+    ``frame`` (:func:`optim.dso.linearize.frame_model`) shares the time frame's solved net.
+    """
     p_offered = flex.p_offered_mw.to_numpy(dtype=float)
     if config.point_method == "all-half-none":
         fractions = point_fractions(config.n_points)
@@ -75,7 +78,7 @@ def points_for(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any,
                                 "f = linspace(1, 0, m)",
         }
     if config.point_method == "merit-levels":
-        return merit_level_points(grid, scenario, flex, config, progress=progress)
+        return merit_level_points(grid, scenario, flex, config, progress=progress, frame=frame)
     raise InputError(f"unknown point method {config.point_method!r}: use one of {', '.join(POINT_METHODS)}")
 
 
@@ -84,7 +87,7 @@ def _levels(n_levels: int) -> np.ndarray:
 
 
 def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any,
-                       progress: Callable[[int, int, str], None] | None = None
+                       progress: Callable[[int, int, str], None] | None = None, frame: Any = None
                        ) -> tuple[list[tuple[str, np.ndarray]], dict[str, Any]]:
     """Points at the DSO's own pre-market clearings (see the module docstring).
 
@@ -113,7 +116,7 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
     bids = bids_from_frame(scenario.bids)
     base = dataclasses.replace(config, point_method="all-half-none", n_points=3)
     chosen = fraction_points(flex.p_offered_mw.to_numpy(float), 3)
-    lin = linearize_at(grid, scenario, flex, chosen, config=base)
+    lin = linearize_at(grid, scenario, flex, chosen, config=base, frame=frame)
     col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
     order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
     levels_mw: list[float] = []
@@ -134,7 +137,8 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
             progress(passes + 1, n_passes + 1, f"point selection pass {passes + 1}: {len(new_points)} points")
         chosen = new_points
         if passes < n_passes - 1:
-            lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True))
+            lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True),
+                               frame=frame)
             col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
             order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
     logger.info("merit-level points: %d levels (%s MW) and no bids", len(levels_mw),

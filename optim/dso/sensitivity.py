@@ -41,10 +41,19 @@ while Q flows.
 
 Voltage-dependent loads (``const_z_percent``/``const_i_percent``) are rejected: their Jacobian
 terms are not modelled here.
+
+**Cost** (issue 12): :class:`FlowModel` keeps pandapower's compiled matrices of one topology, so
+further points need no ``runpp``: the Jacobian is filled on a pattern laid out once, the
+multi-right-hand-side solve runs with one BLAS thread (a cached ``threadpoolctl`` controller),
+and the chain rule is one sparse product ``[dI_loc/dVa | dI_loc/dVm] X`` at the end that is used
+(real and imaginary parts stacked), whose rows already give the signed loading's derivative
+``Re(conj(I_loc) dI_loc) / |I_loc|`` in current mode; only trafos by power take both ends.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -61,7 +70,7 @@ logger = logging.getLogger(__name__)
 SQRT3 = float(np.sqrt(3.0))
 _CURRENT_FIELDS = ("i_re_percent", "i_im_percent", "itdf_re_percent_per_mw", "itdf_im_percent_per_mw")
 
-__all__ = ["Sensitivities", "sensitivities_from_net", "monitored_elements_of_net", "signed_loading_percent"]
+__all__ = ["Sensitivities", "FlowModel", "flow_model_of_net", "sensitivities_from_net", "monitored_elements_of_net", "signed_loading_percent"]
 
 
 @dataclass(frozen=True)
@@ -276,12 +285,43 @@ def sensitivities_from_net(
     Sensitivities
         ``vtdf_pu_per_mw`` and ``ltdf_percent_per_mw`` per MW of injection at each flexible bus.
     """
-    from pandapower.pypower.dIbr_dV import dIbr_dV
-    from pandapower.pypower.dSbus_dV import dSbus_dV
-    from pandapower.pypower.idx_brch import F_BUS, PF, T_BUS
+    t0 = time.perf_counter()
+    model = flow_model_of_net(net, flex_buses, monitored_buses=monitored_buses, branches=branches)
+    sens, _lu = model.sensitivities_at(model.v_solved, dq_dp=dq_dp)
+    return dataclasses.replace(sens, runtime_s=time.perf_counter() - t0)
+
+
+_THREADS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context with one BLAS thread (a cached ThreadpoolController: building one costs ms).
+
+    With 2 OpenBLAS threads on a loaded 2-core machine the multi-right-hand-side solve was
+    measured 6-30x slower than with one (issue 12).
+    """
+    global _THREADS
+    if _THREADS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADS = ThreadpoolController()
+    return _THREADS.limit(limits=1, user_api="blas")
+
+
+def flow_model_of_net(net: Any, flex_buses: Sequence[int], *, monitored_buses: Sequence[int] | None = None,
+                      branches: tuple[Sequence[str], Sequence[int]] | None = None) -> "FlowModel":
+    """Return the :class:`FlowModel` of a net on which ``pandapower.runpp`` has just converged.
+
+    Raises
+    ------
+    PowerFlowError
+        No converged AC power flow on the net.
+    InputError
+        DC power flow, voltage-dependent loads, no or non-PQ flexible buses, unknown branches.
+    """
+    from pandapower.pypower.idx_brch import F_BUS, T_BUS
     from pandapower.pypower.idx_bus import BASE_KV
 
-    t0 = time.perf_counter()
     if not getattr(net, "converged", False) or "internal" not in getattr(net, "_ppc", {}):
         raise PowerFlowError("sensitivities need a converged AC power flow on the net (run pandapower.runpp first)")
     if not net._options.get("ac", True):
@@ -301,142 +341,346 @@ def sensitivities_from_net(
     monitored_buses = np.asarray(monitored_buses, dtype=np.int64)
     elements = np.asarray(tuple(branches[0]), dtype=object)
     indices = np.asarray(branches[1], dtype=np.int64)
-    dq = np.zeros(len(flex_buses)) if dq_dp is None else np.asarray(dq_dp, dtype=float)
-    if dq.shape != flex_buses.shape or not np.all(np.isfinite(dq)):
-        raise InputError("dq_dp must be finite, one value per flexible bus")
+    if np.any((elements != "line") & (elements != "trafo")):
+        raise InputError("monitored branches must be lines or trafos")
 
     internal = net._ppc["internal"]
-    ybus = sp.csr_matrix(internal["Ybus"])
-    yf = sp.csr_matrix(internal["Yf"])
-    yt = sp.csr_matrix(internal["Yt"])
-    v = np.asarray(internal["V"], dtype=complex)
     base_mva = float(internal["baseMVA"])
-    pv = np.asarray(internal["pv"], dtype=np.int64)
-    pq = np.asarray(internal["pq"], dtype=np.int64)
-    pvpq = np.r_[pv, pq]
-    n_bus = len(v)
     lookup = np.asarray(net._pd2ppc_lookups["bus"])
-
-    # --- Jacobian at the solution, one LU ---------------------------------------------------
-    ds_dvm, ds_dva = dSbus_dV(ybus, v)
-    ds_dvm, ds_dva = sp.csr_matrix(ds_dvm), sp.csr_matrix(ds_dva)
-    j11 = ds_dva[pvpq][:, pvpq].real
-    j12 = ds_dvm[pvpq][:, pq].real
-    j21 = ds_dva[pq][:, pvpq].imag
-    j22 = ds_dvm[pq][:, pq].imag
-    jac = sp.bmat([[j11, j12], [j21, j22]], format="csc")
-
-    # --- right-hand sides: unit P (and optional Q) injection per MW at each flexible bus -------
-    ppci_flex = lookup[flex_buses]
-    pos_pvpq = np.full(n_bus, -1, dtype=np.int64)
-    pos_pvpq[pvpq] = np.arange(len(pvpq))
-    pos_pq = np.full(n_bus, -1, dtype=np.int64)
-    pos_pq[pq] = np.arange(len(pq))
-    if np.any(pos_pq[ppci_flex] < 0):
-        bad = flex_buses[pos_pq[ppci_flex] < 0][:5].tolist()
-        raise InputError(f"flexible buses must be PQ buses (not slack or voltage-controlled): {bad}")
-    n_flex = len(flex_buses)
-    cols = np.arange(n_flex)
-    rows = np.r_[pos_pvpq[ppci_flex], len(pvpq) + pos_pq[ppci_flex]]
-    vals = np.r_[np.ones(n_flex), dq] / base_mva
-    rhs = sp.csc_matrix((vals, (rows, np.r_[cols, cols])), shape=(jac.shape[0], n_flex)).toarray()
-    try:
-        lu = splu(jac)
-    except RuntimeError as exc:
-        raise PowerFlowError(f"the power-flow Jacobian is singular at this operating point: {exc}") from exc
-    # one BLAS thread around the multi-right-hand-side solve: with 2 OpenBLAS threads on a loaded
-    # 2-core machine the solve was measured 6-30x slower (issue 12)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        x = lu.solve(rhs)
-
-    dva = np.zeros((n_bus, n_flex))
-    dvm = np.zeros((n_bus, n_flex))
-    dva[pvpq] = x[: len(pvpq)]
-    dvm[pq] = x[len(pvpq):]
-
-    # --- voltages --------------------------------------------------------------------------
-    ppci_mon = lookup[monitored_buses]
-    vtdf = dvm[ppci_mon]
-    vm = np.abs(v[ppci_mon])
-
-    # --- branch loadings by the chain rule ---------------------------------------------------
     rows_br = np.empty(len(indices), dtype=np.int64)
     for element in ("line", "trafo"):
         mask = elements == element
         if mask.any():
             rows_br[mask] = _branch_rows(net, element, indices[mask])
-    if np.any((elements != "line") & (elements != "trafo")):
-        raise InputError("monitored branches must be lines or trafos")
     branch = internal["branch"]
     f_bus = branch[rows_br, F_BUS].real.astype(np.int64)
     t_bus = branch[rows_br, T_BUS].real.astype(np.int64)
     base_kv = internal["bus"][:, BASE_KV].real
     k, _is_trafo, power_mode = _loading_factors(net, elements, indices, base_kv, f_bus, t_bus, base_mva)
-
-    yf_m, yt_m = yf[rows_br], yt[rows_br]
-    dif_dva, dif_dvm, dit_dva, dit_dvm, i_f, i_t = dIbr_dV(None, yf_m, yt_m, v)
-    loading_ends = np.empty((len(indices), 2))
-    dloading_ends = []
-    d_i_ends = []
-    for end, (d_va, d_vm, cur, bus) in enumerate(((dif_dva, dif_dvm, i_f, f_bus), (dit_dva, dit_dvm, i_t, t_bus))):
-        d_i = sp.csr_matrix(d_va) @ dva + sp.csr_matrix(d_vm) @ dvm  # complex (n_l, n_flex)
-        d_i_ends.append(d_i)
-        mag = np.abs(cur)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = np.where(mag > 0, np.conj(cur) / np.where(mag > 0, mag, 1.0), 0.0)
-        d_mag = (unit[:, None] * d_i).real
-        if power_mode:
-            vm_end = np.abs(v[bus])
-            trafo_rows = elements == "trafo"
-            d_mag[trafo_rows] = vm_end[trafo_rows, None] * d_mag[trafo_rows] + mag[trafo_rows, None] * dvm[bus[trafo_rows]]
-            mag = np.where(trafo_rows, mag * vm_end, mag)
-        loading_ends[:, end] = k[:, end] * mag
-        dloading_ends.append(k[:, end][:, None] * d_mag)
-    use_to = loading_ends[:, 1] > loading_ends[:, 0]
-    loading = np.where(use_to, loading_ends[:, 1], loading_ends[:, 0])
-    dloading = np.where(use_to[:, None], dloading_ends[1], dloading_ends[0])
-    pf = branch[rows_br, PF].real  # active power at the from end (MW)
-    sign = np.where(pf < 0.0, -1.0, 1.0)
-    ltdf = sign[:, None] * dloading
-
-    # --- complex branch current (real/imag) in the frame of its end bus' voltage ----------------
-    # I_loc = o I e^{-j theta_end} (o = +1 at the from end, -1 at the to end, so both point from ->
-    # to): Re(I_loc) |V| is the active power in the flow direction, |I_loc| = |I|, and the
-    # rotation makes the derivative smooth where P changes sign while Q flows:
-    # dI_loc = o e^{-j theta} (dI - j I dtheta).
     k_cur = k if not power_mode else _loading_factors(net, elements, indices, base_kv, f_bus, t_bus, base_mva,
                                                       mode="current")[0]
-    cur_ends = np.c_[k_cur[:, 0] * np.abs(i_f), k_cur[:, 1] * np.abs(i_t)]
-    use_to_cur = cur_ends[:, 1] > cur_ends[:, 0]
-    i_loc = np.empty(len(indices), dtype=complex)
-    di_loc = np.empty((len(indices), n_flex), dtype=complex)
-    for end, (cur, bus, orient) in enumerate(((i_f, f_bus, 1.0), (i_t, t_bus, -1.0))):
-        rows_end = use_to_cur if end == 1 else ~use_to_cur
-        if not rows_end.any():
-            continue
-        r = np.flatnonzero(rows_end)
-        d_i = d_i_ends[end][r]
-        rot = orient * np.exp(-1j * np.angle(v[bus[r]]))
-        scale = k_cur[r, end]
-        i_loc[r] = scale * rot * cur[r]
-        di_loc[r] = (scale * rot)[:, None] * (d_i - 1j * cur[r, None] * dva[bus[r]])
-    runtime = time.perf_counter() - t0
-    logger.info("sensitivities: %d flexible buses x (%d voltages, %d branches) in %.3f s",
-                n_flex, len(monitored_buses), len(indices), runtime)
-    return Sensitivities(
+    model = FlowModel(
+        ybus=sp.csr_matrix(internal["Ybus"]),
+        yf=sp.csr_matrix(internal["Yf"])[rows_br],
+        yt=sp.csr_matrix(internal["Yt"])[rows_br],
+        sbus_pu=np.asarray(internal["Sbus"], dtype=complex).copy(),
+        v_solved=np.asarray(internal["V"], dtype=complex).copy(),
+        base_mva=base_mva,
+        pv=np.asarray(internal["pv"], dtype=np.int64),
+        pq=np.asarray(internal["pq"], dtype=np.int64),
+        bus_lookup=lookup,
         flex_buses=flex_buses,
+        ppci_flex=lookup[flex_buses],
         monitored_buses=monitored_buses,
-        branch_elements=tuple(str(e) for e in elements),
-        branch_indices=indices,
-        vm_pu=vm,
-        loading_percent=sign * loading,
-        vtdf_pu_per_mw=vtdf,
-        ltdf_percent_per_mw=ltdf,
-        runtime_s=runtime,
-        i_re_percent=i_loc.real.copy(),
-        i_im_percent=i_loc.imag.copy(),
-        itdf_re_percent_per_mw=di_loc.real.copy(),
-        itdf_im_percent_per_mw=di_loc.imag.copy(),
+        ppci_monitored=lookup[monitored_buses],
+        elements=elements,
+        indices=indices,
+        f_bus=f_bus,
+        t_bus=t_bus,
+        k=k,
+        k_cur=k_cur,
+        power_mode=power_mode,
     )
+    if np.any(model.pos_pq[model.ppci_flex] < 0):
+        bad = flex_buses[model.pos_pq[model.ppci_flex] < 0][:5].tolist()
+        raise InputError(f"flexible buses must be PQ buses (not slack or voltage-controlled): {bad}")
+    return model
+
+
+@dataclass
+class FlowModel:
+    """pandapower's compiled grid of one time frame, for warm-started power flows and sensitivities.
+
+    Built once from a net on which ``pandapower.runpp`` converged (:func:`flow_model_of_net`);
+    the admittances, bus types, monitored rows and rating factors stay fixed while only the
+    flexible injections change, so every further operating point is a Newton-Raphson on the
+    internal matrices (started from the previous point's voltages, the first iteration on the
+    previous point's LU factors, which are those of the Jacobian at that start) instead of a
+    new ``runpp`` (whose pandas bookkeeping was 2/3 of its time on Bergwald).
+
+    Parameters
+    ----------
+    ybus, yf, yt
+        Bus admittance matrix and the from/to branch admittance rows of the monitored branches.
+    sbus_pu
+        Specified complex injections of the solved run (p.u.; PV and PQ buses).
+    v_solved
+        Complex bus voltages of the solved run (p.u.).
+    base_mva, pv, pq
+        pandapower's internal base and bus types.
+    bus_lookup
+        pandapower bus index -> internal bus.
+    flex_buses, ppci_flex, monitored_buses, ppci_monitored
+        pandapower and internal indices of the flexible and monitored buses.
+    elements, indices, f_bus, t_bus
+        Monitored branches (table, pandapower index) and their internal end buses.
+    k, k_cur, power_mode
+        Loading factors per end (see :func:`_loading_factors`), those of the current, and whether
+        trafo loadings are by power.
+    """
+
+    ybus: sp.csr_matrix
+    yf: sp.csr_matrix
+    yt: sp.csr_matrix
+    sbus_pu: np.ndarray
+    v_solved: np.ndarray
+    base_mva: float
+    pv: np.ndarray
+    pq: np.ndarray
+    bus_lookup: np.ndarray
+    flex_buses: np.ndarray
+    ppci_flex: np.ndarray
+    monitored_buses: np.ndarray
+    ppci_monitored: np.ndarray
+    elements: np.ndarray
+    indices: np.ndarray
+    f_bus: np.ndarray
+    t_bus: np.ndarray
+    k: np.ndarray
+    k_cur: np.ndarray
+    power_mode: bool
+
+    def __post_init__(self) -> None:
+        n_bus = self.ybus.shape[0]
+        self.pvpq = np.r_[self.pv, self.pq]
+        self.pos_pvpq = np.full(n_bus, -1, dtype=np.int64)
+        self.pos_pvpq[self.pvpq] = np.arange(len(self.pvpq))
+        self.pos_pq = np.full(n_bus, -1, dtype=np.int64)
+        self.pos_pq[self.pq] = np.arange(len(self.pq))
+
+    def with_flex(self, flex_buses: Sequence[int], sbus_pu: np.ndarray, v_solved: np.ndarray) -> "FlowModel":
+        """A copy for other flexible buses and injections (the topology's arrays are shared, read-only).
+
+        Raises
+        ------
+        InputError
+            No flexible buses, or one that is not a PQ bus.
+        """
+        flex_buses = np.asarray(flex_buses, dtype=np.int64)
+        if flex_buses.size == 0:
+            raise InputError("no flexible buses given")
+        new = copy.copy(self)
+        new.flex_buses, new.ppci_flex = flex_buses, self.bus_lookup[flex_buses]
+        new.sbus_pu, new.v_solved = np.asarray(sbus_pu, dtype=complex), np.asarray(v_solved, dtype=complex)
+        if np.any(new.pos_pq[new.ppci_flex] < 0):
+            bad = flex_buses[new.pos_pq[new.ppci_flex] < 0][:5].tolist()
+            raise InputError(f"flexible buses must be PQ buses (not slack or voltage-controlled): {bad}")
+        return new
+
+    def reordered(self, flex_order: np.ndarray, bus_order: np.ndarray, branch_order: np.ndarray) -> "FlowModel":
+        """A copy whose columns and rows come in the given orders (the package's opaque order), so
+        that the sensitivities need no permuted copies of their (rows x flexible buses) blocks."""
+        new = copy.copy(self)
+        new.flex_buses, new.ppci_flex = self.flex_buses[flex_order], self.ppci_flex[flex_order]
+        new.monitored_buses, new.ppci_monitored = self.monitored_buses[bus_order], self.ppci_monitored[bus_order]
+        for name in ("elements", "indices", "f_bus", "t_bus", "k", "k_cur"):
+            setattr(new, name, getattr(self, name)[branch_order])
+        new.yf, new.yt = self.yf[branch_order], self.yt[branch_order]
+        return new
+
+    def _jacobian_pattern(self) -> None:
+        """Where each entry of ``dS/dVa`` and ``dS/dVm`` on Ybus' pattern (plus the diagonal) goes in J.
+
+        The Jacobian's pattern is fixed by the topology, so it is laid out once and every
+        Jacobian only computes its values (pandapower's ``dSbus_dV`` plus block slicing built
+        four sparse matrices per call).
+        """
+        n_bus = self.ybus.shape[0]
+        pattern = (self.ybus + sp.eye(n_bus, format="csr", dtype=complex)).tocoo()
+        rows, cols = pattern.row.astype(np.int64), pattern.col.astype(np.int64)
+        y = np.asarray(self.ybus[rows, cols]).ravel()
+        n_a = len(self.pvpq)
+        ra, rm = self.pos_pvpq[rows], self.pos_pq[rows]
+        ca, cm = self.pos_pvpq[cols], self.pos_pq[cols]
+        # (entry mask, J row, J column, derivative: 0 dS/dVa, 1 dS/dVm; part: real for P, imag for Q rows)
+        blocks = [(ra >= 0) & (ca >= 0), (ra >= 0) & (cm >= 0), (rm >= 0) & (ca >= 0), (rm >= 0) & (cm >= 0)]
+        j_rows = np.r_[ra[blocks[0]], ra[blocks[1]], n_a + rm[blocks[2]], n_a + rm[blocks[3]]]
+        j_cols = np.r_[ca[blocks[0]], n_a + cm[blocks[1]], ca[blocks[2]], n_a + cm[blocks[3]]]
+        self._jac_entries = [np.flatnonzero(b) for b in blocks]
+        n_j = n_a + len(self.pq)
+        order = sp.csc_matrix((np.arange(1, len(j_rows) + 1, dtype=float), (j_rows, j_cols)), shape=(n_j, n_j))
+        order.sort_indices()
+        self._jac_perm = order.data.astype(np.int64) - 1
+        self._jac_shape = (n_j, n_j)
+        self._jac_indices, self._jac_indptr = order.indices.copy(), order.indptr.copy()
+        self._pattern = (rows, cols, y, rows == cols)
+
+    def jacobian(self, v: np.ndarray) -> sp.csc_matrix:
+        """The polar Newton-Raphson Jacobian at ``v`` (rows/columns ``[Va(pv, pq), Vm(pq)]``).
+
+        Entry-wise on the fixed pattern: ``dS/dVm = diag(V) conj(Y diag(V/|V|)) + diag(conj(I) V/|V|)``
+        and ``dS/dVa = j diag(V) conj(diag(I) - Y diag(V))`` with ``I = Y V`` (pandapower's
+        ``dSbus_dV``).
+        """
+        if not hasattr(self, "_jac_perm"):
+            self._jacobian_pattern()
+        rows, cols, y, diag = self._pattern
+        i_bus = self.ybus @ v
+        v_norm = v / np.abs(v)
+        ds_dvm = v[rows] * np.conj(y * v_norm[cols]) + np.where(diag, np.conj(i_bus[rows]) * v_norm[rows], 0.0)
+        ds_dva = 1j * v[rows] * np.conj(np.where(diag, i_bus[rows], 0.0) - y * v[cols])
+        e = self._jac_entries
+        values = np.r_[ds_dva[e[0]].real, ds_dvm[e[1]].real, ds_dva[e[2]].imag, ds_dvm[e[3]].imag]
+        return sp.csc_matrix((values[self._jac_perm], self._jac_indices, self._jac_indptr), shape=self._jac_shape)
+
+    def _lu(self, v: np.ndarray) -> Any:
+        try:
+            return splu(self.jacobian(v))
+        except RuntimeError as exc:
+            raise PowerFlowError(f"the power-flow Jacobian is singular at this operating point: {exc}") from exc
+
+    def injection_pu(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> np.ndarray:
+        """Complex injection per internal bus (p.u.) of ``p_mw + j q_mvar`` at the flexible buses."""
+        s = np.zeros(self.ybus.shape[0], dtype=complex)
+        np.add.at(s, self.ppci_flex, (np.asarray(p_mw, float) + 1j * np.asarray(q_mvar, float)) / self.base_mva)
+        return s
+
+    def solved_voltages(self, s_extra_pu: np.ndarray, v_start: np.ndarray, *, lu_start: Any = None,
+                        tolerance_mva: float = 1e-9, max_iteration: int = 30,
+                        where: str = "the operating point") -> tuple[np.ndarray, int]:
+        """Newton-Raphson for ``S(V) = sbus_pu + s_extra_pu`` from ``v_start``.
+
+        The same iteration and stopping rule as pandapower's ``newtonpf`` (``max |F| <
+        tolerance_mva`` on the p.u. mismatch); ``lu_start`` (the LU of the Jacobian at
+        ``v_start``) saves the first factorization.
+
+        Returns
+        -------
+        v, iterations
+        """
+        sbus = self.sbus_pu + s_extra_pu
+        pvpq, pq, n_a = self.pvpq, self.pq, len(self.pvpq)
+        v = np.asarray(v_start, dtype=complex).copy()
+        vm, va = np.abs(v), np.angle(v)
+        for it in range(max_iteration + 1):
+            mis = v * np.conj(self.ybus @ v) - sbus
+            f = np.r_[mis[pvpq].real, mis[pq].imag]
+            if not np.all(np.isfinite(f)):
+                break
+            if np.max(np.abs(f), initial=0.0) < tolerance_mva:
+                return v, it
+            if it == max_iteration:
+                break
+            lu = lu_start if (it == 0 and lu_start is not None) else self._lu(v)
+            dx = -lu.solve(f)
+            va[pvpq] += dx[:n_a]
+            vm[pq] += dx[n_a:]
+            v = vm * np.exp(1j * va)
+            vm, va = np.abs(v), np.angle(v)
+        raise PowerFlowError(f"the AC power flow did not converge at {where}")
+
+    def sensitivities_at(self, v: np.ndarray, *, dq_dp: Sequence[float] | None = None,
+                         lu: Any = None) -> tuple[Sensitivities, Any]:
+        """Sensitivities at the solved voltages ``v`` and the LU of the Jacobian there.
+
+        ``lu`` may pass the LU of the Jacobian at exactly ``v`` (saves the factorization).
+        """
+        t0 = time.perf_counter()
+        n_flex = len(self.flex_buses)
+        dq = np.zeros(n_flex) if dq_dp is None else np.asarray(dq_dp, dtype=float)
+        if dq.shape != self.flex_buses.shape or not np.all(np.isfinite(dq)):
+            raise InputError("dq_dp must be finite, one value per flexible bus")
+        v = np.asarray(v, dtype=complex)
+        pvpq, pq, n_a = self.pvpq, self.pq, len(self.pvpq)
+        if lu is None:
+            lu = self._lu(v)
+        # right-hand sides: unit P (and the Q that follows it) per MW at each flexible bus
+        cols = np.arange(n_flex)
+        rows = np.r_[self.pos_pvpq[self.ppci_flex], n_a + self.pos_pq[self.ppci_flex]]
+        vals = np.r_[np.ones(n_flex), dq] / self.base_mva
+        rhs = sp.csc_matrix((vals, (rows, np.r_[cols, cols])), shape=(n_a + len(pq), n_flex)).toarray(order="F")
+        with _one_blas_thread():
+            x = lu.solve(rhs)  # SuperLU works on (and returns) Fortran order
+        # one C-order copy: every product below reads rows of x (a Fortran x was copied per product)
+        x = np.ascontiguousarray(x)
+        xm = x[n_a:]
+
+        # voltages: dVm rows of the monitored (PQ) buses; zero at buses held at a fixed voltage
+        pos_m = self.pos_pq[self.ppci_monitored]
+        vtdf = np.zeros((len(pos_m), n_flex))
+        vtdf[pos_m >= 0] = xm[pos_m[pos_m >= 0]]
+        vm = np.abs(v[self.ppci_monitored])
+
+        # branch currents at both ends; the chain rule only at the end that is used
+        i_f, i_t = self.yf @ v, self.yt @ v
+        cur_ends = np.c_[self.k_cur[:, 0] * np.abs(i_f), self.k_cur[:, 1] * np.abs(i_t)]
+        use_to = cur_ends[:, 1] > cur_ends[:, 0]
+        cur = np.where(use_to, i_t, i_f)
+        bus = np.where(use_to, self.t_bus, self.f_bus)
+        y_end = sp.diags(np.where(use_to, 0.0, 1.0)) @ self.yf + sp.diags(np.where(use_to, 1.0, 0.0)) @ self.yt
+        # I_loc = o k e^{-j theta} I; dI_loc = o k e^{-j theta} (dI - j I dtheta), with
+        # dI = Y diag(V) j dtheta + Y diag(V/|V|) dVm (pandapower's dIbr_dV), so both parts are
+        # sparse matrices applied to the solve's angle and magnitude rows
+        scale = np.where(use_to, -1.0, 1.0) * np.where(use_to, self.k_cur[:, 1], self.k_cur[:, 0]) \
+            * np.exp(-1j * np.angle(v[bus]))
+        i_loc = scale * cur
+        y_end = sp.diags(scale) @ y_end.tocsr()
+        d_va = (y_end @ sp.diags(1j * v)).tocsc()
+        d_vm = (y_end @ sp.diags(v / np.abs(v))).tocsc()
+        rot_col = self.pos_pvpq[bus]
+        ok = rot_col >= 0
+        rot = sp.csc_matrix((-1j * i_loc[ok], (np.flatnonzero(ok), rot_col[ok])), shape=(len(bus), n_a))
+        m_x = sp.hstack([d_va[:, pvpq] + rot, d_vm[:, pq]], format="csr")  # columns as the rows of x
+        # real and imaginary parts stacked: one sparse product with the solve's columns
+        parts = sp.vstack([m_x.real, m_x.imag], format="csr") @ x
+        n_l = len(bus)
+        itdf_re, itdf_im = parts[:n_l], parts[n_l:]
+
+        p_from_mw = (v[self.f_bus] * np.conj(i_f)).real * self.base_mva
+        sign = np.where(p_from_mw < 0.0, -1.0, 1.0)
+        if self.power_mode:
+            loading, dloading = self._loading_both_ends(v, x, i_f, i_t)
+        else:
+            # current loadings: |I_loc| is the larger end's loading and d|I_loc| = Re(conj(I_loc) dI_loc) / |I_loc|
+            loading = np.abs(i_loc)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                inv = np.where(loading > 0, 1.0 / np.where(loading > 0, loading, 1.0), 0.0)
+            dloading = (i_loc.real * inv)[:, None] * itdf_re + (i_loc.imag * inv)[:, None] * itdf_im
+        runtime = time.perf_counter() - t0
+        logger.info("sensitivities: %d flexible buses x (%d voltages, %d branches) in %.3f s",
+                    n_flex, len(self.monitored_buses), len(self.indices), runtime)
+        return Sensitivities(
+            flex_buses=self.flex_buses,
+            monitored_buses=self.monitored_buses,
+            branch_elements=tuple(str(e) for e in self.elements),
+            branch_indices=self.indices,
+            vm_pu=vm,
+            loading_percent=sign * loading,
+            vtdf_pu_per_mw=vtdf,
+            ltdf_percent_per_mw=sign[:, None] * dloading,
+            runtime_s=runtime,
+            i_re_percent=i_loc.real.copy(),
+            i_im_percent=i_loc.imag.copy(),
+            itdf_re_percent_per_mw=itdf_re,
+            itdf_im_percent_per_mw=itdf_im,
+        ), lu
+
+    def _loading_both_ends(self, v: np.ndarray, x: np.ndarray, i_f: np.ndarray,
+                           i_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loadings and their derivatives with trafos by power: the end is chosen on ``|V||I|``."""
+        from pandapower.pypower.dIbr_dV import dIbr_dV
+
+        n_bus, n_flex, n_a = len(v), x.shape[1], len(self.pvpq)
+        dva = np.zeros((n_bus, n_flex))
+        dvm = np.zeros((n_bus, n_flex))
+        dva[self.pvpq] = x[:n_a]
+        dvm[self.pq] = x[n_a:]
+        dif_dva, dif_dvm, dit_dva, dit_dvm, _i_f, _i_t = dIbr_dV(None, self.yf, self.yt, v)
+        trafo_rows = self.elements == "trafo"
+        loading_ends = np.empty((len(self.indices), 2))
+        dloading_ends = []
+        for end, (d_va, d_vm, cur, bus) in enumerate(((dif_dva, dif_dvm, i_f, self.f_bus),
+                                                      (dit_dva, dit_dvm, i_t, self.t_bus))):
+            d_i = sp.csr_matrix(d_va) @ dva + sp.csr_matrix(d_vm) @ dvm
+            mag = np.abs(cur)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                unit = np.where(mag > 0, np.conj(cur) / np.where(mag > 0, mag, 1.0), 0.0)
+            d_mag = (unit[:, None] * d_i).real
+            vm_end = np.abs(v[bus])
+            d_mag[trafo_rows] = vm_end[trafo_rows, None] * d_mag[trafo_rows] + mag[trafo_rows, None] * dvm[bus[trafo_rows]]
+            mag = np.where(trafo_rows, mag * vm_end, mag)
+            loading_ends[:, end] = self.k[:, end] * mag
+            dloading_ends.append(self.k[:, end][:, None] * d_mag)
+        use_to = loading_ends[:, 1] > loading_ends[:, 0]
+        loading = np.where(use_to, loading_ends[:, 1], loading_ends[:, 0])
+        return loading, np.where(use_to[:, None], dloading_ends[1], dloading_ends[0])
