@@ -429,7 +429,8 @@ class SensitivityPackage:
         digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         for name, value in sorted(self._named_arrays().items()):
             digest.update(f"{name}{value.shape}".encode())
-            digest.update(memoryview(np.ascontiguousarray(value, dtype="<f8")).cast("B"))  # no bytes copy
+            if value.size:  # an empty block adds no bytes (memoryview cannot cast a zero-length view)
+                digest.update(memoryview(np.ascontiguousarray(value, dtype="<f8")).cast("B"))  # no bytes copy
         return digest.hexdigest()
 
     @classmethod
