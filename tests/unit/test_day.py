@@ -78,6 +78,18 @@ def _without_timings(units):
     return [{k: v for k, v in u.items() if not k.endswith("_s")} for u in units]
 
 
+def _approx(value):
+    """Floats to 1e-9 relative (a warm-started Newton-Raphson ends within its 1e-9 MVA tolerance,
+    so two processes with different histories agree to about that), all else exactly."""
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-9, abs=1e-12)
+    if isinstance(value, dict):
+        return {k: _approx(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_approx(v) for v in value]
+    return value
+
+
 # paper A's three points keep these runs short; the CLI test below runs the default placement
 FAST = DayConfig(n_points=3, point_method="all-half-none")
 
@@ -114,8 +126,9 @@ def test_local_cluster_gives_the_serial_results(serial_day, bergwald_grid_dir):
     profile, serial = serial_day
     distributed = market_day(bergwald_grid_dir, profile, config=FAST, workers=2)
     assert distributed.workers == 2
-    assert _without_timings(distributed.units) == _without_timings(serial.units)
-    assert _without_timings(distributed.merit_order) == _without_timings(serial.merit_order)
+    assert _without_timings(distributed.units) == _approx(_without_timings(serial.units))
+    assert _without_timings(distributed.merit_order) == _approx(_without_timings(serial.merit_order))
+    assert [u["status"] for u in distributed.units] == [u["status"] for u in serial.units]
     text = json.dumps(distributed.to_dict())
     assert "V0" not in text and "L0" not in text  # no package row ids in results
 
