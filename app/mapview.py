@@ -1,8 +1,11 @@
 """The dash-leaflet map: grid layers from the generator's GeoJSON, coloured by results.
 
 Styles are computed here (plain Python, unit-tested) into ``feature.properties.style``;
-``assets/map.js`` only hands them to Leaflet. With no network the tile layer stays empty and the
-OSM streets and footprints of the GeoJSON, drawn in light grey, are the base map.
+``assets/map.js`` only hands them to Leaflet. Tiles are opt-in (``$DIGIPLAT_TILE_URL``): a
+workshop room is often offline, and a default online tile URL filled its console with hundreds
+of failed tile requests; without tiles the OSM streets and footprints of the GeoJSON, drawn in
+light grey, are the base map. The OSM credit appears once per map (its attribution control)
+and once in the page footer.
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ import copy
 import os
 from typing import Any
 
-from gridgen import OSM_CREDIT
-
-DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# The map's one credit line (tiles or not): OSM's data, under the ODbL, with a link to its terms.
 ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors, ODbL'
 
 # Layer id suffix, legend name, feature kinds, shown at start.
@@ -37,8 +38,11 @@ COLORS = {
 
 
 def tile_url() -> str:
-    """Return the tile URL (``$DIGIPLAT_TILE_URL``; empty string: no tiles, offline base map only)."""
-    return os.environ.get("DIGIPLAT_TILE_URL", DEFAULT_TILE_URL)
+    """Return the tile URL of ``$DIGIPLAT_TILE_URL``; empty (the default): no tiles, the offline base map.
+
+    E.g. ``DIGIPLAT_TILE_URL='https://tile.openstreetmap.org/{z}/{x}/{y}.png'`` where the room is online.
+    """
+    return os.environ.get("DIGIPLAT_TILE_URL", "").strip()
 
 
 def loading_color(loading_percent: float, limit: float = 100.0) -> str:
@@ -191,9 +195,10 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
     children = []
     url = tile_url()
     if url:
-        children.append(dl.TileLayer(url=url, attribution=ATTRIBUTION, maxZoom=19))
+        # The tile layer's own attribution would repeat the control's credit line.
+        children.append(dl.TileLayer(url=url, attribution="", maxZoom=19))
     children.append(dl.LayersControl(overlays, position="topright"))
-    children.append(dl.AttributionControl(prefix=f"Map data {OSM_CREDIT}", position="bottomright"))
+    children.append(dl.AttributionControl(prefix=f"Map data {ATTRIBUTION}", position="bottomright"))
     (south, west), (north, east) = bounds = map_bounds(geojson)
     return html.Div(
         [
@@ -237,5 +242,4 @@ def legend(with_outcome: bool):
     else:
         rows += [line(COLORS["lv_line"], "0.4 kV feeder"), line(COLORS["service"], "service connection"),
                  dot(COLORS["building"], "supplied building")]
-    rows.append(html.Div(f"Map data {OSM_CREDIT}", className="credit"))
     return html.Div(rows, className="legend")

@@ -255,6 +255,22 @@ def add_bid(n_clicks: int | None, bids: list[dict] | None):
     return rows
 
 
+def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[dict] | None):
+    """Return the bid table without the selected rows (each selected row removes one equal row)."""
+    import dash
+
+    if not n_clicks or not selected:
+        raise dash.exceptions.PreventUpdate
+    pending = [dict(row) for row in selected]
+    kept = []
+    for row in bids or []:
+        if row in pending:
+            pending.remove(row)
+        else:
+            kept.append(row)
+    return kept
+
+
 def element_details(*click_data: Any) -> Any:
     """Return the details of the map element clicked last."""
     import dash
@@ -304,7 +320,8 @@ def create_app(*, warm_up: bool = True):
     """
     import dash
     import dash_bootstrap_components as dbc
-    import dash_leaflet  # noqa: F401  (Dash wants every component library imported before callbacks run)
+    import dash_ag_grid  # noqa: F401  (Dash wants every component library imported before callbacks run)
+    import dash_leaflet  # noqa: F401
     from dash import Input, Output, State, dcc, html
 
     from app import session
@@ -314,13 +331,13 @@ def create_app(*, warm_up: bool = True):
     app = dash.Dash(
         __name__, title="DigIPlat flexibility demonstrator", assets_folder=str(ASSETS),
         external_stylesheets=[], suppress_callback_exceptions=True, background_callback_manager=manager,
-        serve_locally=True,
+        serve_locally=True, compress=True,  # gzip (flask-compress): a map render is ~1 MB of JSON
     )
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     # Bootstrap's CSS is served from assets/vendor (Dash loads every .css in assets): no CDN, works offline.
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
-        html.Small(f"Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF) · Map data {OSM_CREDIT}"),
+        html.Small("Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
     ], className="digiplat-header")
     app.layout = html.Div([
         header,
@@ -352,7 +369,7 @@ def create_app(*, warm_up: bool = True):
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True), *market_view_outputs(duplicate=True),
         Input("clear-request", "data"),
-        State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
+        State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "rowData"),
         State("market-refine", "value"), State("market-method", "value"),
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],
@@ -366,16 +383,20 @@ def create_app(*, warm_up: bool = True):
         Input("result-store", "data"),
     )(show_validation)
     app.callback(
-        Output("market-bids", "data", allow_duplicate=True), Output("market-alert", "children", allow_duplicate=True),
+        Output("market-bids", "rowData", allow_duplicate=True), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True),
-        Input("market-upload", "contents"), State("market-upload", "filename"), State("market-bids", "data"),
+        Input("market-upload", "contents"), State("market-upload", "filename"), State("market-bids", "rowData"),
         prevent_initial_call=True,
     )(upload_bids)
-    app.callback(Output("market-download", "data"), Input("market-download-btn", "n_clicks"), State("market-bids", "data"),
+    app.callback(Output("market-download", "data"), Input("market-download-btn", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(download_bids)
-    app.callback(Output("market-bids", "data", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "data"),
+    app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(add_bid)
-    app.callback(Output("bids-store", "data"), Input("market-bids", "data"), prevent_initial_call=True)(lambda data: data)
+    app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-delete-bids", "n_clicks"),
+                 State("market-bids", "selectedRows"), State("market-bids", "rowData"), prevent_initial_call=True)(delete_bids)
+    # An edit changes rowData without firing it as an Input (dash-ag-grid): cellValueChanged does.
+    app.callback(Output("bids-store", "data"), Input("market-bids", "rowData"), Input("market-bids", "cellValueChanged"),
+                 State("market-bids", "rowData"), prevent_initial_call=True)(lambda _rows, _edit, data: data)
     app.callback(Output("grid-details", "children"),
                  [Input(f"grid-layer-{name}", "clickData") for name, *_ in LAYERS], prevent_initial_call=True)(element_details)
     for page in PAGES:

@@ -7,19 +7,20 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from gridgen import OSM_CREDIT
 
 log = logging.getLogger(__name__)
 
 METHODS = {"milp": "Grid-aware MILP (paper A)", "merit": "Grid-blind merit order"}
+# AG Grid column definitions of the bid table: ``field`` is the bid column of app.session.BID_COLUMNS.
 BID_TABLE_COLUMNS = [
-    {"name": "bid", "id": "bid_id", "editable": False},
-    {"name": "aggregator", "id": "aggregator"},
-    {"name": "building", "id": "building_id"},
-    {"name": "volume (MW, + up)", "id": "p_mw", "type": "numeric"},
-    {"name": "price (€/MWh)", "id": "price_eur_per_mwh", "type": "numeric"},
-    {"name": "unit", "id": "fpu"},
+    {"headerName": "bid", "field": "bid_id", "editable": False, "minWidth": 72},
+    {"headerName": "aggregator", "field": "aggregator", "minWidth": 90},
+    {"headerName": "building", "field": "building_id", "minWidth": 78},
+    {"headerName": "MW (+ up)", "field": "p_mw", "cellDataType": "number", "headerTooltip": "volume (MW, + up)"},
+    {"headerName": "€/MWh", "field": "price_eur_per_mwh", "cellDataType": "number", "headerTooltip": "price (€/MWh)"},
+    {"headerName": "unit", "field": "fpu", "minWidth": 70},
 ]
+BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
@@ -48,8 +49,8 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
             html.Div("Click an element on the map for its details.", id="grid-details", className="small"),
             html.Hr(),
             html.Div(f"Generated from OpenStreetMap by gridgen: k-means substations, TSP-routed 20 kV open ring, "
-                     f"min-cost-flow 0.4 kV feeders, sized until the peak-load AC power flow is clean. "
-                     f"Map data {OSM_CREDIT}.", className="credit"),
+                     f"min-cost-flow 0.4 kV feeders, sized until the peak-load AC power flow is clean.",
+                     className="credit"),
         ], md=3),
     ])
 
@@ -57,7 +58,8 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
 def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     """Return the Market page: controls, TSO view (bids, package) beside the DSO view (map)."""
     import dash_bootstrap_components as dbc
-    from dash import dash_table, dcc, html
+    import dash_ag_grid as dag
+    from dash import dcc, html
 
     from app.mapview import map_component
     from app.session import UPLOAD_LIMIT_BYTES  # the browser refuses larger files; the server checks again
@@ -81,12 +83,22 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
         dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid"),
         dbc.CardBody([
             html.Div(id="market-tso-package", className="small mb-2", children="Clear the market to see the package's figures."),
-            dash_table.DataTable(
-                id="market-bids", columns=BID_TABLE_COLUMNS, data=bid_records, editable=True, row_deletable=True,
-                page_size=12, sort_action="native", filter_action="native",
-                style_table={"overflowX": "auto"}, style_cell={"fontSize": "0.8rem", "padding": "2px 6px"},
+            # dash-ag-grid (dash_table.DataTable is deprecated in Dash 4): edits land in rowData
+            # (read as State); rows are added and deleted by the buttons below.
+            dag.AgGrid(
+                id="market-bids", columnDefs=BID_TABLE_COLUMNS, rowData=bid_records,
+                defaultColDef={"editable": True, "sortable": True, "filter": True, "resizable": True, "flex": 1,
+                               "minWidth": 64},
+                dashGridOptions={"pagination": True, "paginationPageSize": BID_PAGE_ROWS,
+                                 "paginationPageSizeSelector": False, "rowHeight": 26, "headerHeight": 30,
+                                 "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": True,
+                                                  "enableClickSelection": False},
+                                 "animateRows": False,
+                                 "stopEditingWhenCellsLoseFocus": True},
+                className="bid-grid", style={"height": "410px", "width": "100%"},
             ),
             dbc.Button("Add bid", id="market-add-bid", size="sm", color="link"),
+            dbc.Button("Delete selected", id="market-delete-bids", size="sm", color="link"),
             dcc.Graph(id="market-tso-loading", config={"displayModeBar": False}, style={"height": "260px"}),
         ]),
     ])

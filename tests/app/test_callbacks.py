@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
+import re
 from typing import Any, Iterator
 
 import dash
@@ -133,14 +134,14 @@ def test_render_page_market_tab(default_bids):
     ids = ids_of(page)
     assert MARKET_IDS <= ids, MARKET_IDS - ids
     table = by_id(page, "market-bids")
-    assert_same_bids(table.data, default_bids)
-    assert [c["id"] for c in table.columns] == list(session.BID_COLUMNS)
+    assert_same_bids(table.rowData, default_bids)
+    assert [c["field"] for c in table.columnDefs] == list(session.BID_COLUMNS)
     assert by_id(page, "market-request").value == REQUEST_MW
     assert by_id(page, "market-method").value == "milp"
     assert by_id(page, "market-alert").is_open is False
     # the bids kept in the session store are shown instead of the defaults
     mine = copy.deepcopy(default_bids[:3])
-    assert by_id(server.render_page("market", mine), "market-bids").data == mine
+    assert by_id(server.render_page("market", mine), "market-bids").rowData == mine
 
 
 def test_render_page_validation_tab():
@@ -505,6 +506,16 @@ def test_download_bids_rereads_to_the_same_bids(default_bids, tmp_path):
         server.download_bids(None, default_bids)
 
 
+def test_delete_bids_removes_the_selected_rows(default_bids):
+    rows = copy.deepcopy(default_bids[:4]) + [copy.deepcopy(default_bids[0])]  # one row twice
+    kept = server.delete_bids(1, [copy.deepcopy(default_bids[0]), copy.deepcopy(default_bids[2])], rows)
+    assert kept == [default_bids[1], default_bids[3], default_bids[0]]  # one equal row per selected row
+    assert len(rows) == 5  # the input list is not modified
+    for n_clicks, selected in ((None, [default_bids[0]]), (1, []), (1, None)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            server.delete_bids(n_clicks, selected, rows)
+
+
 def test_add_bid_appends_an_empty_row(default_bids):
     rows = server.add_bid(1, default_bids[:2])
     assert len(rows) == 3 and rows[:2] == default_bids[:2]
@@ -609,21 +620,49 @@ def test_styled_layers_colour_an_outcome():
     assert {f["properties"]["style"]["color"] for f in layers["base"]["features"]} <= {COLORS["street"], COLORS["footprint"]}
 
 
-def test_map_component_without_tiles(monkeypatch):
+OSM_CREDIT_TEXT = re.compile(r"OpenStreetMap(</a>)? contributors")
+
+
+def _credits(component: Any) -> int:
+    """How often the OSM credit appears in a component tree's own props (not in the GeoJSON data)."""
+    count = 0
+    for c in walk(component):
+        for prop, value in c.to_plotly_json()["props"].items():
+            if prop not in ("data", "children") and isinstance(value, str):
+                count += len(OSM_CREDIT_TEXT.findall(value))
+        children = getattr(c, "children", None)
+        if isinstance(children, str):
+            count += len(OSM_CREDIT_TEXT.findall(children))
+    return count
+
+
+def test_map_component_tiles_only_when_asked(monkeypatch):
     import dash_leaflet as dl
 
     geojson = session.default_grid().geojson
-    monkeypatch.setenv("DIGIPLAT_TILE_URL", "")
-    offline = mapview.map_component("grid", geojson)
-    assert not [c for c in walk(offline) if isinstance(c, dl.TileLayer)]
+    monkeypatch.delenv("DIGIPLAT_TILE_URL", raising=False)
+    default = mapview.map_component("grid", geojson)
+    assert not [c for c in walk(default) if isinstance(c, dl.TileLayer)]  # offline by default: no tile requests
+    monkeypatch.setenv("DIGIPLAT_TILE_URL", "  ")
+    assert not [c for c in walk(mapview.map_component("grid", geojson)) if isinstance(c, dl.TileLayer)]
     monkeypatch.setenv("DIGIPLAT_TILE_URL", "http://tiles.example/{z}/{x}/{y}.png")
     online = mapview.map_component("grid", geojson)
     tiles = [c for c in walk(online) if isinstance(c, dl.TileLayer)]
-    assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example") and "OpenStreetMap" in tiles[0].attribution
-    overlays = [c for c in walk(offline) if isinstance(c, dl.Overlay)]
+    assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example")
+    # one credit per map, tiles or not: the attribution control's
+    for component in (default, online, mapview.map_component("market", geojson, {"vm_pu": {}})):
+        assert _credits(component) == 1
+        control = next(c for c in walk(component) if isinstance(c, dl.AttributionControl))
+        assert "OpenStreetMap" in control.prefix and "ODbL" in control.prefix
+    overlays = [c for c in walk(default) if isinstance(c, dl.Overlay)]
     assert [o.name for o in overlays] == [label for _, label, _, _ in LAYERS]
-    (south, west), (north, east) = by_id(offline, "grid-map").bounds
+    (south, west), (north, east) = by_id(default, "grid-map").bounds
     assert south < north and west < east and math.isclose(round(south), 49)
+
+
+def test_map_pages_credit_osm_once_besides_the_footer():
+    for tab in ("grid", "market"):
+        assert _credits(server.render_page(tab, None)) == 1, tab  # the map's control; the footer is outside the page
 
 
 def test_clear_market_with_refinement_meets_table_i() -> None:

@@ -90,6 +90,10 @@ def test_app_loads_with_the_grid_map(dash_duo, artifacts):
     assert paths(dash_duo, "grid-map", COLORS["mv_line"]) >= 5  # the 20 kV ring
     assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "img.leaflet-tile")  # offline: no tiles requested
     assert "OpenStreetMap" in text(dash_duo, "#grid-map .leaflet-control-attribution")
+    # the OSM credit once on the map and once in the footer, nowhere else
+    body = dash_duo.driver.find_element(By.TAG_NAME, "body").text
+    assert len(re.findall(r"OpenStreetMap contributors", body)) == 2, body
+    assert "OpenStreetMap contributors" in text(dash_duo, "footer")
     from app import session
 
     assert text(dash_duo, "#grid-fact-0") == str(session.default_grid().summary["buildings"])  # Bergwald's buildings
@@ -193,8 +197,9 @@ BAD_CSV = ("bid_id,aggregator,building_id,p_mw,price_eur_per_mwh,fpu\n"
 def bid_ids(browser) -> list[str]:
     # one script call: the table re-renders while it is read, element handles would go stale
     return browser.driver.execute_script(
-        "return Array.from(document.querySelectorAll('#market-bids td[data-dash-column=\"bid_id\"]'))"
-        ".map(e => e.textContent.trim());")
+        "return Array.from(document.querySelectorAll('#market-bids .ag-center-cols-container .ag-row'))"
+        ".sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))"
+        ".map(r => r.querySelector('[col-id=\"bid_id\"]').textContent.trim());")
 
 
 def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
@@ -217,7 +222,7 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     upload.send_keys(str(bad))
     dash_duo.wait_for_contains_text("#market-alert", "line 3", timeout=20)
     alert = text(dash_duo, "#market-alert")
-    assert "3 invalid rows of 4; no bids were read" in alert
+    assert "bad.csv: 3 invalid rows of 4, no bids were read" in alert
     assert "line 3: p_mw 'lots'" in alert
     assert "line 4: price_eur_per_mwh 'cheap'" in alert
     assert "line 5: fpu" in alert and "rocket" in alert
@@ -230,4 +235,16 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     dash_duo.driver.find_element(By.CSS_SELECTOR, "#market-upload input[type=file]").send_keys(str(not_csv))
     dash_duo.wait_for_contains_text("#market-alert", "cannot read bid file", timeout=20)
     assert bid_ids(dash_duo) == ["U1", "U1", "U2"]
+
+    # add a row, then select and delete the first two: the AG Grid table keeps the DataTable's contract
+    click(dash_duo, dash_duo.find_element("#market-add-bid"))
+    wait_until(dash_duo, lambda: bid_ids(dash_duo) == ["U1", "U1", "U2", "NEW004"], 20, "added row not shown")
+    boxes = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-bids .ag-center-cols-container .ag-row .ag-checkbox-input, "
+                                                           "#market-bids .ag-pinned-left-cols-container .ag-row .ag-checkbox-input")
+    rows = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-bids .ag-row .ag-selection-checkbox input")
+    for box in (rows or boxes)[:2]:
+        click(dash_duo, box)
+    click(dash_duo, dash_duo.find_element("#market-delete-bids"))
+    wait_until(dash_duo, lambda: sorted(bid_ids(dash_duo)) == ["NEW004", "U2"], 20, "selected rows not deleted")
+    shot(dash_duo, artifacts / "08-bid-grid.png", "#market-bids")
     assert severe(dash_duo.get_logs()) == []
