@@ -14,14 +14,15 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.mapview import COLORS, LAYERS
+from app.mapview import LAYERS, STYLES, VIOLATION_CLASS, legend_entries, legend_scales
 
 pytestmark = pytest.mark.browser
 
 CLEAR_TIMEOUT = 90  # s: one clearing (two AC validations) on a loaded 2-core machine
 PATHS = "path.leaflet-interactive"
-RED = COLORS["bad"]
-GREEN = COLORS["ok"]
+# strokes of the plain grid map: anything else on a line is a result colour (the loading scale)
+PLAIN_STROKES = sorted({entry["style"]["color"] for entry in STYLES.values() if entry["shown"] in ("grid", "both")
+                        and "color" in entry["style"]} | {"#56606b"})
 
 
 def make_app():
@@ -51,6 +52,26 @@ def open_tab(browser, label: str) -> None:
 def paths(browser, map_id: str, stroke: str | None = None) -> int:
     selector = f"#{map_id} {PATHS}" + (f'[stroke="{stroke}"]' if stroke else "")
     return len(browser.driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def coloured(browser, map_id: str) -> int:
+    """The number of SVG paths of a map drawn in a result colour (not a plain-grid stroke)."""
+    return browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).filter(p => !arguments[1].includes(p.getAttribute('stroke'))).length;",
+        f"#{map_id} {PATHS}", PLAIN_STROKES)
+
+
+def violations(browser, map_id: str) -> int:
+    return len(browser.driver.find_elements(By.CSS_SELECTOR, f"#{map_id} path.{VIOLATION_CLASS}"))
+
+
+def legend_keys(browser, map_id: str) -> tuple[list, list]:
+    """``(style keys, scale keys)`` of the legend under a map, in their order."""
+    legend = f"#{map_id.replace('-map', '-legend')}"
+    return (browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' [data-style]')).map(e => e.dataset.style);", legend),
+        browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' [data-scale]')).map(e => e.dataset.scale);", legend))
 
 
 def wait_until(browser, condition, timeout: float, message: str):
@@ -86,8 +107,10 @@ def test_app_loads_with_the_grid_map(dash_duo, artifacts):
               for e in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#grid-map .leaflet-control-layers-overlays label")]
     assert labels == [label for _, label, _, _ in LAYERS]
     checked = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#grid-map .leaflet-control-layers-overlays input:checked")
-    assert len(checked) == 5
-    assert paths(dash_duo, "grid-map", COLORS["mv_line"]) >= 5  # the 20 kV ring
+    assert len(checked) == len(LAYERS)
+    assert paths(dash_duo, "grid-map", STYLES["mv_line"]["style"]["color"]) >= 5  # the 20 kV ring
+    assert paths(dash_duo, "grid-map", STYLES["normally_open"]["style"]["color"]) >= 1
+    assert legend_keys(dash_duo, "grid-map") == (legend_entries(False), legend_scales(False))
     assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "img.leaflet-tile")  # offline: no tiles requested
     assert "OpenStreetMap" in text(dash_duo, "#grid-map .leaflet-control-attribution")
     # the OSM credit once on the map and once in the footer, nowhere else
@@ -119,7 +142,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     wait_for_map(dash_duo, "grid-map")
     open_tab(dash_duo, "Market")
     wait_for_map(dash_duo, "market-map")
-    assert paths(dash_duo, "market-map", GREEN) == 0 and paths(dash_duo, "market-map", RED) == 0
+    assert coloured(dash_duo, "market-map") == 0 and violations(dash_duo, "market-map") == 0
     assert text(dash_duo, "#market-cards") == ""
     # opening the tab starts no clearing job: the controls stay enabled, nothing is running
     for _ in range(15):
@@ -138,10 +161,14 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     wait_until(dash_duo, lambda: dash_duo.find_element("#market-clear").is_enabled(), 10, "clear button stays disabled")
     assert "operating points" in text(dash_duo, "#market-tso-package")
 
-    # the map is redrawn with the MILP's power flow: green lines, nothing red
-    wait_until(dash_duo, lambda: paths(dash_duo, "market-map", GREEN) > 50, 20, "map not coloured by the result")
+    # the map is redrawn with the MILP's power flow: lines on the loading scale, nothing beyond a limit
+    wait_until(dash_duo, lambda: coloured(dash_duo, "market-map") > 50, 20, "map not coloured by the result")
     assert paths(dash_duo, "market-map") > 100
-    assert paths(dash_duo, "market-map", RED) == 0
+    assert violations(dash_duo, "market-map") == 0
+    # the legend is the result legend of the style table: both colour bars, every symbol
+    assert legend_keys(dash_duo, "market-map") == (legend_entries(True), legend_scales(True))
+    n_markers = paths(dash_duo, "market-map", STYLES["bid_full"]["style"]["color"])
+    assert n_markers > 0  # activation markers (black) on the buildings with a bid
     shot(dash_duo, artifacts / "02-market-milp.png", "#market-map")
     # a presenter's laptop: 1280x800, the page fits its width (no horizontal scroll bar)
     dash_duo.driver.set_window_size(1280, 800)
@@ -154,10 +181,22 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
 
     # the grid-blind merit order congests the grid: red lines / buses
     click(dash_duo, dash_duo.find_element('#market-method input[value="merit"]'))
-    wait_until(dash_duo, lambda: paths(dash_duo, "market-map", RED) > 0, 20, "no congestion shown for the merit order")
-    n_red = paths(dash_duo, "market-map", RED)
+    wait_until(dash_duo, lambda: violations(dash_duo, "market-map") > 0, 20, "no congestion shown for the merit order")
+    n_red = violations(dash_duo, "market-map")
     assert n_red >= int(merit.group(1)) // 2
     shot(dash_duo, artifacts / "03-market-merit-order.png", "#market-map")
+    for width, height in ((1280, 800), (1920, 1080)):
+        dash_duo.driver.set_window_size(width, height)
+        shot(dash_duo, artifacts / f"09-merit-order-{width}x{height}.png", "#market-map")
+    dash_duo.driver.set_window_size(1400, 1000)
+    # the legend collapses and opens again (it must not hide the map on a small screen)
+    summary = dash_duo.find_element("#market-legend summary")
+    first_row = dash_duo.find_element("#market-legend [data-style]")
+    assert first_row.is_displayed()
+    click(dash_duo, summary)
+    wait_until(dash_duo, lambda: not first_row.is_displayed(), 5, "legend does not collapse")
+    click(dash_duo, summary)
+    wait_until(dash_duo, lambda: first_row.is_displayed(), 5, "legend does not open again")
 
     # a second browser session sees none of the first one's results
     dash_br.server_url = dash_duo.server_url
@@ -165,7 +204,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     open_tab(dash_br, "Market")
     wait_for_map(dash_br, "market-map")
     assert text(dash_br, "#market-cards") == ""
-    assert paths(dash_br, "market-map", RED) == 0 and paths(dash_br, "market-map", GREEN) == 0
+    assert violations(dash_br, "market-map") == 0 and coloured(dash_br, "market-map") == 0
     assert text(dash_br, "#market-tso-package") == "Clear the market to see the package's figures."
     open_tab(dash_br, "Validation")
     dash_br.wait_for_contains_text("#validation-empty", "Clear the market on the Market page", timeout=20)
