@@ -316,7 +316,7 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
                    style={"height": "100%", "width": "100%"}, attributionControl=False),
             html.Div(legend(outcome is not None), id=f"{prefix}-legend"),
         ],
-        className="map-frame",
+        className=f"map-frame map-frame-{prefix}",  # its height follows the viewport (assets/style.css)
         style={"position": "relative"},
     )
 

@@ -204,15 +204,32 @@ def market_view_outputs(*, duplicate: bool) -> list:
 
 def show_validation(result: dict | None):
     """Return the validation page's content for a result."""
-    import plotly.graph_objects as go
-
     from app.pages import market
 
     if not result:
-        empty = go.Figure().update_layout(template="plotly_white")
+        empty = market.hint_figure("Clear the market on the Market page to see this plot.")
         return "Clear the market on the Market page; its AC power-flow validation appears here.", [], empty, empty, []
     vm_fig, loading_fig = market.validation_figures(result)
     return "", market.validation_table(result), vm_fig, loading_fig, market.merit_violations(result)
+
+
+# The inputs of a round: a change of one after a clearing makes the shown result outdated.
+ROUND_INPUTS: tuple[tuple[str, str], ...] = (
+    ("market-day-type", "value"), ("market-hour", "value"), ("market-request", "value"), ("market-refine", "value"),
+    ("market-bids", "rowData"), ("market-bids", "cellValueChanged"),
+)
+OUTDATED_NOTE = "Outdated: an input changed after this clearing (hour, day, request or bids). Clear the market again."
+
+
+def outdated_marks(trigger: str | None, result: dict | None) -> tuple[str, str]:
+    """Return ``(note, class name)`` of the market results after ``trigger`` (a component id) changed.
+
+    A new result is current; a change of a round input while a result is shown makes it outdated
+    (the cards and maps are dimmed and the note says why).
+    """
+    if trigger == "result-store" or not result:
+        return "", "market-results"
+    return OUTDATED_NOTE, "market-results outdated"
 
 
 def upload_bids(contents: str | None, filename: str | None, current: list[dict] | None):
@@ -337,7 +354,7 @@ def create_app(*, warm_up: bool = True):
     # Bootstrap's CSS is served from assets/vendor (Dash loads every .css in assets): no CDN, works offline.
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
-        html.Small("Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
+        html.Small(" Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
     ], className="digiplat-header")
     app.layout = html.Div([
         header,
@@ -399,6 +416,9 @@ def create_app(*, warm_up: bool = True):
                  State("market-bids", "rowData"), prevent_initial_call=True)(lambda _rows, _edit, data: data)
     app.callback(Output("grid-details", "children"),
                  [Input(f"grid-layer-{name}", "clickData") for name, *_ in LAYERS], prevent_initial_call=True)(element_details)
+    app.callback(Output("market-outdated", "children"), Output("market-results", "className"),
+                 Input("result-store", "data"), *[Input(i, p) for i, p in ROUND_INPUTS], prevent_initial_call=True,
+                 )(lambda result, *_: outdated_marks(dash.callback_context.triggered_id, result))
     for page in PAGES:
         if page.register is not None:
             page.register(app)

@@ -67,20 +67,22 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Day type"), dcc.Dropdown(id="market-day-type", options=["weekday", "weekend"], value="weekday", clearable=False)], md=2),
         dbc.Col([dbc.Label("Hour"), dbc.Input(id="market-hour", type="number", min=0, max=23, step=1, value=18)], md=1),
-        dbc.Col([dbc.Label("Request P_E (MW, + up)"), dbc.Input(id="market-request", type="number", step=0.1, value=1.8)], md=2),
+        dbc.Col([dbc.Label(html.Span("Request P_E (MW)", title="the TSO's request at the interface, MW; + up, - down")),
+                 dbc.Input(id="market-request", type="number", step=0.1, value=1.8)], md=2),
         dbc.Col([dbc.Label("Map shows"), dcc.RadioItems(id="market-method", options=[{"label": v, "value": k} for k, v in METHODS.items()],
                                                          value="milp", inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"})], md=3),
         dbc.Col([html.Br(), dbc.Button("Clear market", id="market-clear", color="primary", className="me-2"),
-                 dbc.Checkbox(id="market-refine", label="refine (re-linearize at the dispatch)", value=False,
-                              className="small mt-1"),
+                 html.Span(dbc.Checkbox(id="market-refine", label="refine", value=False, className="small mt-1"),
+                           title="re-linearize at the dispatch and clear again until the AC power flow is clean",
+                           className="d-inline-block"),
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
                  dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
                  dcc.Download(id="market-download")], md=2),
-    ])), className="mb-2")
+    ]), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
-        dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid"),
+        dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),
         dbc.CardBody([
             html.Div(id="market-tso-package", className="small mb-2", children="Clear the market to see the package's figures."),
             # dash-ag-grid (dash_table.DataTable is deprecated in Dash 4): edits land in rowData
@@ -103,14 +105,17 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
         ]),
     ])
     dso_view = dbc.Card([
-        dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch"),
-        dbc.CardBody(html.Div(map_component("market", geojson), id="market-map-holder")),
+        dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch", className="py-1"),
+        dbc.CardBody(html.Div(map_component("market", geojson), id="market-map-holder"), className="p-1"),
     ])
     return html.Div([
         controls,
         dbc.Alert(id="market-alert", is_open=False, color="danger", dismissable=True, style={"whiteSpace": "pre-line"}),
-        dbc.Row(id="market-cards", className="mb-2"),
-        dbc.Row([dbc.Col(tso_view, md=5), dbc.Col(dso_view, md=7)]),
+        html.Div(id="market-outdated", className="outdated-note"),
+        html.Div([
+            dbc.Row(id="market-cards", className="mb-1 g-2"),
+            dbc.Row([dbc.Col(tso_view, md=5), dbc.Col(dso_view, md=7)]),
+        ], id="market-results", className="market-results"),
     ])
 
 
@@ -147,7 +152,7 @@ def summary_cards(result: dict[str, Any]):
             html.Div(f"{v.get('violations', 0)} violations in the AC power flow" if v else "not validated", id=f"market-card-{key}-violations"),
         ]
         color = "success" if v and v.get("violations", 0) == 0 and status == "optimal" else ("danger" if v else "warning")
-        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body), color=color, outline=True), md=6))
+        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body, className="py-1 px-2 result-card"), color=color, outline=True), md=6))
     return cols
 
 
@@ -167,9 +172,20 @@ def tso_package_view(tso: dict[str, Any]):
     return [head, table]
 
 
+def hint_figure(text: str, height_px: int | None = None) -> go.Figure:
+    """Return a figure with no axes and only ``text``: shown instead of an empty plot."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=13, color="#555"))
+    fig.update_layout(template="plotly_white", xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      margin=dict(l=10, r=10, t=10, b=10), **({"height": height_px} if height_px else {}))
+    return fig
+
+
 def tso_loading_figure(tso: dict[str, Any]) -> go.Figure:
-    """Return the TSO's bar chart of the predicted loadings closest to their limits, by opaque id."""
+    """Return the TSO's bar chart of the predicted loadings closest to their limits, by opaque id (a hint without)."""
     top = (tso or {}).get("predicted_loading_top", [])
+    if not top:
+        return hint_figure("Clear the market to see the TSO's predicted branch loadings.")
     fig = go.Figure(go.Bar(x=[t["id"] for t in top], y=[t["loading_percent"] for t in top], marker_color="#2b7bb9"))
     fig.add_hline(y=100, line_dash="dash", line_color="#c62828")
     fig.add_hline(y=-100, line_dash="dash", line_color="#c62828")
@@ -188,6 +204,9 @@ def validation_figures(result: dict[str, Any]) -> tuple[go.Figure, go.Figure]:
         pred = plots.get(f"{quantity}_pred_pu" if quantity == "vm" else "loading_pred_percent") or []
         crit = plots.get("critical_buses" if quantity == "vm" else "critical_branches", [])
         idx = [i for i, c in enumerate(crit) if c][:40]
+        if not idx:
+            figs.append(hint_figure(f"{title}: none to show for this round (no dispatch, or nothing near its limits)."))
+            continue
         fig = go.Figure()
         fig.add_trace(go.Scatter(x=[ids[i] for i in idx], y=[pf[i] for i in idx], mode="markers", name="AC power flow",
                                  marker=dict(symbol="circle-open", size=10, color="#c62828")))

@@ -405,7 +405,9 @@ def test_show_result_without_result():
     plain = geojson_layers(server.render_page("market", None), "market")
     assert set(_line_colours(plain)) <= {STYLES[k]["style"]["color"] for k in ("mv_line", "lv_line", "service", "normally_open")}
     assert plain["bids"]["features"] == []
-    assert len(figure.data) == 1 and len(figure.data[0].x) == 0
+    # no empty plot: a figure without axes that says what to do
+    assert len(figure.data) == 0 and "Clear the market" in figure.layout.annotations[0].text
+    assert figure.layout.xaxis.visible is False
 
 
 # ------------------------------------------------------------------------------------ show_validation
@@ -519,6 +521,21 @@ def test_download_bids_rereads_to_the_same_bids(default_bids, tmp_path):
     assert_same_bids(records, default_bids)
     with pytest.raises(dash.exceptions.PreventUpdate):
         server.download_bids(None, default_bids)
+
+
+def test_outdated_marks():
+    assert server.outdated_marks("result-store", {"milp": {}}) == ("", "market-results")
+    assert server.outdated_marks("market-hour", None) == ("", "market-results")  # nothing shown: nothing outdated
+    for trigger, _ in server.ROUND_INPUTS:
+        note, cls = server.outdated_marks(trigger, {"milp": {}})
+        assert "Outdated" in note and cls.split() == ["market-results", "outdated"]
+
+
+def test_show_validation_without_result_shows_hints_not_empty_plots():
+    text, table, vm_fig, loading_fig, merit = server.show_validation(None)
+    assert "Clear the market" in text and table == [] and merit == []
+    for fig in (vm_fig, loading_fig):
+        assert len(fig.data) == 0 and fig.layout.annotations[0].text
 
 
 def test_delete_bids_removes_the_selected_rows(default_bids):

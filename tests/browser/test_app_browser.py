@@ -287,3 +287,49 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     wait_until(dash_duo, lambda: sorted(bid_ids(dash_duo)) == ["NEW004", "U2"], 20, "selected rows not deleted")
     shot(dash_duo, artifacts / "08-bid-grid.png", "#market-bids")
     assert severe(dash_duo.get_logs()) == []
+
+
+def visible_without_scrolling(browser, selector: str) -> bool:
+    """Whether an element lies entirely inside the window with the page scrolled to the top."""
+    return browser.driver.execute_script(
+        "window.scrollTo({top: 0, behavior: 'instant'}); const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight + 1 && r.right <= window.innerWidth + 1;", selector)
+
+
+def test_layout_fits_the_screen_and_results_go_outdated(dash_duo, artifacts):
+    dash_duo.start_server(make_app())
+    open_tab(dash_duo, "Market")
+    wait_for_map(dash_duo, "market-map")
+    # before clearing: no empty plot, a hint
+    dash_duo.wait_for_contains_text("#market-tso-loading", "Clear the market", timeout=20)
+    assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-tso-loading .xtick")
+    click(dash_duo, dash_duo.find_element("#market-clear"))
+    dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", "1.800 of 1.800 MW", timeout=CLEAR_TIMEOUT)
+    wait_until(dash_duo, lambda: coloured(dash_duo, "market-map") > 50, 20, "map not coloured by the result")
+    assert text(dash_duo, "#market-outdated") == ""
+    heights = {}
+    for width, height in ((1280, 800), (1920, 1080)):
+        dash_duo.driver.set_window_size(width, height)
+        inner = dash_duo.driver.execute_script("return window.innerHeight")
+        wait_until(dash_duo, lambda: dash_duo.driver.execute_script("return window.innerWidth") == width, 10, "not resized")
+        dash_duo.driver.save_screenshot(str(artifacts / f"10-market-{width}x{height}.png"))
+        for selector in ("#market-cards", "#market-map"):
+            rect = dash_duo.driver.execute_script("return JSON.stringify(document.querySelector(arguments[0]).getBoundingClientRect())", selector)
+            assert visible_without_scrolling(dash_duo, selector), (width, height, inner, selector, rect)
+        heights[inner] = dash_duo.driver.execute_script("return document.querySelector('#market-map').getBoundingClientRect().height")
+        dash_duo.driver.save_screenshot(str(artifacts / f"10-market-{width}x{height}.png"))
+        assert dash_duo.driver.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    (small_in, small), (large_in, large) = sorted(heights.items())
+    assert large - small == pytest.approx(large_in - small_in, abs=8)  # the map grows with the viewport, not fixed
+
+    # a change of the hour marks the shown results outdated; a new clearing makes them current again
+    hour = dash_duo.find_element("#market-hour")
+    hour.send_keys("\b\b17")
+    dash_duo.wait_for_contains_text("#market-outdated", "Outdated", timeout=10)
+    assert "outdated" in dash_duo.find_element("#market-results").get_attribute("class").split()
+    dash_duo.driver.save_screenshot(str(artifacts / "11-market-outdated-1920x1080.png"))
+    click(dash_duo, dash_duo.find_element("#market-clear"))
+    wait_until(dash_duo, lambda: text(dash_duo, "#market-outdated") == "", CLEAR_TIMEOUT, "result stays outdated")
+    assert "outdated" not in dash_duo.find_element("#market-results").get_attribute("class").split()
+    dash_duo.driver.set_window_size(1400, 1000)
+    assert severe(dash_duo.get_logs()) == []
