@@ -262,6 +262,32 @@ def _style(kind, props, has_outcome, vm, line_loading, trafo_loading, activation
     return {}, ""
 
 
+def element_bounds(geojson: dict[str, Any], element: str, index: int,
+                   bus_points: dict[int, tuple[float, float]] | None = None) -> list[list[float]] | None:
+    """Return ``[[south, west], [north, east]]`` of a pandapower ``bus`` or ``line`` on the map (None if unknown).
+
+    A bus is the buildings connected to it, else its own ``(lon, lat)`` in ``bus_points`` (a
+    feeder junction, drawn as no feature); a line is its cable.
+    """
+    key = {"bus": "bus", "line": "line"}.get(element)
+    kinds = {"bus": ("building", "substation", "feed_in"), "line": ("lv_line", "service", "mv_line")}.get(element, ())
+    lons, lats = [], []
+    for f in geojson["features"]:
+        props = f["properties"]
+        if key and props["kind"] in kinds and props.get(key) == index:
+            geom = f["geometry"]
+            pts = {"Polygon": lambda c: c[0], "LineString": lambda c: c, "Point": lambda c: [c]}[geom["type"]](geom["coordinates"])
+            lons += [p[0] for p in pts]
+            lats += [p[1] for p in pts]
+    if not lons and element == "bus" and bus_points and index in bus_points:
+        lon, lat = bus_points[index]
+        lons, lats = [lon], [lat]
+    if not lons:
+        return None
+    pad = 0.001  # ~100 m around the element: its street and neighbours stay in view
+    return [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]]
+
+
 def map_bounds(geojson: dict[str, Any]) -> list[list[float]]:
     """Return ``[[south, west], [north, east]]`` of the supplied buildings."""
     lons, lats = [], []

@@ -232,6 +232,29 @@ def outdated_marks(trigger: str | None, result: dict | None) -> tuple[str, str]:
     return OUTDATED_NOTE, "market-results outdated"
 
 
+def violation_table(result: dict | None) -> list[dict]:
+    """Return the rows of the merit order's violation table for a result (empty without)."""
+    from app import session
+    from app.pages import market
+
+    if not result:
+        return []
+    return market.violation_rows(result, session.default_grid().geojson, session.bus_points())
+
+
+def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict, str]:
+    """Return ``(viewport, method)`` for a clicked violation row: its element's bounds, and the merit order's map."""
+    import dash
+
+    if not isinstance(cell, dict) or not rows:
+        raise dash.exceptions.PreventUpdate
+    index = cell.get("rowIndex")
+    row = cell.get("data") if isinstance(cell.get("data"), dict) else (rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None)
+    if not row or not row.get("bounds"):
+        raise dash.exceptions.PreventUpdate
+    return {"bounds": row["bounds"], "transition": "flyToBounds"}, "merit"
+
+
 def upload_bids(contents: str | None, filename: str | None, current: list[dict] | None):
     """Return ``(bids, alert_text, alert_open)`` for an uploaded bid file; bad files keep the table."""
     import dash
@@ -419,6 +442,9 @@ def create_app(*, warm_up: bool = True):
     app.callback(Output("market-outdated", "children"), Output("market-results", "className"),
                  Input("result-store", "data"), *[Input(i, p) for i, p in ROUND_INPUTS], prevent_initial_call=True,
                  )(lambda result, *_: outdated_marks(dash.callback_context.triggered_id, result))
+    app.callback(Output("market-violations", "rowData"), Input("result-store", "data"))(violation_table)
+    app.callback(Output("market-map", "viewport"), Output("market-method", "value"), Input("market-violations", "cellClicked"), State("market-violations", "rowData"),
+                 prevent_initial_call=True)(zoom_to_violation)
     for page in PAGES:
         if page.register is not None:
             page.register(app)

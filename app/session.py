@@ -35,6 +35,15 @@ def default_grid():
     return Grid.load(default_grid_dir())
 
 
+@functools.lru_cache(maxsize=1)
+def bus_points() -> dict[int, tuple[float, float]]:
+    """Return ``{bus index: (lon, lat)}`` of the shipped grid (for zooming the map to a bus)."""
+    import json
+
+    net = default_grid().net
+    return {int(i): tuple(json.loads(g)["coordinates"][:2]) for i, g in net.bus["geo"].items() if isinstance(g, str)}
+
+
 @functools.lru_cache(maxsize=8)
 def scenario_for(day_type: str, hour: int):
     """Return the default scenario at a time frame (cached; read-only)."""

@@ -106,7 +106,17 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     ])
     dso_view = dbc.Card([
         dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch", className="py-1"),
-        dbc.CardBody(html.Div(map_component("market", geojson), id="market-map-holder"), className="p-1"),
+        dbc.CardBody([
+            html.Div(map_component("market", geojson), id="market-map-holder"),
+            html.Details([
+                html.Summary("Violations of the grid-blind merit order, listed after a clearing (click a row: the map zooms to it)",
+                             className="small"),
+                dag.AgGrid(id="market-violations", columnDefs=VIOLATION_COLUMNS, rowData=[],
+                           defaultColDef={"sortable": True, "resizable": True, "flex": 1},
+                           dashGridOptions={"rowHeight": 24, "headerHeight": 26, "animateRows": False},
+                           className="bid-grid", style={"height": "220px", "width": "100%"}),
+            ], open=True, className="mt-1"),
+        ], className="p-1"),
     ])
     return html.Div([
         controls,
@@ -238,6 +248,38 @@ def validation_table(result: dict[str, Any]):
     ]
     return dbc.Table([html.Thead(html.Tr([html.Th("metric"), html.Th("voltages (p.u.)"), html.Th("loadings (%)")])),
                       html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])], bordered=True, size="sm", id="validation-metrics")
+
+
+VIOLATION_COLUMNS = [
+    {"headerName": "element", "field": "element", "minWidth": 110},
+    {"headerName": "quantity", "field": "quantity", "minWidth": 90},
+    {"headerName": "value", "field": "value", "minWidth": 80},
+    {"headerName": "limit", "field": "limit", "minWidth": 70},
+]
+
+
+def violation_rows(result: dict[str, Any] | None, geojson: dict[str, Any],
+                   bus_points: dict[int, tuple[float, float]] | None = None) -> list[dict[str, Any]]:
+    """Return the table rows of the grid-blind merit order's violations, worst first, with map bounds.
+
+    ``value`` and ``limit`` are display strings (voltages in p.u., loadings in %); ``bounds`` is
+    where the map zooms when the row is clicked.
+    """
+    from app.mapview import element_bounds
+
+    if not result:
+        return []
+    rows = []
+    for x in result.get("merit", {}).get("violations", []):
+        voltage = x["quantity"] == "vm_pu"
+        rows.append({
+            "element": f"{'bus' if voltage else 'line'} {x['id']}", "quantity": "voltage" if voltage else "loading",
+            "value": f"{x['value']:.4f} p.u." if voltage else f"{x['value']:.1f} %",
+            "limit": f"{x['limit']:.2f} p.u." if voltage else f"{x['limit']:.0f} %",
+            "excess": abs(x["value"] - x["limit"]) / abs(x["limit"]),
+            "bounds": element_bounds(geojson, x["element"], int(x["index"]), bus_points),
+        })
+    return sorted(rows, key=lambda r: -r["excess"])
 
 
 def merit_violations(result: dict[str, Any]):

@@ -523,6 +523,36 @@ def test_download_bids_rereads_to_the_same_bids(default_bids, tmp_path):
         server.download_bids(None, default_bids)
 
 
+def test_violation_table_lists_the_merit_orders_violations_with_bounds(cleared):
+    rows = server.violation_table(cleared)
+    violations = cleared["merit"]["violations"]
+    assert len(rows) == len(violations) > 0
+    assert [r["excess"] for r in rows] == sorted((r["excess"] for r in rows), reverse=True)  # worst first
+    for r in rows:
+        (south, west), (north, east) = r["bounds"]
+        assert south < north and west < east and 48.9 < south < 49.1
+        assert r["quantity"] in ("voltage", "loading") and r["value"].endswith(("p.u.", "%"))
+    worst = max(violations, key=lambda x: abs(x["value"] - x["limit"]) / abs(x["limit"]))
+    assert rows[0]["element"].endswith(worst["id"])
+    assert server.violation_table(None) == []
+    viewport, method = server.zoom_to_violation({"rowIndex": 0, "data": rows[0]}, rows)
+    assert viewport["bounds"] == rows[0]["bounds"] and method == "merit"
+    assert server.zoom_to_violation({"rowIndex": 1}, rows)[0]["bounds"] == rows[1]["bounds"]
+    for cell in (None, {"rowIndex": 99}, {"rowIndex": "x"}):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            server.zoom_to_violation(cell, rows)
+
+
+def test_element_bounds_of_a_line_and_a_bus():
+    geojson = session.default_grid().geojson
+    line = _first(geojson, "lv_line")["properties"]["line"]
+    (s, w), (n, e) = mapview.element_bounds(geojson, "line", line)
+    assert s < n and w < e
+    bus = _first(geojson, "building")["properties"]["bus"]
+    assert mapview.element_bounds(geojson, "bus", bus) is not None
+    assert mapview.element_bounds(geojson, "bus", -1) is None and mapview.element_bounds(geojson, "trafo", 0) is None
+
+
 def test_outdated_marks():
     assert server.outdated_marks("result-store", {"milp": {}}) == ("", "market-results")
     assert server.outdated_marks("market-hour", None) == ("", "market-results")  # nothing shown: nothing outdated

@@ -332,4 +332,21 @@ def test_layout_fits_the_screen_and_results_go_outdated(dash_duo, artifacts):
     wait_until(dash_duo, lambda: text(dash_duo, "#market-outdated") == "", CLEAR_TIMEOUT, "result stays outdated")
     assert "outdated" not in dash_duo.find_element("#market-results").get_attribute("class").split()
     dash_duo.driver.set_window_size(1400, 1000)
+
+    # the violation table: a click on the worst row shows the merit order's map zoomed to that element
+    wait_until(dash_duo, lambda: len(dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-violations .ag-row")) > 5, 20,
+               "violation table empty")
+    in_view = ("const m = document.querySelector('#market-map').getBoundingClientRect();"
+               "return Array.from(document.querySelectorAll('#market-map path.leaflet-interactive')).filter(p => {"
+               "const r = p.getBoundingClientRect(); return r.width > 0 && r.right > m.left && r.left < m.right"
+               " && r.bottom > m.top && r.top < m.bottom; }).length;")
+    before = dash_duo.driver.execute_script(in_view)
+    first = dash_duo.driver.find_element(By.CSS_SELECTOR, '#market-violations .ag-row[row-index="0"] [col-id="element"]')
+    element = first.text
+    click(dash_duo, first)
+    # zoomed in: far fewer elements in the map's view
+    wait_until(dash_duo, lambda: dash_duo.driver.execute_script(in_view) < 0.5 * before, 20, "map does not zoom to the element")
+    assert dash_duo.find_element('#market-method input[value="merit"]').is_selected()
+    wait_until(dash_duo, lambda: violations(dash_duo, "market-map") > 0, 20, "merit order's violations not drawn")
+    shot(dash_duo, artifacts / f"12-violation-zoom-{element.replace(' ', '-')}.png", "#market-map")
     assert severe(dash_duo.get_logs()) == []
