@@ -1,63 +1,148 @@
 """The dash-leaflet map: grid layers from the generator's GeoJSON, coloured by results.
 
 Styles are computed here (plain Python, unit-tested) into ``feature.properties.style``;
-``assets/map.js`` only hands them to Leaflet. With no network the tile layer stays empty and the
-OSM streets and footprints of the GeoJSON, drawn in light grey, are the base map.
+``assets/map.js`` only hands them to Leaflet. Tiles are opt-in (``$DIGIPLAT_TILE_URL``): a
+workshop room is often offline, and a default online tile URL filled its console with hundreds
+of failed tile requests; without tiles the OSM streets and footprints of the GeoJSON, drawn in
+light grey, are the base map. The OSM credit appears once per map (its attribution control)
+and once in the page footer.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from gridgen import OSM_CREDIT
-
-DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# The map's one credit line (tiles or not): OSM's data, under the ODbL, with a link to its terms.
 ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors, ODbL'
 
-# Layer id suffix, legend name, feature kinds, shown at start.
+# Layer id suffix, legend name, feature kinds, shown at start. The ``bids`` layer holds one marker
+# per building with a bid (its activation), made from the buildings, not from a GeoJSON kind.
 LAYERS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("base", "OSM streets and footprints", ("street", "footprint"), True),
     ("buildings", "Buildings", ("building",), True),
     ("lv", "0.4 kV feeders", ("lv_line", "service"), True),
     ("mv", "20 kV ring", ("mv_line",), True),
     ("stations", "Substations and feed-in", ("substation", "feed_in"), True),
+    ("bids", "Bid activation", (), True),
 )
 
 # Layers a result recolours; the base map (streets, footprints: two thirds of the bytes) never
 # changes, so a market round sends only these layers' data, not the whole map again.
 RESULT_LAYERS: tuple[str, ...] = tuple(name for name, *_ in LAYERS if name != "base")
 
-COLORS = {
-    "street": "#b9bec6", "footprint": "#d5d8dc", "building": "#7f8c9a", "lv_line": "#2b7bb9", "service": "#7fb2d9",
-    "mv_line": "#6a1b9a", "substation": "#e65100", "feed_in": "#1b5e20",
-    "ok": "#2e7d32", "warn": "#f9a825", "bad": "#c62828", "full": "#1b5e20", "partial": "#81c784", "none": "#cfd8dc",
+
+@dataclass(frozen=True)
+class Scale:
+    """A continuous, colour-blind-safe colour scale of one grid quantity, and its colour bar.
+
+    Values outside ``[vmin, vmax]`` take the end colours; ``limits`` are the operating limits
+    marked on the colour bar (an element beyond them is also drawn as a violation).
+    """
+
+    label: str
+    unit: str
+    vmin: float
+    vmax: float
+    colorscale: tuple[str, ...]
+    limits: tuple[float, ...]
+    ticks: tuple[float, ...]
+
+    def position(self, value: float) -> float:
+        """Return where ``value`` lies on the bar, 0..1 (clipped)."""
+        return min(1.0, max(0.0, (value - self.vmin) / (self.vmax - self.vmin)))
+
+    def color(self, value: float) -> str:
+        """Return the ``#rrggbb`` colour of ``value``."""
+        from plotly.colors import sample_colorscale, unlabel_rgb
+
+        r, g, b = unlabel_rgb(sample_colorscale(list(self.colorscale), [self.position(value)])[0])
+        return f"#{round(r):02x}{round(g):02x}{round(b):02x}"
+
+    def gradient_css(self, steps: int = 11) -> str:
+        """Return the CSS gradient of the colour bar, sampled with :meth:`color`."""
+        stops = [self.vmin + (self.vmax - self.vmin) * i / (steps - 1) for i in range(steps)]
+        return "linear-gradient(to right, " + ", ".join(f"{self.color(v)} {100 * self.position(v):.0f}%" for v in stops) + ")"
+
+
+def _plotly_scale(name: str, start: int = 0) -> tuple[str, ...]:
+    """Return plotly's ColorBrewer scale ``name`` (sequential or diverging), from its step ``start``."""
+    import plotly.colors
+
+    colors = getattr(plotly.colors.sequential, name, None) or getattr(plotly.colors.diverging, name)
+    return tuple(colors[start:])
+
+
+# ColorBrewer scales (colour-blind safe): loading on the sequential YlOrRd without its two
+# palest steps (invisible on the light base map), voltage on the diverging PuOr centred on 1 p.u.
+SCALES: dict[str, Scale] = {
+    "loading": Scale("line / substation loading", "%", 0.0, 120.0, _plotly_scale("YlOrRd", 2), (100.0,), (0, 50, 100)),
+    "voltage": Scale("building voltage", "p.u.", 0.94, 1.06, _plotly_scale("PuOr"), (0.95, 1.05), (0.95, 1.0, 1.05)),
 }
+
+# The one table of fixed symbols: the style function draws them and the legend lists them, so the
+# two cannot drift. ``shape``: how the legend draws the swatch; ``shown``: on the plain grid map,
+# on the result map, or both. Grid classes (grid map) and bid activation (markers, result map)
+# use greys, black, green and the Okabe-Ito vermillion, none of them on the two scales.
+STYLES: dict[str, dict[str, Any]] = {
+    "street": {"label": "OSM street", "shape": "line", "shown": "grid", "style": {"color": "#b9bec6", "weight": 1, "opacity": 0.8}},
+    "footprint": {"label": "OSM footprint", "shape": "area", "shown": "grid",
+                  "style": {"color": "#d5d8dc", "weight": 0.5, "fillColor": "#d5d8dc", "fillOpacity": 0.5}},
+    "mv_line": {"label": "20 kV ring", "shape": "line", "shown": "grid", "style": {"color": "#3b3b8f", "weight": 4, "opacity": 0.95}},
+    "lv_line": {"label": "0.4 kV feeder", "shape": "line", "shown": "grid", "style": {"color": "#2b7bb9", "weight": 3, "opacity": 0.95}},
+    "service": {"label": "service connection", "shape": "line", "shown": "grid", "style": {"color": "#7fb2d9", "weight": 1.5, "opacity": 0.95}},
+    "normally_open": {"label": "normally open point (no flow)", "shape": "line", "shown": "both",
+                      "style": {"color": "#222222", "weight": 3, "opacity": 0.95, "dashArray": "6 6"}},
+    "building": {"label": "supplied building", "shape": "area", "shown": "grid",
+                 "style": {"color": "#56606b", "weight": 1, "fillColor": "#7f8c9a", "fillOpacity": 0.7}},
+    "substation": {"label": "20/0.4 kV substation", "shape": "dot", "shown": "grid",
+                   "style": {"radius": 8, "color": "#000000", "weight": 3, "fillColor": "#d55e00", "fillOpacity": 1.0}},
+    "substation_result": {"label": "substation (fill: its loading)", "shape": "dot", "shown": "result",
+                          "style": {"radius": 8, "color": "#000000", "weight": 3, "fillColor": "#ffffff", "fillOpacity": 1.0}},
+    "feed_in": {"label": "feed-in (110/20 kV)", "shape": "dot", "shown": "both",
+                "style": {"radius": 10, "color": "#ffffff", "weight": 3, "fillColor": "#009e73", "fillOpacity": 1.0}},
+    "violation": {"label": "beyond a limit (tick): thick, black edge", "shape": "line", "shown": "result",
+                  "style": {"color": "#000000", "weight": 4, "opacity": 1.0}},
+    "bid_full": {"label": "bid fully activated", "shape": "dot", "shown": "result",
+                 "style": {"radius": 4, "color": "#000000", "weight": 1.5, "fillColor": "#000000", "fillOpacity": 1.0}},
+    "bid_partial": {"label": "bid partially activated", "shape": "dot", "shown": "result",
+                    "style": {"radius": 4, "color": "#000000", "weight": 2.5, "fillColor": "#ffffff", "fillOpacity": 1.0}},
+    "bid_none": {"label": "bid not activated", "shape": "dot", "shown": "result",
+                 "style": {"radius": 4, "color": "#6b6b6b", "weight": 1.5, "fillColor": "#6b6b6b", "fillOpacity": 0.0}},
+    "no_bid": {"label": "no marker: building without a bid", "shape": "none", "shown": "result", "style": {}},
+}
+LEGEND_WIDTH_PX = 215  # the legend's width (assets/style.css .legend)
+VIOLATION_CLASS = "violation"  # Leaflet className of every element drawn beyond a limit
 
 
 def tile_url() -> str:
-    """Return the tile URL (``$DIGIPLAT_TILE_URL``; empty string: no tiles, offline base map only)."""
-    return os.environ.get("DIGIPLAT_TILE_URL", DEFAULT_TILE_URL)
+    """Return the tile URL of ``$DIGIPLAT_TILE_URL``; empty (the default): no tiles, the offline base map.
+
+    E.g. ``DIGIPLAT_TILE_URL='https://tile.openstreetmap.org/{z}/{x}/{y}.png'`` where the room is online.
+    """
+    return os.environ.get("DIGIPLAT_TILE_URL", "").strip()
 
 
-def loading_color(loading_percent: float, limit: float = 100.0) -> str:
-    """Return the colour of a branch loading against its limit (unsigned)."""
-    x = abs(loading_percent)
-    if x > limit + 1e-6:
-        return COLORS["bad"]
-    if x > 0.8 * limit:
-        return COLORS["warn"]
-    return COLORS["ok"]
+def loading_color(loading_percent: float) -> str:
+    """Return the colour of a branch loading (unsigned) on the loading scale."""
+    return SCALES["loading"].color(abs(loading_percent))
 
 
-def voltage_color(vm_pu: float, vm_min_pu: float = 0.95, vm_max_pu: float = 1.05) -> str:
-    """Return the colour of a bus voltage against the band (warn within 1 % of a limit)."""
-    if vm_pu < vm_min_pu - 1e-9 or vm_pu > vm_max_pu + 1e-9:
-        return COLORS["bad"]
-    if vm_pu < vm_min_pu + 0.01 or vm_pu > vm_max_pu - 0.01:
-        return COLORS["warn"]
-    return COLORS["ok"]
+def voltage_color(vm_pu: float) -> str:
+    """Return the colour of a bus voltage on the voltage scale."""
+    return SCALES["voltage"].color(vm_pu)
+
+
+def beyond_loading(loading_percent: float, limit: float = 100.0) -> bool:
+    """Return whether an unsigned loading exceeds its limit."""
+    return abs(loading_percent) > limit + 1e-6
+
+
+def beyond_voltage(vm_pu: float, vm_min_pu: float = 0.95, vm_max_pu: float = 1.05) -> bool:
+    """Return whether a voltage leaves the band."""
+    return vm_pu < vm_min_pu - 1e-9 or vm_pu > vm_max_pu + 1e-9
 
 
 def activation_class(offered_mw: float, activated_mw: float) -> str:
@@ -65,6 +150,21 @@ def activation_class(offered_mw: float, activated_mw: float) -> str:
     if offered_mw == 0 or abs(activated_mw) < 1e-6:
         return "none"
     return "full" if abs(activated_mw) >= abs(offered_mw) * (1 - 1e-6) - 1e-9 else "partial"
+
+
+def style_of(key: str, **overrides: Any) -> dict[str, Any]:
+    """Return a copy of the Leaflet style of :data:`STYLES` ``key`` with ``overrides``."""
+    return {**STYLES[key]["style"], **overrides}
+
+
+def _violating(style: dict[str, Any]) -> dict[str, Any]:
+    return {**style, "className": VIOLATION_CLASS}
+
+
+def _centroid(geometry: dict[str, Any]) -> list[float]:
+    ring = geometry["coordinates"][0] if geometry["type"] == "Polygon" else [geometry["coordinates"]]
+    pts = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+    return [sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)]
 
 
 def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None,
@@ -77,8 +177,9 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
         The grid's FeatureCollection (``map.geojson``).
     outcome
         One outcome view of :func:`app.session.market_round` (``milp`` or ``merit``), or None
-        for the plain grid. With it, lines are coloured by loading, buildings by activation, and
-        house connections by voltage.
+        for the plain grid. With it, lines and substations are coloured by loading, buildings by
+        their bus voltage (:data:`SCALES`), and each building with a bid gets an activation marker
+        in the ``bids`` layer.
     names
         Only these layers (default: all of :data:`LAYERS`).
     """
@@ -91,7 +192,11 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
     for feature in geojson["features"]:
         props = feature["properties"]
         kind = props["kind"]
-        if kind not in kind_layer or kind_layer[kind] not in by_layer:
+        if kind not in kind_layer:
+            continue
+        if kind == "building" and "bids" in by_layer and props["building_id"] in activation:
+            by_layer["bids"].append(_bid_marker(feature, activation[props["building_id"]]))
+        if kind_layer[kind] not in by_layer:
             continue
         f = {"type": "Feature", "geometry": feature["geometry"], "properties": copy.copy(props)}
         style, tooltip = _style(kind, props, outcome is not None, vm, line_loading, trafo_loading, activation)
@@ -102,54 +207,85 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
     return {name: {"type": "FeatureCollection", "features": feats} for name, feats in by_layer.items()}
 
 
+def _bid_marker(building: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
+    props = building["properties"]
+    cls = activation_class(a["offered_mw"], a["activated_mw"])
+    tip = (f"{props['building_id']}: bid {a['offered_mw'] * 1000:.1f} kW, activated {a['activated_mw'] * 1000:.1f} kW "
+           f"({cls})")
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": _centroid(building["geometry"])},
+            "properties": {"kind": "bid", "building_id": props["building_id"], "activation": cls,
+                           "style": style_of(f"bid_{cls}"), "tooltip": tip}}
+
+
 def _style(kind, props, has_outcome, vm, line_loading, trafo_loading, activation) -> tuple[dict, str]:
-    if kind == "street":
-        return {"color": COLORS["street"], "weight": 1, "opacity": 0.8}, ""
-    if kind == "footprint":
-        return {"color": COLORS["footprint"], "weight": 0.5, "fillColor": COLORS["footprint"], "fillOpacity": 0.5}, ""
+    if kind in ("street", "footprint"):
+        return style_of(kind), ""
     if kind == "building":
         tip = f"{props['building_id']} {props.get('housenumber') or ''}<br>{props['households']} households, peak {props['peak_kw']} kW"
-        color = COLORS["building"]
-        if has_outcome:
-            a = activation.get(props["building_id"])
-            if a is not None:
-                cls = activation_class(a["offered_mw"], a["activated_mw"])
-                color = COLORS[cls]
-                tip += f"<br>bid {a['offered_mw'] * 1000:.1f} kW, activated {a['activated_mw'] * 1000:.1f} kW ({cls})"
-            v = vm.get(str(props["bus"]))
-            if v is not None:
-                tip += f"<br>voltage {v:.4f} p.u."
-            edge = voltage_color(v) if v is not None else color
-            return {"color": edge, "weight": 2 if edge != COLORS["ok"] else 1, "fillColor": color, "fillOpacity": 0.85}, tip
-        return {"color": "#56606b", "weight": 1, "fillColor": color, "fillOpacity": 0.7}, tip
+        a = activation.get(props["building_id"]) if has_outcome else None
+        if a is not None:
+            cls = activation_class(a["offered_mw"], a["activated_mw"])
+            tip += f"<br>bid {a['offered_mw'] * 1000:.1f} kW, activated {a['activated_mw'] * 1000:.1f} kW ({cls})"
+        v = vm.get(str(props["bus"])) if has_outcome else None
+        if v is None:
+            return style_of("building"), tip
+        tip += f"<br>voltage {v:.4f} p.u."
+        style = style_of("building", fillColor=voltage_color(v), fillOpacity=0.9)
+        if beyond_voltage(v):
+            style = _violating({**style, "color": STYLES["violation"]["style"]["color"], "weight": 3})
+            tip += " (outside 0.95-1.05)"
+        return style, tip
     if kind in ("lv_line", "service", "mv_line"):
-        base = {"lv_line": 3, "service": 1.5, "mv_line": 4}[kind]
         tip = f"{props['name']}<br>{props['parallel']} x {props['std_type']}, {props['length_m']} m"
-        color = COLORS[kind]
-        style: dict[str, Any] = {"weight": base, "opacity": 0.95}
+        style = style_of(kind)
         if props.get("normally_open"):
-            style["dashArray"] = "6 6"
-            tip += "<br>normally open point"
+            return style_of("normally_open"), tip + "<br>normally open point"
         if has_outcome:
             loading = line_loading.get(str(props["line"]))
             if loading is not None:
-                color = loading_color(loading)
+                style["color"] = loading_color(loading)
                 tip += f"<br>loading {abs(loading):.1f} %" + (" (reversed flow)" if loading < 0 else "")
-                if color == COLORS["bad"]:
-                    style["weight"] = base + 3
-        style["color"] = color
+                if beyond_loading(loading):
+                    style = _violating({**style, "weight": style["weight"] + 3})
         return style, tip
     if kind == "substation":
         tip = f"{props['name']} (20/0.4 kV)"
-        color = COLORS["substation"]
         if has_outcome and str(props["trafo"]) in trafo_loading:
             loading = trafo_loading[str(props["trafo"])]
-            color = loading_color(loading)
-            tip += f"<br>loading {abs(loading):.1f} %"
-        return {"radius": 8, "color": "#333", "weight": 1.5, "fillColor": color, "fillOpacity": 1.0}, tip
+            style = style_of("substation_result", fillColor=loading_color(loading))
+            if beyond_loading(loading):
+                style = _violating(style)
+            return style, tip + f"<br>loading {abs(loading):.1f} %"
+        return style_of("substation"), tip
     if kind == "feed_in":
-        return {"radius": 9, "color": "#111", "weight": 2, "fillColor": COLORS["feed_in"], "fillOpacity": 1.0}, props.get("name", "feed-in")
+        return style_of("feed_in"), props.get("name", "feed-in")
     return {}, ""
+
+
+def element_bounds(geojson: dict[str, Any], element: str, index: int,
+                   bus_points: dict[int, tuple[float, float]] | None = None) -> list[list[float]] | None:
+    """Return ``[[south, west], [north, east]]`` of a pandapower ``bus`` or ``line`` on the map (None if unknown).
+
+    A bus is the buildings connected to it, else its own ``(lon, lat)`` in ``bus_points`` (a
+    feeder junction, drawn as no feature); a line is its cable.
+    """
+    key = {"bus": "bus", "line": "line"}.get(element)
+    kinds = {"bus": ("building", "substation", "feed_in"), "line": ("lv_line", "service", "mv_line")}.get(element, ())
+    lons, lats = [], []
+    for f in geojson["features"]:
+        props = f["properties"]
+        if key and props["kind"] in kinds and props.get(key) == index:
+            geom = f["geometry"]
+            pts = {"Polygon": lambda c: c[0], "LineString": lambda c: c, "Point": lambda c: [c]}[geom["type"]](geom["coordinates"])
+            lons += [p[0] for p in pts]
+            lats += [p[1] for p in pts]
+    if not lons and element == "bus" and bus_points and index in bus_points:
+        lon, lat = bus_points[index]
+        lons, lats = [lon], [lat]
+    if not lons:
+        return None
+    pad = 0.001  # ~100 m around the element: its street and neighbours stay in view
+    return [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]]
 
 
 def map_bounds(geojson: dict[str, Any]) -> list[list[float]]:
@@ -191,19 +327,22 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
     children = []
     url = tile_url()
     if url:
-        children.append(dl.TileLayer(url=url, attribution=ATTRIBUTION, maxZoom=19))
+        # The tile layer's own attribution would repeat the control's credit line.
+        children.append(dl.TileLayer(url=url, attribution="", maxZoom=19))
     children.append(dl.LayersControl(overlays, position="topright"))
-    children.append(dl.AttributionControl(prefix=f"Map data {OSM_CREDIT}", position="bottomright"))
+    children.append(dl.AttributionControl(prefix=f"Map data {ATTRIBUTION}", position="bottomright"))
     (south, west), (north, east) = bounds = map_bounds(geojson)
     return html.Div(
         [
             # ``center`` without ``zoom``: Leaflet still fits ``bounds``; dash-leaflet 1.1 compares the
             # view with ``center`` on every move and throws a console TypeError when it is missing.
+            # The district is fitted right of the legend's strip, so the legend covers no element.
             dl.Map(children, id=f"{prefix}-map", bounds=bounds, center=[(south + north) / 2, (west + east) / 2],
+                   boundsOptions={"paddingTopLeft": [LEGEND_WIDTH_PX + 20, 10], "paddingBottomRight": [10, 10]},
                    style={"height": "100%", "width": "100%"}, attributionControl=False),
             html.Div(legend(outcome is not None), id=f"{prefix}-legend"),
         ],
-        className="map-frame",
+        className=f"map-frame map-frame-{prefix}",  # its height follows the viewport (assets/style.css)
         style={"position": "relative"},
     )
 
@@ -214,28 +353,57 @@ def result_layer_data(geojson: dict[str, Any], outcome: dict[str, Any] | None) -
     return [layers[name] for name in RESULT_LAYERS]
 
 
-def legend(with_outcome: bool):
-    """Return the map legend (grid symbols, and the result colours when a result is shown)."""
+def legend_entries(with_outcome: bool) -> list[str]:
+    """Return the :data:`STYLES` keys the legend lists for the plain grid map or the result map."""
+    shown = "result" if with_outcome else "grid"
+    return [key for key, entry in STYLES.items() if entry["shown"] in (shown, "both")]
+
+
+def legend_scales(with_outcome: bool) -> list[str]:
+    """Return the :data:`SCALES` keys the legend shows as colour bars (only with a result)."""
+    return list(SCALES) if with_outcome else []
+
+
+def _swatch(key: str):
     from dash import html
 
-    def line(color: str, text: str, dashed: bool = False):
-        style = {"background": color}
-        if dashed:
-            style = {"borderTop": f"3px dashed {color}", "height": 0}
-        return html.Div([html.Span(className="sw", style=style), text])
+    entry = STYLES[key]
+    style = entry["style"]
+    if entry["shape"] == "line":
+        css = {"borderTop": f"{min(style.get('weight', 3), 5)}px {'dashed' if style.get('dashArray') else 'solid'} {style['color']}"}
+        return html.Span(className="sw", style=css)
+    if entry["shape"] == "dot":
+        fill = style["fillColor"] if style.get("fillOpacity", 1) > 0 else "transparent"
+        # an outline, so a white ring (the feed-in's) shows on the white legend too
+        return html.Span(className="dot", style={"background": fill, "border": f"{min(style['weight'], 2.5)}px solid {style['color']}",
+                                                 "outline": "1px solid #333"})
+    if entry["shape"] == "area":
+        return html.Span(className="area", style={"background": style["fillColor"], "border": f"1px solid {style['color']}"})
+    return html.Span(className="sw")
 
-    def dot(color: str, text: str):
-        return html.Div([html.Span(className="dot", style={"background": color}), text])
 
-    rows = [line(COLORS["mv_line"], "20 kV ring"), line(COLORS["mv_line"], "normally open point", dashed=True),
-            dot(COLORS["substation"], "20/0.4 kV substation"), dot(COLORS["feed_in"], "feed-in")]
-    if with_outcome:
-        rows += [line(COLORS["ok"], "loading < 80 %"), line(COLORS["warn"], "loading 80-100 %"),
-                 line(COLORS["bad"], "overloaded / voltage outside 0.95-1.05"),
-                 dot(COLORS["full"], "bid fully activated"), dot(COLORS["partial"], "partially activated"),
-                 dot(COLORS["none"], "not activated")]
-    else:
-        rows += [line(COLORS["lv_line"], "0.4 kV feeder"), line(COLORS["service"], "service connection"),
-                 dot(COLORS["building"], "supplied building")]
-    rows.append(html.Div(f"Map data {OSM_CREDIT}", className="credit"))
-    return html.Div(rows, className="legend")
+def _colour_bar(key: str):
+    from dash import html
+
+    scale = SCALES[key]
+    ticks = [html.Span(f"{t:g}", className="tick", style={"left": f"{100 * scale.position(t):.1f}%"}) for t in scale.ticks]
+    limits = [html.Span(className="limit", style={"left": f"{100 * scale.position(x):.1f}%"}) for x in scale.limits]
+    return html.Div([
+        html.Div(f"{scale.label} ({scale.unit})", className="bar-title"),
+        html.Div(limits, className="bar", style={"background": scale.gradient_css()}, **{"data-scale": key}),
+        html.Div(ticks, className="ticks"),
+    ], className="colour-bar")
+
+
+def legend(with_outcome: bool):
+    """Return the map legend, collapsible, built from :data:`SCALES` and :data:`STYLES`.
+
+    The result map shows the two colour bars (grid state) and the fixed symbols (bid activation,
+    violations, stations); the plain grid map shows the grid's classes.
+    """
+    from dash import html
+
+    rows = [_colour_bar(key) for key in legend_scales(with_outcome)]
+    rows += [html.Div([_swatch(key), STYLES[key]["label"]], className="legend-row", **{"data-style": key})
+             for key in legend_entries(with_outcome)]
+    return html.Details([html.Summary("Legend"), html.Div(rows)], open=True, className="legend")

@@ -204,15 +204,55 @@ def market_view_outputs(*, duplicate: bool) -> list:
 
 def show_validation(result: dict | None):
     """Return the validation page's content for a result."""
-    import plotly.graph_objects as go
-
     from app.pages import market
 
     if not result:
-        empty = go.Figure().update_layout(template="plotly_white")
+        empty = market.hint_figure("Clear the market on the Market page to see this plot.")
         return "Clear the market on the Market page; its AC power-flow validation appears here.", [], empty, empty, []
     vm_fig, loading_fig = market.validation_figures(result)
     return "", market.validation_table(result), vm_fig, loading_fig, market.merit_violations(result)
+
+
+# The inputs of a round: a change of one after a clearing makes the shown result outdated.
+ROUND_INPUTS: tuple[tuple[str, str], ...] = (
+    ("market-day-type", "value"), ("market-hour", "value"), ("market-request", "value"), ("market-refine", "value"),
+    ("market-bids", "rowData"), ("market-bids", "cellValueChanged"),
+)
+OUTDATED_NOTE = "Outdated: an input changed after this clearing (hour, day, request or bids). Clear the market again."
+
+
+def outdated_marks(trigger: str | None, result: dict | None) -> tuple[str, str]:
+    """Return ``(note, class name)`` of the market results after ``trigger`` (a component id) changed.
+
+    A new result is current; a change of a round input while a result is shown makes it outdated
+    (the cards and maps are dimmed and the note says why).
+    """
+    if trigger == "result-store" or not result:
+        return "", "market-results"
+    return OUTDATED_NOTE, "market-results outdated"
+
+
+def violation_table(result: dict | None) -> list[dict]:
+    """Return the rows of the merit order's violation table for a result (empty without)."""
+    from app import session
+    from app.pages import market
+
+    if not result:
+        return []
+    return market.violation_rows(result, session.default_grid().geojson, session.bus_points())
+
+
+def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict, str]:
+    """Return ``(viewport, method)`` for a clicked violation row: its element's bounds, and the merit order's map."""
+    import dash
+
+    if not isinstance(cell, dict) or not rows:
+        raise dash.exceptions.PreventUpdate
+    index = cell.get("rowIndex")
+    row = cell.get("data") if isinstance(cell.get("data"), dict) else (rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None)
+    if not row or not row.get("bounds"):
+        raise dash.exceptions.PreventUpdate
+    return {"bounds": row["bounds"], "transition": "flyToBounds"}, "merit"
 
 
 def upload_bids(contents: str | None, filename: str | None, current: list[dict] | None):
@@ -253,6 +293,22 @@ def add_bid(n_clicks: int | None, bids: list[dict] | None):
     rows.append({"bid_id": f"NEW{len(rows) + 1:03d}", "aggregator": "", "building_id": "", "p_mw": 0.0,
                  "price_eur_per_mwh": 0.0, "fpu": ""})
     return rows
+
+
+def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[dict] | None):
+    """Return the bid table without the selected rows (each selected row removes one equal row)."""
+    import dash
+
+    if not n_clicks or not selected:
+        raise dash.exceptions.PreventUpdate
+    pending = [dict(row) for row in selected]
+    kept = []
+    for row in bids or []:
+        if row in pending:
+            pending.remove(row)
+        else:
+            kept.append(row)
+    return kept
 
 
 def element_details(*click_data: Any) -> Any:
@@ -304,7 +360,8 @@ def create_app(*, warm_up: bool = True):
     """
     import dash
     import dash_bootstrap_components as dbc
-    import dash_leaflet  # noqa: F401  (Dash wants every component library imported before callbacks run)
+    import dash_ag_grid  # noqa: F401  (Dash wants every component library imported before callbacks run)
+    import dash_leaflet  # noqa: F401
     from dash import Input, Output, State, dcc, html
 
     from app import session
@@ -314,13 +371,13 @@ def create_app(*, warm_up: bool = True):
     app = dash.Dash(
         __name__, title="DigIPlat flexibility demonstrator", assets_folder=str(ASSETS),
         external_stylesheets=[], suppress_callback_exceptions=True, background_callback_manager=manager,
-        serve_locally=True,
+        serve_locally=True, compress=True,  # gzip (flask-compress): a map render is ~1 MB of JSON
     )
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     # Bootstrap's CSS is served from assets/vendor (Dash loads every .css in assets): no CDN, works offline.
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
-        html.Small(f"Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF) · Map data {OSM_CREDIT}"),
+        html.Small(" Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
     ], className="digiplat-header")
     app.layout = html.Div([
         header,
@@ -352,7 +409,7 @@ def create_app(*, warm_up: bool = True):
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True), *market_view_outputs(duplicate=True),
         Input("clear-request", "data"),
-        State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "data"),
+        State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "rowData"),
         State("market-refine", "value"), State("market-method", "value"),
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],
@@ -366,18 +423,28 @@ def create_app(*, warm_up: bool = True):
         Input("result-store", "data"),
     )(show_validation)
     app.callback(
-        Output("market-bids", "data", allow_duplicate=True), Output("market-alert", "children", allow_duplicate=True),
+        Output("market-bids", "rowData", allow_duplicate=True), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True),
-        Input("market-upload", "contents"), State("market-upload", "filename"), State("market-bids", "data"),
+        Input("market-upload", "contents"), State("market-upload", "filename"), State("market-bids", "rowData"),
         prevent_initial_call=True,
     )(upload_bids)
-    app.callback(Output("market-download", "data"), Input("market-download-btn", "n_clicks"), State("market-bids", "data"),
+    app.callback(Output("market-download", "data"), Input("market-download-btn", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(download_bids)
-    app.callback(Output("market-bids", "data", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "data"),
+    app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(add_bid)
-    app.callback(Output("bids-store", "data"), Input("market-bids", "data"), prevent_initial_call=True)(lambda data: data)
+    app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-delete-bids", "n_clicks"),
+                 State("market-bids", "selectedRows"), State("market-bids", "rowData"), prevent_initial_call=True)(delete_bids)
+    # An edit changes rowData without firing it as an Input (dash-ag-grid): cellValueChanged does.
+    app.callback(Output("bids-store", "data"), Input("market-bids", "rowData"), Input("market-bids", "cellValueChanged"),
+                 State("market-bids", "rowData"), prevent_initial_call=True)(lambda _rows, _edit, data: data)
     app.callback(Output("grid-details", "children"),
                  [Input(f"grid-layer-{name}", "clickData") for name, *_ in LAYERS], prevent_initial_call=True)(element_details)
+    app.callback(Output("market-outdated", "children"), Output("market-results", "className"),
+                 Input("result-store", "data"), *[Input(i, p) for i, p in ROUND_INPUTS], prevent_initial_call=True,
+                 )(lambda result, *_: outdated_marks(dash.callback_context.triggered_id, result))
+    app.callback(Output("market-violations", "rowData"), Input("result-store", "data"))(violation_table)
+    app.callback(Output("market-map", "viewport"), Output("market-method", "value"), Input("market-violations", "cellClicked"), State("market-violations", "rowData"),
+                 prevent_initial_call=True)(zoom_to_violation)
     for page in PAGES:
         if page.register is not None:
             page.register(app)

@@ -35,6 +35,15 @@ def default_grid():
     return Grid.load(default_grid_dir())
 
 
+@functools.lru_cache(maxsize=1)
+def bus_points() -> dict[int, tuple[float, float]]:
+    """Return ``{bus index: (lon, lat)}`` of the shipped grid (for zooming the map to a bus)."""
+    import json
+
+    net = default_grid().net
+    return {int(i): tuple(json.loads(g)["coordinates"][:2]) for i, g in net.bus["geo"].items() if isinstance(g, str)}
+
+
 @functools.lru_cache(maxsize=8)
 def scenario_for(day_type: str, hour: int):
     """Return the default scenario at a time frame (cached; read-only)."""
@@ -45,7 +54,7 @@ def scenario_for(day_type: str, hour: int):
 
 
 def default_bid_records(day_type: str = "weekday", hour: int = 18) -> list[dict[str, Any]]:
-    """Return the scenario's bids as DataTable records."""
+    """Return the scenario's bids as bid table records (AG Grid rowData)."""
     frame = scenario_for(day_type, hour).bids
     return _records(frame)
 
@@ -70,7 +79,7 @@ def upload_name(filename: Any) -> str:
 
 
 def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
-    """Return DataTable records from an uploaded CSV/JSON (``dcc.Upload`` base64 contents).
+    """Return bid table records from an uploaded CSV/JSON (``dcc.Upload`` base64 contents).
 
     Whatever arrives (a crafted POST may send a list, a number, bad base64, a file of any size
     or a JSON nested 100,000 deep) ends in an ``optim._errors.InputError`` naming the user's
@@ -292,7 +301,7 @@ def _prune(folder: Path) -> None:
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None):
-    """Return ``(bids, scenario with these bids, linearization)`` for DataTable records.
+    """Return ``(bids, scenario with these bids, linearization)`` for bid table records.
 
     Raises ``optim._errors.InputError`` listing every bad bid row.
     """

@@ -308,15 +308,15 @@ class Session:
         self.callbacks = {tuple(i["id"] + "." + i["property"] for i in cb["inputs"]): cb for cb in deps}
         page = self.post_callback(http, self.callback_of(PAGE_OUTPUT, by="output"), [("tabs", "active_tab", "market")],
                                   [("bids-store", "data", None)])
-        self.bids = find_prop(page, "market-bids", "data")
+        self.bids = find_prop(page, "market-bids", "rowData")
         if not self.bids:
             raise RuntimeError("the Market tab has no bid table")
         self.page_s = time.perf_counter() - t0
         if self.upload:
             name, contents = self.own_bid_file()
             answer = self.post_callback(http, self.callback_of(UPLOAD_INPUT), [("market-upload", "contents", contents)],
-                                        [("market-upload", "filename", name), ("market-bids", "data", self.bids)])
-            bids = answer.get("market-bids", {}).get("data")
+                                        [("market-upload", "filename", name), ("market-bids", "rowData", self.bids)])
+            bids = answer.get("market-bids", {}).get("rowData")
             if not bids or answer.get("market-alert", {}).get("is_open"):
                 raise RuntimeError(f"upload refused: {answer.get('market-alert', {}).get('children')}")
             self.bids = bids
@@ -330,7 +330,7 @@ class Session:
             try:
                 answer = self.post_callback(http, clear, [("clear-request", "data", {"n_clicks": click + 1, "at": int(time.time() * 1000)})], [
                     ("market-day-type", "value", self.day_type), ("market-hour", "value", self.hour),
-                    ("market-request", "value", request_mw), ("market-bids", "data", self.bids),
+                    ("market-request", "value", request_mw), ("market-bids", "rowData", self.bids),
                     ("market-refine", "value", False), ("market-method", "value", "milp")])
             except Exception as exc:
                 self.lost.append(f"session {self.index} click {click}: {type(exc).__name__}: {exc}"[:300])

@@ -7,19 +7,20 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from gridgen import OSM_CREDIT
 
 log = logging.getLogger(__name__)
 
 METHODS = {"milp": "Grid-aware MILP (paper A)", "merit": "Grid-blind merit order"}
+# AG Grid column definitions of the bid table: ``field`` is the bid column of app.session.BID_COLUMNS.
 BID_TABLE_COLUMNS = [
-    {"name": "bid", "id": "bid_id", "editable": False},
-    {"name": "aggregator", "id": "aggregator"},
-    {"name": "building", "id": "building_id"},
-    {"name": "volume (MW, + up)", "id": "p_mw", "type": "numeric"},
-    {"name": "price (€/MWh)", "id": "price_eur_per_mwh", "type": "numeric"},
-    {"name": "unit", "id": "fpu"},
+    {"headerName": "bid", "field": "bid_id", "editable": False, "minWidth": 72},
+    {"headerName": "aggregator", "field": "aggregator", "minWidth": 90},
+    {"headerName": "building", "field": "building_id", "minWidth": 78},
+    {"headerName": "MW (+ up)", "field": "p_mw", "cellDataType": "number", "headerTooltip": "volume (MW, + up)"},
+    {"headerName": "€/MWh", "field": "price_eur_per_mwh", "cellDataType": "number", "headerTooltip": "price (€/MWh)"},
+    {"headerName": "unit", "field": "fpu", "minWidth": 70},
 ]
+BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
@@ -48,8 +49,8 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
             html.Div("Click an element on the map for its details.", id="grid-details", className="small"),
             html.Hr(),
             html.Div(f"Generated from OpenStreetMap by gridgen: k-means substations, TSP-routed 20 kV open ring, "
-                     f"min-cost-flow 0.4 kV feeders, sized until the peak-load AC power flow is clean. "
-                     f"Map data {OSM_CREDIT}.", className="credit"),
+                     f"min-cost-flow 0.4 kV feeders, sized until the peak-load AC power flow is clean.",
+                     className="credit"),
         ], md=3),
     ])
 
@@ -57,7 +58,8 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
 def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     """Return the Market page: controls, TSO view (bids, package) beside the DSO view (map)."""
     import dash_bootstrap_components as dbc
-    from dash import dash_table, dcc, html
+    import dash_ag_grid as dag
+    from dash import dcc, html
 
     from app.mapview import map_component
     from app.session import UPLOAD_LIMIT_BYTES  # the browser refuses larger files; the server checks again
@@ -65,40 +67,65 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Day type"), dcc.Dropdown(id="market-day-type", options=["weekday", "weekend"], value="weekday", clearable=False)], md=2),
         dbc.Col([dbc.Label("Hour"), dbc.Input(id="market-hour", type="number", min=0, max=23, step=1, value=18)], md=1),
-        dbc.Col([dbc.Label("Request P_E (MW, + up)"), dbc.Input(id="market-request", type="number", step=0.1, value=1.8)], md=2),
+        dbc.Col([dbc.Label(html.Span("Request P_E (MW)", title="the TSO's request at the interface, MW; + up, - down")),
+                 dbc.Input(id="market-request", type="number", step=0.1, value=1.8)], md=2),
         dbc.Col([dbc.Label("Map shows"), dcc.RadioItems(id="market-method", options=[{"label": v, "value": k} for k, v in METHODS.items()],
                                                          value="milp", inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"})], md=3),
         dbc.Col([html.Br(), dbc.Button("Clear market", id="market-clear", color="primary", className="me-2"),
-                 dbc.Checkbox(id="market-refine", label="refine (re-linearize at the dispatch)", value=False,
-                              className="small mt-1"),
+                 html.Span(dbc.Checkbox(id="market-refine", label="refine", value=False, className="small mt-1"),
+                           title="re-linearize at the dispatch and clear again until the AC power flow is clean",
+                           className="d-inline-block"),
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
                  dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
                  dcc.Download(id="market-download")], md=2),
-    ])), className="mb-2")
+    ]), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
-        dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid"),
+        dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),
         dbc.CardBody([
             html.Div(id="market-tso-package", className="small mb-2", children="Clear the market to see the package's figures."),
-            dash_table.DataTable(
-                id="market-bids", columns=BID_TABLE_COLUMNS, data=bid_records, editable=True, row_deletable=True,
-                page_size=12, sort_action="native", filter_action="native",
-                style_table={"overflowX": "auto"}, style_cell={"fontSize": "0.8rem", "padding": "2px 6px"},
+            # dash-ag-grid (dash_table.DataTable is deprecated in Dash 4): edits land in rowData
+            # (read as State); rows are added and deleted by the buttons below.
+            dag.AgGrid(
+                id="market-bids", columnDefs=BID_TABLE_COLUMNS, rowData=bid_records,
+                defaultColDef={"editable": True, "sortable": True, "filter": True, "resizable": True, "flex": 1,
+                               "minWidth": 64},
+                dashGridOptions={"pagination": True, "paginationPageSize": BID_PAGE_ROWS,
+                                 "paginationPageSizeSelector": False, "rowHeight": 26, "headerHeight": 30,
+                                 "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": True,
+                                                  "enableClickSelection": False},
+                                 "animateRows": False,
+                                 "stopEditingWhenCellsLoseFocus": True},
+                className="bid-grid", style={"height": "410px", "width": "100%"},
             ),
             dbc.Button("Add bid", id="market-add-bid", size="sm", color="link"),
+            dbc.Button("Delete selected", id="market-delete-bids", size="sm", color="link"),
             dcc.Graph(id="market-tso-loading", config={"displayModeBar": False}, style={"height": "260px"}),
         ]),
     ])
     dso_view = dbc.Card([
-        dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch"),
-        dbc.CardBody(html.Div(map_component("market", geojson), id="market-map-holder")),
+        dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch", className="py-1"),
+        dbc.CardBody([
+            html.Div(map_component("market", geojson), id="market-map-holder"),
+            html.Details([
+                html.Summary("Violations of the grid-blind merit order, listed after a clearing (click a row: the map zooms to it)",
+                             className="small"),
+                dag.AgGrid(id="market-violations", columnDefs=VIOLATION_COLUMNS, rowData=[],
+                           defaultColDef={"sortable": True, "resizable": True, "flex": 1},
+                           dashGridOptions={"rowHeight": 24, "headerHeight": 26, "animateRows": False},
+                           className="bid-grid", style={"height": "220px", "width": "100%"}),
+            ], open=True, className="mt-1"),
+        ], className="p-1"),
     ])
     return html.Div([
         controls,
         dbc.Alert(id="market-alert", is_open=False, color="danger", dismissable=True, style={"whiteSpace": "pre-line"}),
-        dbc.Row(id="market-cards", className="mb-2"),
-        dbc.Row([dbc.Col(tso_view, md=5), dbc.Col(dso_view, md=7)]),
+        html.Div(id="market-outdated", className="outdated-note"),
+        html.Div([
+            dbc.Row(id="market-cards", className="mb-1 g-2"),
+            dbc.Row([dbc.Col(tso_view, md=5), dbc.Col(dso_view, md=7)]),
+        ], id="market-results", className="market-results"),
     ])
 
 
@@ -135,7 +162,7 @@ def summary_cards(result: dict[str, Any]):
             html.Div(f"{v.get('violations', 0)} violations in the AC power flow" if v else "not validated", id=f"market-card-{key}-violations"),
         ]
         color = "success" if v and v.get("violations", 0) == 0 and status == "optimal" else ("danger" if v else "warning")
-        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body), color=color, outline=True), md=6))
+        cols.append(dbc.Col(dbc.Card(dbc.CardBody(body, className="py-1 px-2 result-card"), color=color, outline=True), md=6))
     return cols
 
 
@@ -155,9 +182,20 @@ def tso_package_view(tso: dict[str, Any]):
     return [head, table]
 
 
+def hint_figure(text: str, height_px: int | None = None) -> go.Figure:
+    """Return a figure with no axes and only ``text``: shown instead of an empty plot."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=13, color="#555"))
+    fig.update_layout(template="plotly_white", xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      margin=dict(l=10, r=10, t=10, b=10), **({"height": height_px} if height_px else {}))
+    return fig
+
+
 def tso_loading_figure(tso: dict[str, Any]) -> go.Figure:
-    """Return the TSO's bar chart of the predicted loadings closest to their limits, by opaque id."""
+    """Return the TSO's bar chart of the predicted loadings closest to their limits, by opaque id (a hint without)."""
     top = (tso or {}).get("predicted_loading_top", [])
+    if not top:
+        return hint_figure("Clear the market to see the TSO's predicted branch loadings.")
     fig = go.Figure(go.Bar(x=[t["id"] for t in top], y=[t["loading_percent"] for t in top], marker_color="#2b7bb9"))
     fig.add_hline(y=100, line_dash="dash", line_color="#c62828")
     fig.add_hline(y=-100, line_dash="dash", line_color="#c62828")
@@ -176,6 +214,9 @@ def validation_figures(result: dict[str, Any]) -> tuple[go.Figure, go.Figure]:
         pred = plots.get(f"{quantity}_pred_pu" if quantity == "vm" else "loading_pred_percent") or []
         crit = plots.get("critical_buses" if quantity == "vm" else "critical_branches", [])
         idx = [i for i, c in enumerate(crit) if c][:40]
+        if not idx:
+            figs.append(hint_figure(f"{title}: none to show for this round (no dispatch, or nothing near its limits)."))
+            continue
         fig = go.Figure()
         fig.add_trace(go.Scatter(x=[ids[i] for i in idx], y=[pf[i] for i in idx], mode="markers", name="AC power flow",
                                  marker=dict(symbol="circle-open", size=10, color="#c62828")))
@@ -207,6 +248,38 @@ def validation_table(result: dict[str, Any]):
     ]
     return dbc.Table([html.Thead(html.Tr([html.Th("metric"), html.Th("voltages (p.u.)"), html.Th("loadings (%)")])),
                       html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])], bordered=True, size="sm", id="validation-metrics")
+
+
+VIOLATION_COLUMNS = [
+    {"headerName": "element", "field": "element", "minWidth": 110},
+    {"headerName": "quantity", "field": "quantity", "minWidth": 90},
+    {"headerName": "value", "field": "value", "minWidth": 80},
+    {"headerName": "limit", "field": "limit", "minWidth": 70},
+]
+
+
+def violation_rows(result: dict[str, Any] | None, geojson: dict[str, Any],
+                   bus_points: dict[int, tuple[float, float]] | None = None) -> list[dict[str, Any]]:
+    """Return the table rows of the grid-blind merit order's violations, worst first, with map bounds.
+
+    ``value`` and ``limit`` are display strings (voltages in p.u., loadings in %); ``bounds`` is
+    where the map zooms when the row is clicked.
+    """
+    from app.mapview import element_bounds
+
+    if not result:
+        return []
+    rows = []
+    for x in result.get("merit", {}).get("violations", []):
+        voltage = x["quantity"] == "vm_pu"
+        rows.append({
+            "element": f"{'bus' if voltage else 'line'} {x['id']}", "quantity": "voltage" if voltage else "loading",
+            "value": f"{x['value']:.4f} p.u." if voltage else f"{x['value']:.1f} %",
+            "limit": f"{x['limit']:.2f} p.u." if voltage else f"{x['limit']:.0f} %",
+            "excess": abs(x["value"] - x["limit"]) / abs(x["limit"]),
+            "bounds": element_bounds(geojson, x["element"], int(x["index"]), bus_points),
+        })
+    return sorted(rows, key=lambda r: -r["excess"])
 
 
 def merit_violations(result: dict[str, Any]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
+import re
 from typing import Any, Iterator
 
 import dash
@@ -16,7 +17,8 @@ import plotly.graph_objects as go
 import pytest
 
 from app import mapview, server, session
-from app.mapview import COLORS, LAYERS, activation_class, loading_color, styled_layers, voltage_color
+from app.mapview import (LAYERS, SCALES, STYLES, VIOLATION_CLASS, activation_class, beyond_loading, beyond_voltage, legend,
+                         legend_entries, legend_scales, loading_color, styled_layers, voltage_color)
 
 REQUEST_MW = 1.8
 LAYER_NAMES = [name for name, *_ in LAYERS]
@@ -120,8 +122,9 @@ def test_render_page_grid_tab():
     assert {f"grid-fact-{i}" for i in range(9)} <= ids
     # every layer holds features, each with a style
     layers = geojson_layers(page, "grid")
+    assert layers["bids"]["features"] == []  # no market round, no activation markers
     for name, fc in layers.items():
-        assert fc["features"], name
+        assert fc["features"] or name == "bids", name
         assert all("color" in f["properties"]["style"] for f in fc["features"])
     # an unknown or missing tab falls back to the grid page
     assert ids_of(server.render_page(None, None)) == ids
@@ -133,14 +136,14 @@ def test_render_page_market_tab(default_bids):
     ids = ids_of(page)
     assert MARKET_IDS <= ids, MARKET_IDS - ids
     table = by_id(page, "market-bids")
-    assert_same_bids(table.data, default_bids)
-    assert [c["id"] for c in table.columns] == list(session.BID_COLUMNS)
+    assert_same_bids(table.rowData, default_bids)
+    assert [c["field"] for c in table.columnDefs] == list(session.BID_COLUMNS)
     assert by_id(page, "market-request").value == REQUEST_MW
     assert by_id(page, "market-method").value == "milp"
     assert by_id(page, "market-alert").is_open is False
     # the bids kept in the session store are shown instead of the defaults
     mine = copy.deepcopy(default_bids[:3])
-    assert by_id(server.render_page("market", mine), "market-bids").data == mine
+    assert by_id(server.render_page("market", mine), "market-bids").rowData == mine
 
 
 def test_render_page_validation_tab():
@@ -256,7 +259,7 @@ def test_clear_market_request_answers_with_result_and_views(default_bids):
     expected = split_views(server.show_result(result, "merit"))
     assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
     assert layers == expected[1] and set(layers) == set(mapview.RESULT_LAYERS)
-    assert "overloaded" in text_of(legend)
+    assert "beyond a limit" in text_of(legend)
     assert "operating points" in text_of(package)
     assert loading.data[0].x == expected[4].data[0].x
 
@@ -348,33 +351,45 @@ def _line_colours(layers: dict[str, dict]) -> list[str]:
     return [f["properties"]["style"]["color"] for name in ("lv", "mv") for f in layers[name]["features"]]
 
 
+def _violating(fc: dict) -> list[dict]:
+    return [f for f in fc["features"] if f["properties"]["style"].get("className") == VIOLATION_CLASS]
+
+
 def test_show_result_map_shows_milp_dispatch(cleared):
-    _, layers, legend, _, _ = split_views(server.show_result(cleared, "milp"))
+    _, layers, legend_, _, _ = split_views(server.show_result(cleared, "milp"))
     for name, fc in layers.items():
         assert fc["features"] and all(f["properties"]["style"] for f in fc["features"]), name
-    lines = _line_colours(layers)
-    # lines are coloured by loading: green/amber only, nothing overloaded
-    assert COLORS["ok"] in lines and COLORS["bad"] not in lines
-    fills = {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]}
-    assert {COLORS["full"], COLORS["none"]} <= fills  # activation per building
-    edges = {f["properties"]["style"]["color"] for f in layers["buildings"]["features"]}
-    assert COLORS["bad"] not in edges
+    outcome = cleared["milp"]
+    # lines are coloured by their loading on the loading scale; nothing is beyond a limit
+    for f in layers["lv"]["features"] + layers["mv"]["features"]:
+        loading = outcome["line_loading_percent"].get(str(f["properties"]["line"]))
+        if loading is not None and not f["properties"].get("normally_open"):
+            assert f["properties"]["style"]["color"] == loading_color(loading)
+    assert all(not _violating(fc) for fc in layers.values())
+    # buildings are filled by their bus voltage; activation is a separate marker per building with a bid
+    for f in layers["buildings"]["features"]:
+        v = outcome["vm_pu"].get(str(f["properties"]["bus"]))
+        assert v is not None and f["properties"]["style"]["fillColor"] == voltage_color(v)
+    markers = layers["bids"]["features"]
+    assert {m["properties"]["building_id"] for m in markers} == set(outcome["buildings"])
+    assert {"full", "none"} <= {m["properties"]["activation"] for m in markers}
+    assert all(m["properties"]["style"] == STYLES[f"bid_{m['properties']['activation']}"]["style"] for m in markers)
+    assert all(m["geometry"]["type"] == "Point" for m in markers)
     tips = [f["properties"].get("tooltip", "") for f in layers["buildings"]["features"]]
     assert any("activated" in t and "voltage" in t for t in tips)
-    # the legend explains the result colours
-    assert "overloaded" in text_of(legend)
+    assert "beyond a limit" in text_of(legend_) and "without a bid" in text_of(legend_)
 
 
 def test_show_result_map_shows_merit_order_congestion(cleared):
     _, layers, _, _, _ = split_views(server.show_result(cleared, "merit"))
-    red_lines = [f for name in ("lv", "mv") for f in layers[name]["features"]
-                 if f["properties"]["style"]["color"] == COLORS["bad"]]
+    over_lines = [f for name in ("lv", "mv") for f in _violating(layers[name])]
     overloaded = {str(i) for i, x in cleared["merit"]["line_loading_percent"].items() if abs(x) > 100}
-    assert red_lines and {str(f["properties"]["line"]) for f in red_lines} == overloaded
-    assert all("loading" in f["properties"]["tooltip"] for f in red_lines)
-    red_buses = [f for f in layers["buildings"]["features"] if f["properties"]["style"]["color"] == COLORS["bad"]]
-    assert red_buses  # buildings whose bus voltage leaves the band
-    assert all(cleared["merit"]["vm_pu"][str(f["properties"]["bus"])] > 1.05 for f in red_buses)
+    assert over_lines and {str(f["properties"]["line"]) for f in over_lines} == overloaded
+    assert all("loading" in f["properties"]["tooltip"] for f in over_lines)
+    over_buses = _violating(layers["buildings"])
+    assert over_buses  # buildings whose bus voltage leaves the band
+    assert all(beyond_voltage(cleared["merit"]["vm_pu"][str(f["properties"]["bus"])]) for f in over_buses)
+    assert all(f["properties"]["style"]["color"] == STYLES["violation"]["style"]["color"] for f in over_buses)
 
 
 def test_show_result_unknown_method_falls_back_to_milp(cleared):
@@ -388,8 +403,11 @@ def test_show_result_without_result():
     # the map keeps the plain grid the Market tab was drawn with
     assert all(x is dash.no_update for x in layers.values()) and legend is dash.no_update
     plain = geojson_layers(server.render_page("market", None), "market")
-    assert COLORS["bad"] not in _line_colours(plain) and COLORS["ok"] not in _line_colours(plain)
-    assert len(figure.data) == 1 and len(figure.data[0].x) == 0
+    assert set(_line_colours(plain)) <= {STYLES[k]["style"]["color"] for k in ("mv_line", "lv_line", "service", "normally_open")}
+    assert plain["bids"]["features"] == []
+    # no empty plot: a figure without axes that says what to do
+    assert len(figure.data) == 0 and "Clear the market" in figure.layout.annotations[0].text
+    assert figure.layout.xaxis.visible is False
 
 
 # ------------------------------------------------------------------------------------ show_validation
@@ -505,6 +523,61 @@ def test_download_bids_rereads_to_the_same_bids(default_bids, tmp_path):
         server.download_bids(None, default_bids)
 
 
+def test_violation_table_lists_the_merit_orders_violations_with_bounds(cleared):
+    rows = server.violation_table(cleared)
+    violations = cleared["merit"]["violations"]
+    assert len(rows) == len(violations) > 0
+    assert [r["excess"] for r in rows] == sorted((r["excess"] for r in rows), reverse=True)  # worst first
+    for r in rows:
+        (south, west), (north, east) = r["bounds"]
+        assert south < north and west < east and 48.9 < south < 49.1
+        assert r["quantity"] in ("voltage", "loading") and r["value"].endswith(("p.u.", "%"))
+    worst = max(violations, key=lambda x: abs(x["value"] - x["limit"]) / abs(x["limit"]))
+    assert rows[0]["element"].endswith(worst["id"])
+    assert server.violation_table(None) == []
+    viewport, method = server.zoom_to_violation({"rowIndex": 0, "data": rows[0]}, rows)
+    assert viewport["bounds"] == rows[0]["bounds"] and method == "merit"
+    assert server.zoom_to_violation({"rowIndex": 1}, rows)[0]["bounds"] == rows[1]["bounds"]
+    for cell in (None, {"rowIndex": 99}, {"rowIndex": "x"}):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            server.zoom_to_violation(cell, rows)
+
+
+def test_element_bounds_of_a_line_and_a_bus():
+    geojson = session.default_grid().geojson
+    line = _first(geojson, "lv_line")["properties"]["line"]
+    (s, w), (n, e) = mapview.element_bounds(geojson, "line", line)
+    assert s < n and w < e
+    bus = _first(geojson, "building")["properties"]["bus"]
+    assert mapview.element_bounds(geojson, "bus", bus) is not None
+    assert mapview.element_bounds(geojson, "bus", -1) is None and mapview.element_bounds(geojson, "trafo", 0) is None
+
+
+def test_outdated_marks():
+    assert server.outdated_marks("result-store", {"milp": {}}) == ("", "market-results")
+    assert server.outdated_marks("market-hour", None) == ("", "market-results")  # nothing shown: nothing outdated
+    for trigger, _ in server.ROUND_INPUTS:
+        note, cls = server.outdated_marks(trigger, {"milp": {}})
+        assert "Outdated" in note and cls.split() == ["market-results", "outdated"]
+
+
+def test_show_validation_without_result_shows_hints_not_empty_plots():
+    text, table, vm_fig, loading_fig, merit = server.show_validation(None)
+    assert "Clear the market" in text and table == [] and merit == []
+    for fig in (vm_fig, loading_fig):
+        assert len(fig.data) == 0 and fig.layout.annotations[0].text
+
+
+def test_delete_bids_removes_the_selected_rows(default_bids):
+    rows = copy.deepcopy(default_bids[:4]) + [copy.deepcopy(default_bids[0])]  # one row twice
+    kept = server.delete_bids(1, [copy.deepcopy(default_bids[0]), copy.deepcopy(default_bids[2])], rows)
+    assert kept == [default_bids[1], default_bids[3], default_bids[0]]  # one equal row per selected row
+    assert len(rows) == 5  # the input list is not modified
+    for n_clicks, selected in ((None, [default_bids[0]]), (1, []), (1, None)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            server.delete_bids(n_clicks, selected, rows)
+
+
 def test_add_bid_appends_an_empty_row(default_bids):
     rows = server.add_bid(1, default_bids[:2])
     assert len(rows) == 3 and rows[:2] == default_bids[:2]
@@ -515,29 +588,93 @@ def test_add_bid_appends_an_empty_row(default_bids):
 
 
 # ------------------------------------------------------------------------------------ mapview units
-@pytest.mark.parametrize(
-    ("loading", "limit", "colour"),
-    [(0.0, 100, "ok"), (79.9, 100, "ok"), (80.1, 100, "warn"), (100.0, 100, "warn"), (100.5, 100, "bad"),
-     (-120.0, 100, "bad"), (-85.0, 100, "warn"), (45.0, 50, "warn"), (51.0, 50, "bad")],
-)
-def test_loading_color(loading, limit, colour):
-    assert loading_color(loading, limit) == COLORS[colour]
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
-@pytest.mark.parametrize(
-    ("vm", "colour"),
-    [(1.0, "ok"), (0.96, "ok"), (1.04, "ok"), (0.955, "warn"), (1.045, "warn"), (0.95, "warn"), (1.05, "warn"),
-     (0.9499, "bad"), (1.0501, "bad"), (1.09, "bad")],
-)
-def test_voltage_color(vm, colour):
-    assert voltage_color(vm) == COLORS[colour]
+def _lightness(hex_colour: str) -> float:
+    r, g, b = _rgb(hex_colour)
+    return 0.299 * r + 0.587 * g + 0.114 * b
 
 
-def test_voltage_color_custom_band():
-    assert voltage_color(1.095, 0.9, 1.1) == COLORS["warn"]
-    assert voltage_color(1.08, 0.9, 1.1) == COLORS["ok"]  # 1.08 would be "bad" in the default band
-    assert voltage_color(1.0, 0.9, 1.1) == COLORS["ok"]
-    assert voltage_color(0.89, 0.9, 1.1) == COLORS["bad"]
+def test_loading_scale_darkens_with_loading_and_clips():
+    values = [0, 20, 40, 60, 80, 100, 120]
+    shades = [_lightness(loading_color(x)) for x in values]
+    assert all(a > b for a, b in zip(shades, shades[1:]))  # monotone in lightness: readable without hue
+    assert loading_color(-85.0) == loading_color(85.0)  # unsigned
+    assert loading_color(500.0) == loading_color(120.0) and SCALES["loading"].color(-5.0) == loading_color(0.0)
+    assert loading_color(0.0) == SCALES["loading"].color(0.0)
+
+
+def test_voltage_scale_diverges_around_one_per_unit():
+    mid = _lightness(voltage_color(1.0))
+    assert mid > 230  # near white at the nominal voltage
+    for low, high in ((0.99, 1.01), (0.97, 1.03), (0.95, 1.05)):
+        assert _lightness(voltage_color(low)) < mid and _lightness(voltage_color(high)) < mid
+        assert voltage_color(low) != voltage_color(high)
+    # low voltages orange-brown (red > blue), high voltages purple (blue > red)
+    lo, hi = _rgb(voltage_color(0.95)), _rgb(voltage_color(1.05))
+    assert lo[0] > lo[2] and hi[2] > hi[0]
+    assert voltage_color(0.5) == voltage_color(0.94) and voltage_color(1.5) == voltage_color(1.06)
+
+
+@pytest.mark.parametrize(("loading", "limit", "beyond"), [(100.0, 100, False), (100.5, 100, True), (-120.0, 100, True),
+                                                          (-85.0, 100, False), (51.0, 50, True)])
+def test_beyond_loading(loading, limit, beyond):
+    assert beyond_loading(loading, limit) is beyond
+
+
+@pytest.mark.parametrize(("vm", "band", "beyond"), [(1.0, (0.95, 1.05), False), (0.95, (0.95, 1.05), False),
+                                                     (0.9499, (0.95, 1.05), True), (1.0501, (0.95, 1.05), True),
+                                                     (1.08, (0.9, 1.1), False), (0.89, (0.9, 1.1), True)])
+def test_beyond_voltage(vm, band, beyond):
+    assert beyond_voltage(vm, *band) is beyond
+
+
+def test_legend_is_built_from_the_style_table():
+    """Every symbol the map draws is a STYLES entry the legend shows, with the same colours."""
+    from dash import html
+
+    geojson = session.default_grid().geojson
+    for with_outcome in (False, True):
+        component = legend(with_outcome)
+        rows = {c.to_plotly_json()["props"].get("data-style"): c for c in walk(component) if isinstance(c, html.Div)}
+        rows.pop(None, None)
+        assert list(rows) == legend_entries(with_outcome)
+        for key, row in rows.items():
+            assert STYLES[key]["label"] in text_of(row)
+            swatch = getattr(row.children[0], "style", None) or {}
+            colour = STYLES[key]["style"].get("color")
+            if colour:
+                assert colour in " ".join(str(v) for v in swatch.values()), key
+        bars = [c for c in walk(component) if isinstance(c, html.Div) and "data-scale" in c.to_plotly_json()["props"]]
+        assert [b.to_plotly_json()["props"]["data-scale"] for b in bars] == legend_scales(with_outcome)
+        for bar in bars:
+            scale = SCALES[bar.to_plotly_json()["props"]["data-scale"]]
+            assert bar.style["background"] == scale.gradient_css()
+            assert scale.color(scale.vmin) in bar.style["background"] and scale.color(scale.vmax) in bar.style["background"]
+        assert "Legend" in text_of(component) and component.open is True  # collapsible, open at start
+    # the styles the map draws: fixed ones come from STYLES entries the legend lists; the others from a scale
+    plain = styled_layers(geojson)
+    grid_keys = legend_entries(False)
+    for fc in plain.values():
+        for f in fc["features"]:
+            style = {k: v for k, v in f["properties"]["style"].items()}
+            assert any(style == STYLES[k]["style"] for k in grid_keys), style
+    result = styled_layers(geojson, {"vm_pu": {str(f["properties"]["bus"]): 1.07 for f in geojson["features"] if f["properties"]["kind"] == "building"},
+                                     "line_loading_percent": {}, "trafo_loading_percent": {},
+                                     "buildings": {}})
+    fills = {f["properties"]["style"]["fillColor"] for f in result["buildings"]["features"]}
+    assert fills == {SCALES["voltage"].color(1.07)}
+    assert {f["properties"]["style"]["color"] for f in result["buildings"]["features"]} == {STYLES["violation"]["style"]["color"]}
+
+
+def test_feed_in_substations_and_normally_open_point_are_distinct():
+    keys = ("feed_in", "substation", "substation_result", "normally_open", "bid_full", "bid_partial", "bid_none")
+    looks = {(STYLES[k]["style"].get("color"), STYLES[k]["style"].get("fillColor"), STYLES[k]["style"].get("radius"),
+              STYLES[k]["style"].get("dashArray"), STYLES[k]["style"].get("weight")) for k in keys}
+    assert len(looks) == len(keys)
+    assert STYLES["feed_in"]["style"]["fillColor"] not in {STYLES[k]["style"]["fillColor"] for k in ("bid_full", "bid_partial")}
 
 
 @pytest.mark.parametrize(
@@ -558,6 +695,7 @@ def test_styled_layers_plain_grid():
     before = copy.deepcopy(_first(geojson, "lv_line")["properties"])
     layers = styled_layers(geojson)
     assert list(layers) == LAYER_NAMES
+    assert layers.pop("bids")["features"] == []
     kinds = {name: kinds for name, _, kinds, _ in LAYERS}
     known = [f for f in geojson["features"] if f["properties"]["kind"] in {k for ks in kinds.values() for k in ks}]
     assert sum(len(fc["features"]) for fc in layers.values()) == len(known)
@@ -567,9 +705,10 @@ def test_styled_layers_plain_grid():
             assert f["properties"]["kind"] in kinds[name]
             style = f["properties"]["style"]
             assert style["color"].startswith("#")
-    assert {f["properties"]["style"]["color"] for f in layers["mv"]["features"]} == {COLORS["mv_line"]}
-    assert COLORS["lv_line"] in {f["properties"]["style"]["color"] for f in layers["lv"]["features"]}
-    assert {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]} == {COLORS["building"]}
+    assert {f["properties"]["style"]["color"] for f in layers["mv"]["features"]} <= {STYLES["mv_line"]["style"]["color"],
+                                                                                    STYLES["normally_open"]["style"]["color"]}
+    assert STYLES["lv_line"]["style"]["color"] in {f["properties"]["style"]["color"] for f in layers["lv"]["features"]}
+    assert {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]} == {STYLES["building"]["style"]["fillColor"]}
     assert all(f["properties"]["tooltip"] for f in layers["buildings"]["features"])
     assert _first(geojson, "lv_line")["properties"] == before  # the grid's GeoJSON is not modified
     assert "style" not in _first(geojson, "building")["properties"]
@@ -593,37 +732,75 @@ def test_styled_layers_colour_an_outcome():
         return next(f for f in layers[layer]["features"] if f["properties"].get(key) == value)
 
     lv = feature("lv", "line", line["line"])
-    assert lv["properties"]["style"]["color"] == COLORS["bad"]
-    assert lv["properties"]["style"]["weight"] == 3 + 3  # congestion is drawn thicker
+    assert lv["properties"]["style"]["color"] == loading_color(130.0) == SCALES["loading"].color(120.0)  # clipped
+    assert lv["properties"]["style"]["weight"] == STYLES["lv_line"]["style"]["weight"] + 3  # congestion is drawn thicker
+    assert lv["properties"]["style"]["className"] == VIOLATION_CLASS
     assert "loading 130.0 % (reversed flow)" in lv["properties"]["tooltip"]
-    assert feature("mv", "line", mv["line"])["properties"]["style"]["color"] == COLORS["ok"]
+    mv_style = feature("mv", "line", mv["line"])["properties"]["style"]
+    assert mv_style["color"] == loading_color(50.0) and "className" not in mv_style
     st = feature("stations", "trafo", station["trafo"])
-    assert st["properties"]["style"]["fillColor"] == COLORS["warn"] and "loading 90.0 %" in st["properties"]["tooltip"]
+    assert st["properties"]["style"]["fillColor"] == loading_color(90.0) and "loading 90.0 %" in st["properties"]["tooltip"]
+    assert "className" not in st["properties"]["style"]
     b = feature("buildings", "building_id", building["building_id"])["properties"]
-    assert b["style"]["fillColor"] == COLORS["partial"]
-    assert b["style"]["color"] == COLORS["bad"] and b["style"]["weight"] == 2
+    assert b["style"]["fillColor"] == voltage_color(1.07)  # grid state on the building: its voltage
+    assert b["style"]["color"] == STYLES["violation"]["style"]["color"] and b["style"]["weight"] == 3
+    assert b["style"]["className"] == VIOLATION_CLASS
     assert "voltage 1.0700 p.u." in b["tooltip"] and "(partial)" in b["tooltip"]
+    # bid activation apart from the grid state: one marker at the building
+    (marker,) = layers["bids"]["features"]
+    assert marker["properties"]["building_id"] == building["building_id"] and marker["properties"]["activation"] == "partial"
+    assert marker["properties"]["style"] == STYLES["bid_partial"]["style"]
     # elements without a value keep their grid colours; streets are never coloured by results
     other = [f for f in layers["lv"]["features"] if f["properties"]["line"] != line["line"]]
-    assert {f["properties"]["style"]["color"] for f in other if f["properties"]["kind"] == "lv_line"} == {COLORS["lv_line"]}
-    assert {f["properties"]["style"]["color"] for f in layers["base"]["features"]} <= {COLORS["street"], COLORS["footprint"]}
+    assert {f["properties"]["style"]["color"] for f in other if f["properties"]["kind"] == "lv_line"
+            and not f["properties"].get("normally_open")} == {STYLES["lv_line"]["style"]["color"]}
+    assert {f["properties"]["style"]["color"] for f in layers["base"]["features"]} <= {STYLES["street"]["style"]["color"],
+                                                                                      STYLES["footprint"]["style"]["color"]}
 
 
-def test_map_component_without_tiles(monkeypatch):
+OSM_CREDIT_TEXT = re.compile(r"OpenStreetMap(</a>)? contributors")
+
+
+def _credits(component: Any) -> int:
+    """How often the OSM credit appears in a component tree's own props (not in the GeoJSON data)."""
+    count = 0
+    for c in walk(component):
+        for prop, value in c.to_plotly_json()["props"].items():
+            if prop not in ("data", "children") and isinstance(value, str):
+                count += len(OSM_CREDIT_TEXT.findall(value))
+        children = getattr(c, "children", None)
+        if isinstance(children, str):
+            count += len(OSM_CREDIT_TEXT.findall(children))
+    return count
+
+
+def test_map_component_tiles_only_when_asked(monkeypatch):
     import dash_leaflet as dl
 
     geojson = session.default_grid().geojson
-    monkeypatch.setenv("DIGIPLAT_TILE_URL", "")
-    offline = mapview.map_component("grid", geojson)
-    assert not [c for c in walk(offline) if isinstance(c, dl.TileLayer)]
+    monkeypatch.delenv("DIGIPLAT_TILE_URL", raising=False)
+    default = mapview.map_component("grid", geojson)
+    assert not [c for c in walk(default) if isinstance(c, dl.TileLayer)]  # offline by default: no tile requests
+    monkeypatch.setenv("DIGIPLAT_TILE_URL", "  ")
+    assert not [c for c in walk(mapview.map_component("grid", geojson)) if isinstance(c, dl.TileLayer)]
     monkeypatch.setenv("DIGIPLAT_TILE_URL", "http://tiles.example/{z}/{x}/{y}.png")
     online = mapview.map_component("grid", geojson)
     tiles = [c for c in walk(online) if isinstance(c, dl.TileLayer)]
-    assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example") and "OpenStreetMap" in tiles[0].attribution
-    overlays = [c for c in walk(offline) if isinstance(c, dl.Overlay)]
+    assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example")
+    # one credit per map, tiles or not: the attribution control's
+    for component in (default, online, mapview.map_component("market", geojson, {"vm_pu": {}})):
+        assert _credits(component) == 1
+        control = next(c for c in walk(component) if isinstance(c, dl.AttributionControl))
+        assert "OpenStreetMap" in control.prefix and "ODbL" in control.prefix
+    overlays = [c for c in walk(default) if isinstance(c, dl.Overlay)]
     assert [o.name for o in overlays] == [label for _, label, _, _ in LAYERS]
-    (south, west), (north, east) = by_id(offline, "grid-map").bounds
+    (south, west), (north, east) = by_id(default, "grid-map").bounds
     assert south < north and west < east and math.isclose(round(south), 49)
+
+
+def test_map_pages_credit_osm_once_besides_the_footer():
+    for tab in ("grid", "market"):
+        assert _credits(server.render_page(tab, None)) == 1, tab  # the map's control; the footer is outside the page
 
 
 def test_clear_market_with_refinement_meets_table_i() -> None:

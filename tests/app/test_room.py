@@ -116,7 +116,7 @@ def client(tmp_path_factory):
     mp.undo()
 
 
-UPLOAD_OUTPUT = "..market-bids.data@{h}...market-alert.children@{h}...market-alert.is_open@{h}.."
+UPLOAD_OUTPUT = "..market-bids.rowData@{h}...market-alert.children@{h}...market-alert.is_open@{h}.."
 
 
 def _upload_payload(app_client, contents, filename):
@@ -128,7 +128,7 @@ def _upload_payload(app_client, contents, filename):
             "inputs": [{"id": "market-upload", "property": "contents", "value": contents}],
             "changedPropIds": ["market-upload.contents"],
             "state": [{"id": "market-upload", "property": "filename", "value": filename},
-                      {"id": "market-bids", "property": "data", "value": []}]}
+                      {"id": "market-bids", "property": "rowData", "value": []}]}
 
 
 @pytest.mark.parametrize(
@@ -148,6 +148,24 @@ def test_a_request_beyond_the_limit_is_refused_with_413(client):
     big = data_url(b"a" * (server.MAX_REQUEST_BYTES + 1))
     res = client.post("/_dash-update-component", json=_upload_payload(client, big, "huge.csv"))
     assert res.status_code == 413
+
+
+def test_a_map_render_is_sent_gzip_compressed(client):
+    import gzip
+    import json
+
+    deps = client.get("/_dash-dependencies").get_json()
+    cb = next(d for d in deps if [i["id"] + "." + i["property"] for i in d["inputs"]] == ["tabs.active_tab"])
+    payload = {"output": cb["output"], "outputs": {"id": "page", "property": "children"},
+               "inputs": [{"id": "tabs", "property": "active_tab", "value": "market"}], "changedPropIds": ["tabs.active_tab"],
+               "state": [{"id": "bids-store", "property": "data", "value": None}]}
+    res = client.post("/_dash-update-component", json=payload, headers={"Accept-Encoding": "gzip"})
+    assert res.status_code == 200 and res.headers.get("Content-Encoding") == "gzip"
+    body = gzip.decompress(res.data)
+    assert "market-map" in json.loads(body)["response"]["page"]["children"].__repr__()
+    assert len(res.data) < len(body) / 3  # GeoJSON compresses well: the ~1 MB map is a few hundred kB on the wire
+    plain = client.post("/_dash-update-component", json=payload)  # a client that asks for no compression gets none
+    assert plain.headers.get("Content-Encoding") is None and len(plain.data) == len(body)
 
 
 # ------------------------------------------------------------------------------------ the cache

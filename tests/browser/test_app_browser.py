@@ -14,14 +14,15 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.mapview import COLORS, LAYERS
+from app.mapview import LAYERS, STYLES, VIOLATION_CLASS, legend_entries, legend_scales
 
 pytestmark = pytest.mark.browser
 
 CLEAR_TIMEOUT = 90  # s: one clearing (two AC validations) on a loaded 2-core machine
 PATHS = "path.leaflet-interactive"
-RED = COLORS["bad"]
-GREEN = COLORS["ok"]
+# strokes of the plain grid map: anything else on a line is a result colour (the loading scale)
+PLAIN_STROKES = sorted({entry["style"]["color"] for entry in STYLES.values() if entry["shown"] in ("grid", "both")
+                        and "color" in entry["style"]} | {"#56606b"})
 
 
 def make_app():
@@ -51,6 +52,26 @@ def open_tab(browser, label: str) -> None:
 def paths(browser, map_id: str, stroke: str | None = None) -> int:
     selector = f"#{map_id} {PATHS}" + (f'[stroke="{stroke}"]' if stroke else "")
     return len(browser.driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def coloured(browser, map_id: str) -> int:
+    """The number of SVG paths of a map drawn in a result colour (not a plain-grid stroke)."""
+    return browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).filter(p => !arguments[1].includes(p.getAttribute('stroke'))).length;",
+        f"#{map_id} {PATHS}", PLAIN_STROKES)
+
+
+def violations(browser, map_id: str) -> int:
+    return len(browser.driver.find_elements(By.CSS_SELECTOR, f"#{map_id} path.{VIOLATION_CLASS}"))
+
+
+def legend_keys(browser, map_id: str) -> tuple[list, list]:
+    """``(style keys, scale keys)`` of the legend under a map, in their order."""
+    legend = f"#{map_id.replace('-map', '-legend')}"
+    return (browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' [data-style]')).map(e => e.dataset.style);", legend),
+        browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' [data-scale]')).map(e => e.dataset.scale);", legend))
 
 
 def wait_until(browser, condition, timeout: float, message: str):
@@ -86,10 +107,16 @@ def test_app_loads_with_the_grid_map(dash_duo, artifacts):
               for e in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#grid-map .leaflet-control-layers-overlays label")]
     assert labels == [label for _, label, _, _ in LAYERS]
     checked = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#grid-map .leaflet-control-layers-overlays input:checked")
-    assert len(checked) == 5
-    assert paths(dash_duo, "grid-map", COLORS["mv_line"]) >= 5  # the 20 kV ring
+    assert len(checked) == len(LAYERS)
+    assert paths(dash_duo, "grid-map", STYLES["mv_line"]["style"]["color"]) >= 5  # the 20 kV ring
+    assert paths(dash_duo, "grid-map", STYLES["normally_open"]["style"]["color"]) >= 1
+    assert legend_keys(dash_duo, "grid-map") == (legend_entries(False), legend_scales(False))
     assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "img.leaflet-tile")  # offline: no tiles requested
     assert "OpenStreetMap" in text(dash_duo, "#grid-map .leaflet-control-attribution")
+    # the OSM credit once on the map and once in the footer, nowhere else
+    body = dash_duo.driver.find_element(By.TAG_NAME, "body").text
+    assert len(re.findall(r"OpenStreetMap contributors", body)) == 2, body
+    assert "OpenStreetMap contributors" in text(dash_duo, "footer")
     from app import session
 
     assert text(dash_duo, "#grid-fact-0") == str(session.default_grid().summary["buildings"])  # Bergwald's buildings
@@ -115,7 +142,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     wait_for_map(dash_duo, "grid-map")
     open_tab(dash_duo, "Market")
     wait_for_map(dash_duo, "market-map")
-    assert paths(dash_duo, "market-map", GREEN) == 0 and paths(dash_duo, "market-map", RED) == 0
+    assert coloured(dash_duo, "market-map") == 0 and violations(dash_duo, "market-map") == 0
     assert text(dash_duo, "#market-cards") == ""
     # opening the tab starts no clearing job: the controls stay enabled, nothing is running
     for _ in range(15):
@@ -134,10 +161,14 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     wait_until(dash_duo, lambda: dash_duo.find_element("#market-clear").is_enabled(), 10, "clear button stays disabled")
     assert "operating points" in text(dash_duo, "#market-tso-package")
 
-    # the map is redrawn with the MILP's power flow: green lines, nothing red
-    wait_until(dash_duo, lambda: paths(dash_duo, "market-map", GREEN) > 50, 20, "map not coloured by the result")
+    # the map is redrawn with the MILP's power flow: lines on the loading scale, nothing beyond a limit
+    wait_until(dash_duo, lambda: coloured(dash_duo, "market-map") > 50, 20, "map not coloured by the result")
     assert paths(dash_duo, "market-map") > 100
-    assert paths(dash_duo, "market-map", RED) == 0
+    assert violations(dash_duo, "market-map") == 0
+    # the legend is the result legend of the style table: both colour bars, every symbol
+    assert legend_keys(dash_duo, "market-map") == (legend_entries(True), legend_scales(True))
+    n_markers = paths(dash_duo, "market-map", STYLES["bid_full"]["style"]["color"])
+    assert n_markers > 0  # activation markers (black) on the buildings with a bid
     shot(dash_duo, artifacts / "02-market-milp.png", "#market-map")
     # a presenter's laptop: 1280x800, the page fits its width (no horizontal scroll bar)
     dash_duo.driver.set_window_size(1280, 800)
@@ -150,10 +181,22 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
 
     # the grid-blind merit order congests the grid: red lines / buses
     click(dash_duo, dash_duo.find_element('#market-method input[value="merit"]'))
-    wait_until(dash_duo, lambda: paths(dash_duo, "market-map", RED) > 0, 20, "no congestion shown for the merit order")
-    n_red = paths(dash_duo, "market-map", RED)
+    wait_until(dash_duo, lambda: violations(dash_duo, "market-map") > 0, 20, "no congestion shown for the merit order")
+    n_red = violations(dash_duo, "market-map")
     assert n_red >= int(merit.group(1)) // 2
     shot(dash_duo, artifacts / "03-market-merit-order.png", "#market-map")
+    for width, height in ((1280, 800), (1920, 1080)):
+        dash_duo.driver.set_window_size(width, height)
+        shot(dash_duo, artifacts / f"09-merit-order-{width}x{height}.png", "#market-map")
+    dash_duo.driver.set_window_size(1400, 1000)
+    # the legend collapses and opens again (it must not hide the map on a small screen)
+    summary = dash_duo.find_element("#market-legend summary")
+    first_row = dash_duo.find_element("#market-legend [data-style]")
+    assert first_row.is_displayed()
+    click(dash_duo, summary)
+    wait_until(dash_duo, lambda: not first_row.is_displayed(), 5, "legend does not collapse")
+    click(dash_duo, summary)
+    wait_until(dash_duo, lambda: first_row.is_displayed(), 5, "legend does not open again")
 
     # a second browser session sees none of the first one's results
     dash_br.server_url = dash_duo.server_url
@@ -161,7 +204,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     open_tab(dash_br, "Market")
     wait_for_map(dash_br, "market-map")
     assert text(dash_br, "#market-cards") == ""
-    assert paths(dash_br, "market-map", RED) == 0 and paths(dash_br, "market-map", GREEN) == 0
+    assert violations(dash_br, "market-map") == 0 and coloured(dash_br, "market-map") == 0
     assert text(dash_br, "#market-tso-package") == "Clear the market to see the package's figures."
     open_tab(dash_br, "Validation")
     dash_br.wait_for_contains_text("#validation-empty", "Clear the market on the Market page", timeout=20)
@@ -193,8 +236,9 @@ BAD_CSV = ("bid_id,aggregator,building_id,p_mw,price_eur_per_mwh,fpu\n"
 def bid_ids(browser) -> list[str]:
     # one script call: the table re-renders while it is read, element handles would go stale
     return browser.driver.execute_script(
-        "return Array.from(document.querySelectorAll('#market-bids td[data-dash-column=\"bid_id\"]'))"
-        ".map(e => e.textContent.trim());")
+        "return Array.from(document.querySelectorAll('#market-bids .ag-center-cols-container .ag-row'))"
+        ".sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))"
+        ".map(r => r.querySelector('[col-id=\"bid_id\"]').textContent.trim());")
 
 
 def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
@@ -217,7 +261,7 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     upload.send_keys(str(bad))
     dash_duo.wait_for_contains_text("#market-alert", "line 3", timeout=20)
     alert = text(dash_duo, "#market-alert")
-    assert "bad.csv: 3 invalid rows of 4, no bids were read" in alert  # the user's file name, no server path
+    assert "bad.csv: 3 invalid rows of 4, no bids were read" in alert
     assert "line 3: p_mw 'lots'" in alert
     assert "line 4: price_eur_per_mwh 'cheap'" in alert
     assert "line 5: fpu" in alert and "rocket" in alert
@@ -230,4 +274,79 @@ def test_upload_good_then_bad_bid_file(dash_duo, artifacts, tmp_path):
     dash_duo.driver.find_element(By.CSS_SELECTOR, "#market-upload input[type=file]").send_keys(str(not_csv))
     dash_duo.wait_for_contains_text("#market-alert", "cannot read bid file", timeout=20)
     assert bid_ids(dash_duo) == ["U1", "U1", "U2"]
+
+    # add a row, then select and delete the first two: the AG Grid table keeps the DataTable's contract
+    click(dash_duo, dash_duo.find_element("#market-add-bid"))
+    wait_until(dash_duo, lambda: bid_ids(dash_duo) == ["U1", "U1", "U2", "NEW004"], 20, "added row not shown")
+    boxes = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-bids .ag-center-cols-container .ag-row .ag-checkbox-input, "
+                                                           "#market-bids .ag-pinned-left-cols-container .ag-row .ag-checkbox-input")
+    rows = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-bids .ag-row .ag-selection-checkbox input")
+    for box in (rows or boxes)[:2]:
+        click(dash_duo, box)
+    click(dash_duo, dash_duo.find_element("#market-delete-bids"))
+    wait_until(dash_duo, lambda: sorted(bid_ids(dash_duo)) == ["NEW004", "U2"], 20, "selected rows not deleted")
+    shot(dash_duo, artifacts / "08-bid-grid.png", "#market-bids")
+    assert severe(dash_duo.get_logs()) == []
+
+
+def visible_without_scrolling(browser, selector: str) -> bool:
+    """Whether an element lies entirely inside the window with the page scrolled to the top."""
+    return browser.driver.execute_script(
+        "window.scrollTo({top: 0, behavior: 'instant'}); const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight + 1 && r.right <= window.innerWidth + 1;", selector)
+
+
+def test_layout_fits_the_screen_and_results_go_outdated(dash_duo, artifacts):
+    dash_duo.start_server(make_app())
+    open_tab(dash_duo, "Market")
+    wait_for_map(dash_duo, "market-map")
+    # before clearing: no empty plot, a hint
+    dash_duo.wait_for_contains_text("#market-tso-loading", "Clear the market", timeout=20)
+    assert not dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-tso-loading .xtick")
+    click(dash_duo, dash_duo.find_element("#market-clear"))
+    dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", "1.800 of 1.800 MW", timeout=CLEAR_TIMEOUT)
+    wait_until(dash_duo, lambda: coloured(dash_duo, "market-map") > 50, 20, "map not coloured by the result")
+    assert text(dash_duo, "#market-outdated") == ""
+    heights = {}
+    for width, height in ((1280, 800), (1920, 1080)):
+        dash_duo.driver.set_window_size(width, height)
+        inner = dash_duo.driver.execute_script("return window.innerHeight")
+        wait_until(dash_duo, lambda: dash_duo.driver.execute_script("return window.innerWidth") == width, 10, "not resized")
+        dash_duo.driver.save_screenshot(str(artifacts / f"10-market-{width}x{height}.png"))
+        for selector in ("#market-cards", "#market-map"):
+            rect = dash_duo.driver.execute_script("return JSON.stringify(document.querySelector(arguments[0]).getBoundingClientRect())", selector)
+            assert visible_without_scrolling(dash_duo, selector), (width, height, inner, selector, rect)
+        heights[inner] = dash_duo.driver.execute_script("return document.querySelector('#market-map').getBoundingClientRect().height")
+        dash_duo.driver.save_screenshot(str(artifacts / f"10-market-{width}x{height}.png"))
+        assert dash_duo.driver.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    (small_in, small), (large_in, large) = sorted(heights.items())
+    assert large - small == pytest.approx(large_in - small_in, abs=8)  # the map grows with the viewport, not fixed
+
+    # a change of the hour marks the shown results outdated; a new clearing makes them current again
+    hour = dash_duo.find_element("#market-hour")
+    hour.send_keys("\b\b17")
+    dash_duo.wait_for_contains_text("#market-outdated", "Outdated", timeout=10)
+    assert "outdated" in dash_duo.find_element("#market-results").get_attribute("class").split()
+    dash_duo.driver.save_screenshot(str(artifacts / "11-market-outdated-1920x1080.png"))
+    click(dash_duo, dash_duo.find_element("#market-clear"))
+    wait_until(dash_duo, lambda: text(dash_duo, "#market-outdated") == "", CLEAR_TIMEOUT, "result stays outdated")
+    assert "outdated" not in dash_duo.find_element("#market-results").get_attribute("class").split()
+    dash_duo.driver.set_window_size(1400, 1000)
+
+    # the violation table: a click on the worst row shows the merit order's map zoomed to that element
+    wait_until(dash_duo, lambda: len(dash_duo.driver.find_elements(By.CSS_SELECTOR, "#market-violations .ag-row")) > 5, 20,
+               "violation table empty")
+    in_view = ("const m = document.querySelector('#market-map').getBoundingClientRect();"
+               "return Array.from(document.querySelectorAll('#market-map path.leaflet-interactive')).filter(p => {"
+               "const r = p.getBoundingClientRect(); return r.width > 0 && r.right > m.left && r.left < m.right"
+               " && r.bottom > m.top && r.top < m.bottom; }).length;")
+    before = dash_duo.driver.execute_script(in_view)
+    first = dash_duo.driver.find_element(By.CSS_SELECTOR, '#market-violations .ag-row[row-index="0"] [col-id="element"]')
+    element = first.text
+    click(dash_duo, first)
+    # zoomed in: far fewer elements in the map's view
+    wait_until(dash_duo, lambda: dash_duo.driver.execute_script(in_view) < 0.5 * before, 20, "map does not zoom to the element")
+    assert dash_duo.find_element('#market-method input[value="merit"]').is_selected()
+    wait_until(dash_duo, lambda: violations(dash_duo, "market-map") > 0, 20, "merit order's violations not drawn")
+    shot(dash_duo, artifacts / f"12-violation-zoom-{element.replace(' ', '-')}.png", "#market-map")
     assert severe(dash_duo.get_logs()) == []
