@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.commands._paths import writable_below
+
 
 def _request(value: str) -> float:
     try:
@@ -67,23 +69,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=_workers, default=2, metavar="N",
                    help="dask worker processes of an embedded LocalCluster; 0 = serial in this process (default 2)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler, e.g. tcp://10.0.0.5:8786")
-    p.add_argument("--out", metavar="DIR", help="write units.csv and day.json to this folder")
+    p.add_argument("--out", metavar="DIR", type=_out_dir_arg, help="write units.csv and day.json to this folder")
     p.add_argument("--json", action="store_true", help="print the day as one JSON object on the last line")
     p.set_defaults(func=run)
 
 
-def _check_out(out: Path) -> None:
-    from optim._errors import InputError
-
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--out {out}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK):
-                raise InputError(f"--out {out}: {parent} is not writable")
-            break
+def _out_dir_arg(text: str) -> Path:
+    """``--out``: a folder (existing or to be made) that can be written, checked before the day runs."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder for units.csv and day.json")
+    return writable_below(text, path)
 
 
 def _write_outputs(out: Path, day: Any) -> None:
@@ -135,9 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from optim.day import (DayConfig, constant_request_profile, default_request_profile, market_day,
                            request_profile_from_csv)
 
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        _check_out(out)
+    out = args.out
     config = DayConfig(day_type=args.day_type, mtu_min=args.mtu_min, n_points=args.points,
                        point_method=args.point_method, districts=args.districts)
     if args.request_profile:

@@ -8,11 +8,12 @@ Writes the package (all the TSO may see) to ``--out`` and, beside it, the DSO's 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from app.commands._paths import writable_below
 
 DEFAULT_OUT = "sensitivity_package.zip"
 KEY_SUFFIX = ".dso-key.json"
@@ -66,13 +67,7 @@ def out_file_arg(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name, e.g. {path / DEFAULT_OUT}")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: no permission to write in {parent}; choose another path")
+    writable_below(text, path.parent)
     return path
 
 

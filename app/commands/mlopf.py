@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from app.commands._paths import writable_below
 
 #: Bounds of the arguments (the paper uses 20,000 / 500,000 samples and 1000 cost sets).
 MIN_SAMPLES = 50
@@ -44,23 +45,12 @@ def _bounded_int(name: str, low: int, high: int):
     return parse
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def _folder_arg(text: str) -> Path:
     """An output folder: an existing folder or one that can be created."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give a folder for the models")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {base} is a file, not a folder; choose another path")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: no permission to write in {base}; choose another folder")
-    return path
+    return writable_below(text, path)
 
 
 def _models_arg(text: str) -> Path:
@@ -79,11 +69,7 @@ def _save_arg(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name, e.g. {path / 'benchmark.json'}")
-    base = _nearest_existing(path.parent)
-    if not base.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {base} is a file, not a folder; choose another path")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: no permission to write in {base}; choose another path")
+    writable_below(text, path.parent)
     return path
 
 
