@@ -230,7 +230,9 @@ def _disk_name(day_type: str, hour: int, bids_key: str) -> str:
 
     grid_json = Path(default_grid_dir()) / "grid.json"
     st = grid_json.stat()
-    text = f"{day_type}|{hour}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
+    config = sorted(_linearization_config().to_dict().items())
+    text = (f"{day_type}|{hour}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
+            f"|{config}")
     return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32] + ".pickle"
 
 
@@ -245,6 +247,14 @@ def _code_fingerprint() -> str:
     for path in sorted(Path(optim.__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _linearization_config():
+    """The DSO's points as ``digiplat linearize`` places them by default (merit levels, 9 points), so
+    the app's Validation page shows the README's Table I method."""
+    from optim.dso.linearize import LinearizationConfig
+
+    return LinearizationConfig(n_points=9, point_method="merit-levels")
 
 
 def _linearization(day_type: str, hour: int, bids_key: str, scenario):
@@ -283,7 +293,7 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario):
                     return pickle.load(f)
             except Exception:  # a stale or damaged file (other code version): compute it again
                 log.warning("linearization cache %s unreadable; recomputing", path.name)
-        lin = linearize(default_grid(), scenario)
+        lin = linearize(default_grid(), scenario, config=_linearization_config())
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         with open(tmp, "wb") as f:
             pickle.dump(lin, f, protocol=pickle.HIGHEST_PROTOCOL)
