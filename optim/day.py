@@ -197,8 +197,9 @@ def request_profile_from_csv(path: str | Path, mtu_min: int = 15) -> pd.DataFram
     if path.stat().st_size > MAX_PROFILE_BYTES:
         raise InputError(f"request profile {path} is larger than {MAX_PROFILE_BYTES // 1000} kB; a day has at most 96 rows")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        # plain text whatever the file is called (pandas would unzip a ".zip" name)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, compression=None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise InputError(f"cannot read request profile {path}: {str(exc).splitlines()[0]}") from None
     missing = {"start", "request_mw"} - set(frame.columns)
     if missing:

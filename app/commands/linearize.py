@@ -205,6 +205,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     checked_points(args.points)
+    if args.package_style == "hardened":  # bad hardening options fail before the linearization, not after
+        from optim.privacy.hardening import DEFAULT_PRIVACY_LEVEL, HardeningConfig
+
+        hardening = HardeningConfig(privacy_level=DEFAULT_PRIVACY_LEVEL if args.privacy_level is None
+                                    else args.privacy_level)
+    elif args.privacy_level is not None:
+        raise InputError("--privacy-level applies to --package-style hardened only")
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed)
     config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
                                  polygon_sides=args.polygon_sides)
@@ -213,13 +220,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     key = dataclasses.replace(lin.key, time_frame={**lin.key.time_frame, "grid_dir": str(Path(grid_dir).resolve())})
     key_file = key_path_for(out)
     if args.package_style == "hardened":
-        from optim.privacy.hardening import DEFAULT_PRIVACY_LEVEL, HardeningConfig, harden
+        from optim.privacy.hardening import harden
 
-        level = DEFAULT_PRIVACY_LEVEL if args.privacy_level is None else args.privacy_level
-        harden(lin.package, key, config=HardeningConfig(privacy_level=level)).save(out)
+        harden(lin.package, key, config=hardening).save(out)
     else:
-        if args.privacy_level is not None:
-            raise InputError("--privacy-level applies to --package-style hardened only")
         save_pair(lin.package, key, out, key_file)
     summary = {**lin.summary(), "package_style": args.package_style, "day_type": scenario.config.day_type, "hour": scenario.config.hour,
                "timestamp": scenario.timestamp, "out": str(out), "key": str(key_file),

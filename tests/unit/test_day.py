@@ -44,10 +44,15 @@ def test_unit_grid_and_default_profile():
     ("start,request_mw\n18:00,abc\n", "line 2: request_mw 'abc'"),
     ("start,request_mw\n18:00,nan\n", "not a finite number"),
     ("start,request_mw\n\"18:00,1\n", "cannot read|lacks|line 2"),
+    ("\x00\x01\x02PK binary", "cannot read|lacks"),
 ])
 def test_bad_profiles_name_the_line(tmp_path, text, match):
     with pytest.raises(InputError, match=match):
         request_profile_from_csv(_profile(tmp_path, text), 15)
+    zipped = tmp_path / "profile.zip"  # a misleading name: still read as text, never unzipped
+    zipped.write_text(text)
+    with pytest.raises(InputError):
+        request_profile_from_csv(zipped, 15)
 
 
 def test_profile_limits(tmp_path):
