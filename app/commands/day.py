@@ -108,21 +108,9 @@ def _write_outputs(out: Path, day: Any) -> None:
 
 
 def _progress(disable: bool):
-    from tqdm import tqdm
+    from app.commands._progress import progress_bar
 
-    bar = None
-
-    def update(done: int, total: int, message: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, file=sys.stderr, disable=disable, leave=False, desc="market day", unit="unit")
-        bar.n = done
-        bar.set_postfix_str(message[:40])
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+    return progress_bar("market day", disable=disable, unit="unit", width=40)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -179,21 +179,9 @@ def checked_points(n_points: int | None) -> int:
 
 
 def _progress(disable: bool):
-    from tqdm import tqdm
+    from app.commands._progress import progress_bar
 
-    bar = None
-
-    def update(done: int, total: int, message: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, file=sys.stderr, disable=disable, leave=False, desc="linearize")
-        bar.n = done
-        bar.set_postfix_str(message[:60])
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+    return progress_bar("linearize", disable=disable)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
