@@ -22,6 +22,13 @@ CHROMIUM = "/usr/bin/chromium"
 if "DASH_TEST_CHROMEPATH" not in os.environ and Path(CHROMIUM).exists():
     os.environ["DASH_TEST_CHROMEPATH"] = CHROMIUM
 
+# dash_duo numbers its servers from a fixed port; several test runs on one machine (parallel
+# checkouts) pick disjoint ranges with $DIGIPLAT_TEST_PORT_BASE.
+if os.environ.get("DIGIPLAT_TEST_PORT_BASE", "").isdigit():
+    from dash.testing.application_runners import BaseDashRunner
+
+    BaseDashRunner._next_port = int(os.environ["DIGIPLAT_TEST_PORT_BASE"])
+
 CHROME_ARGS = (
     "--headless=new",
     "--no-sandbox",

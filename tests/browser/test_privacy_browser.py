@@ -9,7 +9,6 @@ from tests.browser.test_app_browser import click, make_app, open_tab, severe, te
 
 pytestmark = pytest.mark.browser
 
-PORT = 18600
 GROUP_PATHS = "#privacy-map path.leaflet-interactive"
 
 
@@ -20,7 +19,7 @@ def filled(browser) -> set[str]:
 def test_the_privacy_page_shows_what_each_package_gives_away(dash_duo, artifacts):
     from app.pages import privacy as page
 
-    dash_duo.start_server(make_app(), port=PORT)
+    dash_duo.start_server(make_app())
     open_tab(dash_duo, "Privacy")
     dash_duo.wait_for_element("#privacy-map.leaflet-container", timeout=120)
     dash_duo.wait_for_contains_text("#privacy-caption", "6 substation groups", timeout=120)
