@@ -20,11 +20,13 @@ ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStre
 
 # Layer id suffix, legend name, feature kinds, shown at start. The ``bids`` layer holds one marker
 # per building with a bid (its activation), made from the buildings, not from a GeoJSON kind.
+# Drawn in this order: buildings above the cables, so hovering a building's centre (where its
+# service cable ends) shows the building, not the cable.
 LAYERS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("base", "OSM streets and footprints", ("street", "footprint"), True),
-    ("buildings", "Buildings", ("building",), True),
     ("lv", "0.4 kV feeders", ("lv_line", "service"), True),
     ("mv", "20 kV ring", ("mv_line",), True),
+    ("buildings", "Buildings", ("building",), True),
     ("stations", "Substations and feed-in", ("substation", "feed_in"), True),
     ("bids", "Bid activation", (), True),
 )
@@ -168,8 +170,8 @@ def _centroid(geometry: dict[str, Any]) -> list[float]:
 
 
 def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None,
-                  names: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
-    """Return one FeatureCollection per layer with styles and tooltips.
+                  names: tuple[str, ...] | None = None, flow: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Return one FeatureCollection per layer with styles, tooltips and click details.
 
     Parameters
     ----------
@@ -182,13 +184,19 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
         in the ``bids`` layer.
     names
         Only these layers (default: all of :data:`LAYERS`).
+    flow
+        Power-flow values in the outcome's form (``vm_pu``, ``line_loading_percent``,
+        ``trafo_loading_percent``) shown in the details of the plain grid (its peak-load power
+        flow) without colouring it; ignored with an ``outcome``.
+
+    Every drawn feature gets ``properties.details``, ``{"title": ..., "rows": [[label, value], ...]}``
+    in readable words (:func:`feature_details`), and its ``tooltip`` made of them.
     """
     by_layer: dict[str, list[dict]] = {name: [] for name, *_ in LAYERS if names is None or name in names}
     kind_layer = {kind: name for name, _, kinds, _ in LAYERS for kind in kinds}
-    vm = (outcome or {}).get("vm_pu", {})
-    line_loading = (outcome or {}).get("line_loading_percent", {})
-    trafo_loading = (outcome or {}).get("trafo_loading_percent", {})
+    values = outcome if outcome is not None else (flow or {})
     activation = (outcome or {}).get("buildings", {})
+    stations = substation_names(geojson)
     for feature in geojson["features"]:
         props = feature["properties"]
         kind = props["kind"]
@@ -199,67 +207,142 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
         if kind_layer[kind] not in by_layer:
             continue
         f = {"type": "Feature", "geometry": feature["geometry"], "properties": copy.copy(props)}
-        style, tooltip = _style(kind, props, outcome is not None, vm, line_loading, trafo_loading, activation)
-        f["properties"]["style"] = style
-        if tooltip:
-            f["properties"]["tooltip"] = tooltip
+        f["properties"]["style"] = _style(kind, props, outcome)
+        details = feature_details(kind, props, values, activation, stations)
+        if details is not None:
+            f["properties"]["details"] = details
+            f["properties"]["tooltip"] = tooltip_html(details)
         by_layer[kind_layer[kind]].append(f)
     return {name: {"type": "FeatureCollection", "features": feats} for name, feats in by_layer.items()}
+
+
+def substation_names(geojson: dict[str, Any]) -> dict[int, str]:
+    """Return ``{transformer index: short name}`` of the substations (``S1``...), for the buildings they supply."""
+    return {int(f["properties"]["trafo"]): str(f["properties"]["name"]).split()[0]
+            for f in geojson["features"] if f["properties"]["kind"] == "substation"}
+
+
+def tooltip_html(details: dict[str, Any]) -> str:
+    """Return the hover text of :func:`feature_details`: the title in bold, one ``label: value`` per line."""
+    from html import escape
+
+    lines = [f"<b>{escape(details['title'])}</b>"] + [f"{escape(label)}: {escape(value)}" for label, value in details["rows"]]
+    return "<br>".join(lines)
+
+
+def _kw(p_mw: float) -> str:
+    return f"{p_mw * 1000:.1f} kW"
+
+
+def _loading_text(loading: float) -> str:
+    text = f"{abs(loading):.1f} %" + (" (reversed flow)" if loading < 0 else "")
+    return text + (" - beyond 100 %" if beyond_loading(loading) else "")
+
+
+def _voltage_text(vm: float) -> str:
+    return f"{vm:.4f} p.u." + (" - outside 0.95-1.05" if beyond_voltage(vm) else "")
+
+
+ACTIVATION_WORDS = {"full": "fully activated", "partial": "partly activated", "none": "not activated"}
+
+
+def feature_details(kind: str, props: dict[str, Any], values: dict[str, Any], activation: dict[str, Any],
+                    stations: dict[int, str] | None = None) -> dict[str, Any] | None:
+    """Return the readable details of one grid feature: ``{"title": str, "rows": [[label, value], ...]}``.
+
+    ``values`` holds power-flow results by pandapower index (``vm_pu``, ``line_loading_percent``,
+    ``trafo_loading_percent``, as strings of the index); ``activation`` the per-building bid and
+    activation of a market outcome. Streets and footprints have none (None).
+    """
+    vm = values.get("vm_pu", {})
+    line_loading = values.get("line_loading_percent", {})
+    trafo_loading = values.get("trafo_loading_percent", {})
+    rows: list[list[str]] = []
+    if kind == "building":
+        number = f", No. {props['housenumber']}" if props.get("housenumber") else ""
+        title = f"Building {props['building_id']}{number}"
+        rows.append(["households", str(props["households"])])
+        rows.append(["peak load", f"{props['peak_kw']:.1f} kW"])
+        station = (stations or {}).get(props.get("substation"))
+        if station:
+            rows.append(["supplied by", f"substation {station}"])
+        if str(props["bus"]) in vm:
+            rows.append(["voltage", _voltage_text(vm[str(props["bus"])])])
+        a = activation.get(props["building_id"])
+        if a is not None:
+            rows.append(["bid", _kw(a["offered_mw"])])
+            rows.append(["activated", f"{_kw(a['activated_mw'])} ({ACTIVATION_WORDS[activation_class(a['offered_mw'], a['activated_mw'])]})"])
+        elif activation:
+            rows.append(["bid", "none"])
+        return {"title": title, "rows": rows}
+    if kind in ("lv_line", "service", "mv_line"):
+        title = {"mv_line": f"20 kV cable: {props['name']}", "lv_line": f"0.4 kV feeder cable: {props['name']}",
+                 "service": f"Service cable of {props['name'].removesuffix(' service')}"}[kind]
+        rows.append(["cable", f"{props['parallel']} x {props['std_type']}"])
+        rows.append(["length", f"{props['length_m']:.0f} m"])
+        if props.get("normally_open"):
+            rows.append(["state", "normally open point (switch open, no flow)"])
+        elif str(props["line"]) in line_loading:
+            rows.append(["loading", _loading_text(line_loading[str(props["line"])])])
+        return {"title": title, "rows": rows}
+    if kind == "substation":
+        rating = f", {props['sn_kva']:.0f} kVA" if props.get("sn_kva") is not None else ""
+        title = f"Substation {str(props['name']).split()[0]} (20/0.4 kV{rating})"
+        if str(props["trafo"]) in trafo_loading:
+            rows.append(["transformer loading", _loading_text(trafo_loading[str(props["trafo"])])])
+        if "lv_bus" in props and str(props["lv_bus"]) in vm:
+            rows.append(["0.4 kV busbar voltage", _voltage_text(vm[str(props["lv_bus"])])])
+        return {"title": title, "rows": rows}
+    if kind == "feed_in":
+        rows.append(["role", "connection to the 110 kV grid: the TSO-DSO interface where P_E is delivered"])
+        if str(props.get("bus")) in vm:
+            rows.append(["voltage", _voltage_text(vm[str(props["bus"])])])
+        return {"title": "Feed-in (110/20 kV)", "rows": rows}
+    return None
 
 
 def _bid_marker(building: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
     props = building["properties"]
     cls = activation_class(a["offered_mw"], a["activated_mw"])
-    tip = (f"{props['building_id']}: bid {a['offered_mw'] * 1000:.1f} kW, activated {a['activated_mw'] * 1000:.1f} kW "
-           f"({cls})")
+    details = {"title": f"Bid at building {props['building_id']}",
+               "rows": [["bid", _kw(a["offered_mw"])], ["activated", f"{_kw(a['activated_mw'])} ({ACTIVATION_WORDS[cls]})"]]}
     return {"type": "Feature", "geometry": {"type": "Point", "coordinates": _centroid(building["geometry"])},
             "properties": {"kind": "bid", "building_id": props["building_id"], "activation": cls,
-                           "style": style_of(f"bid_{cls}"), "tooltip": tip}}
+                           "style": style_of(f"bid_{cls}"), "details": details, "tooltip": tooltip_html(details)}}
 
 
-def _style(kind, props, has_outcome, vm, line_loading, trafo_loading, activation) -> tuple[dict, str]:
+def _style(kind: str, props: dict[str, Any], outcome: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the Leaflet style of a feature: grid classes, or with an outcome its voltage/loading colours."""
     if kind in ("street", "footprint"):
-        return style_of(kind), ""
+        return style_of(kind)
+    vm = (outcome or {}).get("vm_pu", {})
     if kind == "building":
-        tip = f"{props['building_id']} {props.get('housenumber') or ''}<br>{props['households']} households, peak {props['peak_kw']} kW"
-        a = activation.get(props["building_id"]) if has_outcome else None
-        if a is not None:
-            cls = activation_class(a["offered_mw"], a["activated_mw"])
-            tip += f"<br>bid {a['offered_mw'] * 1000:.1f} kW, activated {a['activated_mw'] * 1000:.1f} kW ({cls})"
-        v = vm.get(str(props["bus"])) if has_outcome else None
+        v = vm.get(str(props["bus"]))
         if v is None:
-            return style_of("building"), tip
-        tip += f"<br>voltage {v:.4f} p.u."
+            return style_of("building")
         style = style_of("building", fillColor=voltage_color(v), fillOpacity=0.9)
         if beyond_voltage(v):
             style = _violating({**style, "color": STYLES["violation"]["style"]["color"], "weight": 3})
-            tip += " (outside 0.95-1.05)"
-        return style, tip
+        return style
     if kind in ("lv_line", "service", "mv_line"):
-        tip = f"{props['name']}<br>{props['parallel']} x {props['std_type']}, {props['length_m']} m"
-        style = style_of(kind)
         if props.get("normally_open"):
-            return style_of("normally_open"), tip + "<br>normally open point"
-        if has_outcome:
-            loading = line_loading.get(str(props["line"]))
-            if loading is not None:
-                style["color"] = loading_color(loading)
-                tip += f"<br>loading {abs(loading):.1f} %" + (" (reversed flow)" if loading < 0 else "")
-                if beyond_loading(loading):
-                    style = _violating({**style, "weight": style["weight"] + 3})
-        return style, tip
-    if kind == "substation":
-        tip = f"{props['name']} (20/0.4 kV)"
-        if has_outcome and str(props["trafo"]) in trafo_loading:
-            loading = trafo_loading[str(props["trafo"])]
-            style = style_of("substation_result", fillColor=loading_color(loading))
+            return style_of("normally_open")
+        style = style_of(kind)
+        loading = (outcome or {}).get("line_loading_percent", {}).get(str(props["line"]))
+        if loading is not None:
+            style["color"] = loading_color(loading)
             if beyond_loading(loading):
-                style = _violating(style)
-            return style, tip + f"<br>loading {abs(loading):.1f} %"
-        return style_of("substation"), tip
+                style = _violating({**style, "weight": style["weight"] + 3})
+        return style
+    if kind == "substation":
+        loading = (outcome or {}).get("trafo_loading_percent", {}).get(str(props["trafo"]))
+        if loading is None:
+            return style_of("substation")
+        style = style_of("substation_result", fillColor=loading_color(loading))
+        return _violating(style) if beyond_loading(loading) else style
     if kind == "feed_in":
-        return style_of("feed_in"), props.get("name", "feed-in")
-    return {}, ""
+        return style_of("feed_in")
+    return {}
 
 
 def element_bounds(geojson: dict[str, Any], element: str, index: int,
@@ -301,12 +384,19 @@ def map_bounds(geojson: dict[str, Any]) -> list[list[float]]:
     return [[min(lats), min(lons)], [max(lats), max(lons)]]
 
 
-def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] | None = None):
-    """Return the dash-leaflet map with one toggleable GeoJSON overlay per layer and a legend."""
+def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] | None = None, *,
+                  flow: dict[str, Any] | None = None, legend_inside: bool = True, title: str | None = None):
+    """Return the dash-leaflet map ``{prefix}-map`` with one toggleable GeoJSON overlay per layer.
+
+    With ``legend_inside`` the legend (``{prefix}-legend``) floats in the map's lower left corner
+    and the district is fitted to its right; without, the page draws one legend beside several
+    maps and the district fills the map. ``title`` is shown on top of the map (which map it is,
+    when two are side by side); ``flow`` goes to :func:`styled_layers`.
+    """
     import dash_leaflet as dl
     from dash import html
 
-    layers = styled_layers(geojson, outcome)
+    layers = styled_layers(geojson, outcome, flow=flow)
     overlays = []
     for name, label, _, checked in LAYERS:
         overlays.append(
@@ -332,16 +422,22 @@ def map_component(prefix: str, geojson: dict[str, Any], outcome: dict[str, Any] 
     children.append(dl.LayersControl(overlays, position="topright"))
     children.append(dl.AttributionControl(prefix=f"Map data {ATTRIBUTION}", position="bottomright"))
     (south, west), (north, east) = bounds = map_bounds(geojson)
+    left_px = LEGEND_WIDTH_PX + 20 if legend_inside else 10
+    frame = [
+        # ``center`` without ``zoom``: Leaflet still fits ``bounds``; dash-leaflet 1.1 compares the
+        # view with ``center`` on every move and throws a console TypeError when it is missing.
+        # The district is fitted right of the legend's strip, so the legend covers no element.
+        dl.Map(children, id=f"{prefix}-map", bounds=bounds, center=[(south + north) / 2, (west + east) / 2],
+               boundsOptions={"paddingTopLeft": [left_px, 30 if title else 10], "paddingBottomRight": [10, 10]},
+               style={"height": "100%", "width": "100%"}, attributionControl=False,
+               zoomSnap=0.25, zoomDelta=0.5),  # quarter zoom steps: the district fills the map
+    ]
+    if title:
+        frame.append(html.Div(title, className="map-title", id=f"{prefix}-title"))
+    if legend_inside:
+        frame.append(html.Div(legend(outcome is not None), id=f"{prefix}-legend"))
     return html.Div(
-        [
-            # ``center`` without ``zoom``: Leaflet still fits ``bounds``; dash-leaflet 1.1 compares the
-            # view with ``center`` on every move and throws a console TypeError when it is missing.
-            # The district is fitted right of the legend's strip, so the legend covers no element.
-            dl.Map(children, id=f"{prefix}-map", bounds=bounds, center=[(south + north) / 2, (west + east) / 2],
-                   boundsOptions={"paddingTopLeft": [LEGEND_WIDTH_PX + 20, 10], "paddingBottomRight": [10, 10]},
-                   style={"height": "100%", "width": "100%"}, attributionControl=False),
-            html.Div(legend(outcome is not None), id=f"{prefix}-legend"),
-        ],
+        frame,
         className=f"map-frame map-frame-{prefix}",  # its height follows the viewport (assets/style.css)
         style={"position": "relative"},
     )

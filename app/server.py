@@ -47,7 +47,7 @@ def _grid_page(bids: list[dict] | None):
     from app.pages import market
 
     grid = session.default_grid()
-    return market.grid_layout(grid.geojson, grid.summary)
+    return market.grid_layout(grid.geojson, grid.summary, session.peak_load_flow())
 
 
 def _market_page(bids: list[dict] | None):
@@ -118,9 +118,12 @@ def render_page(tab: str | None, bids: list[dict] | None):
     return page.layout(bids)
 
 
-def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
+def clear_market(n_clicks: int | None, day_type: str, time: Any, request_mw: Any, bids: list[dict] | None,
                  refine: bool | None = False):
-    """Run a market round; return ``(result, alert_text, alert_open)``; errors keep the old result."""
+    """Run a market round; return ``(result, alert_text, alert_open)``; errors keep the old result.
+
+    ``time`` is the start ``HH:MM`` of the 15-minute time frame (the ``market-time`` control).
+    """
     import dash
 
     from app import session
@@ -128,9 +131,9 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
     if not n_clicks:
         raise dash.exceptions.PreventUpdate
     try:
-        hour_value = int(hour) if hour not in (None, "") else None
+        hour, minute = session.time_frame_of(time)
         request_value = float(request_mw) if request_mw not in (None, "") else None
-        result = session.market_round(day_type, hour_value, request_value, bids or [], refine=bool(refine))
+        result = session.market_round(day_type, hour, request_value, bids or [], refine=bool(refine), minute=minute)
     except _user_error_types() as exc:
         return dash.no_update, user_message(exc), True
     except (TypeError, ValueError) as exc:
@@ -141,8 +144,8 @@ def clear_market(n_clicks: int | None, day_type: str, hour: Any, request_mw: Any
     return result, "", False
 
 
-def clear_market_request(request: dict | None, day_type: str, hour: Any, request_mw: Any, bids: list[dict] | None,
-                         refine: bool | None = False, method: str = "milp"):
+def clear_market_request(request: dict | None, day_type: str, time: Any, request_mw: Any, bids: list[dict] | None,
+                         refine: bool | None = False):
     """Return the result, the alert and the market views for a click in the ``clear-request`` store.
 
     One request answers a click completely: ``(result, alert_text, alert_open, *views)``
@@ -151,29 +154,28 @@ def clear_market_request(request: dict | None, day_type: str, hour: Any, request
     """
     import dash
 
-    from app.mapview import RESULT_LAYERS
-
     if not isinstance(request, dict):
         raise dash.exceptions.PreventUpdate
-    n_views = len(RESULT_LAYERS) + 4
-    result, alert, is_open = clear_market(request.get("n_clicks"), day_type, hour, request_mw, bids, refine)
+    n_views = len(market_view_outputs(duplicate=False))
+    result, alert, is_open = clear_market(request.get("n_clicks"), day_type, time, request_mw, bids, refine)
     if result is dash.no_update:
         return (result, alert, is_open) + (dash.no_update,) * n_views
     try:
-        views = show_result(result, method if method in ("milp", "merit") else "milp")
+        views = show_result(result)
     except Exception as exc:
         log.exception("drawing the market result failed")
         return (dash.no_update, f"The result could not be drawn ({type(exc).__name__}).", True) + (dash.no_update,) * n_views
     return (result, alert, is_open, *views)
 
 
-def show_result(result: dict | None, method: str):
+def show_result(result: dict | None):
     """Return the market page's views of a result.
 
-    ``(cards, *layer_data, legend, tso_package, tso_loading)``: the cards, the data of the map's
-    :data:`app.mapview.RESULT_LAYERS` coloured by ``method``'s power flow, the legend, the TSO
-    package table and the TSO loading chart. Without a result the map keeps the plain grid it was
-    drawn with (``no_update``).
+    ``(cards, *milp layer data, *merit layer data, legend, tso_package, tso_loading)``: the cards,
+    the data of :data:`app.mapview.RESULT_LAYERS` of the two maps (:data:`app.pages.market.MAP_METHODS`),
+    each coloured by its method's power flow, the legend, the TSO package table and the TSO
+    loading chart. Without a result the maps keep the plain grid they were drawn with (``no_update``).
+    A switch of the view or of the single view's method redraws nothing: both maps are drawn.
     """
     import dash
 
@@ -181,11 +183,13 @@ def show_result(result: dict | None, method: str):
     from app.mapview import RESULT_LAYERS, legend, result_layer_data
     from app.pages import market
 
+    n_layers = len(RESULT_LAYERS) * len(market.MAP_METHODS)
     if not result:
-        return ([], *([dash.no_update] * (len(RESULT_LAYERS) + 1)), "Clear the market to see the package's figures.",
+        return ([], *([dash.no_update] * (n_layers + 1)), "Clear the market to see the package's figures.",
                 market.tso_loading_figure({}))
-    outcome = result.get(method) or result["milp"]
-    return (market.summary_cards(result), *result_layer_data(session.default_grid().geojson, outcome), legend(True),
+    geojson = session.default_grid().geojson
+    layers = [data for method in market.MAP_METHODS for data in result_layer_data(geojson, result[method])]
+    return (market.summary_cards(result), *layers, legend(True),
             market.tso_package_view(result.get("tso", {})), market.tso_loading_figure(result.get("tso", {})))
 
 
@@ -194,10 +198,11 @@ def market_view_outputs(*, duplicate: bool) -> list:
     from dash import Output
 
     from app.mapview import RESULT_LAYERS
+    from app.pages.market import MAP_METHODS, market_map_prefix
 
     kw = {"allow_duplicate": True} if duplicate else {}
     return ([Output("market-cards", "children", **kw)]
-            + [Output(f"market-layer-{name}", "data", **kw) for name in RESULT_LAYERS]
+            + [Output(f"{market_map_prefix(m)}-layer-{name}", "data", **kw) for m in MAP_METHODS for name in RESULT_LAYERS]
             + [Output("market-legend", "children", **kw), Output("market-tso-package", "children", **kw),
                Output("market-tso-loading", "figure", **kw)])
 
@@ -215,10 +220,10 @@ def show_validation(result: dict | None):
 
 # The inputs of a round: a change of one after a clearing makes the shown result outdated.
 ROUND_INPUTS: tuple[tuple[str, str], ...] = (
-    ("market-day-type", "value"), ("market-hour", "value"), ("market-request", "value"), ("market-refine", "value"),
+    ("market-day-type", "value"), ("market-time", "value"), ("market-request", "value"), ("market-refine", "value"),
     ("market-bids", "rowData"), ("market-bids", "cellValueChanged"),
 )
-OUTDATED_NOTE = "Outdated: an input changed after this clearing (hour, day, request or bids). Clear the market again."
+OUTDATED_NOTE = "Outdated: an input changed after this clearing (day, time, request, refine or bids). Clear the market again."
 
 
 def outdated_marks(trigger: str | None, result: dict | None) -> tuple[str, str]:
@@ -242,9 +247,15 @@ def violation_table(result: dict | None) -> list[dict]:
     return market.violation_rows(result, session.default_grid().geojson, session.bus_points())
 
 
-def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict, str]:
-    """Return ``(viewport, method)`` for a clicked violation row: its element's bounds, and the merit order's map."""
+def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict, ...]:
+    """Return the viewport of each Market map (:data:`app.pages.market.MAP_METHODS`) for a clicked violation row.
+
+    Both maps fly to the element's bounds: the merit order's map shows the violation, the MILP's
+    the same place within its limits.
+    """
     import dash
+
+    from app.pages.market import MAP_METHODS
 
     if not isinstance(cell, dict) or not rows:
         raise dash.exceptions.PreventUpdate
@@ -252,7 +263,7 @@ def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict,
     row = cell.get("data") if isinstance(cell.get("data"), dict) else (rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None)
     if not row or not row.get("bounds"):
         raise dash.exceptions.PreventUpdate
-    return {"bounds": row["bounds"], "transition": "flyToBounds"}, "merit"
+    return tuple({"bounds": row["bounds"], "transition": "flyToBounds"} for _ in MAP_METHODS)
 
 
 def upload_bids(contents: str | None, filename: str | None, current: list[dict] | None):
@@ -284,15 +295,17 @@ def download_bids(n_clicks: int | None, bids: list[dict] | None):
 
 
 def add_bid(n_clicks: int | None, bids: list[dict] | None):
-    """Return the bid table with one empty row appended."""
+    """Return the bid table with one new row (a free ``NEWnnn`` id, to be filled in) on top."""
     import dash
 
     if not n_clicks:
         raise dash.exceptions.PreventUpdate
     rows = list(bids or [])
-    rows.append({"bid_id": f"NEW{len(rows) + 1:03d}", "aggregator": "", "building_id": "", "p_mw": 0.0,
-                 "price_eur_per_mwh": 0.0, "fpu": ""})
-    return rows
+    taken = {str(r.get("bid_id")) for r in rows}
+    number = next(k for k in range(1, len(rows) + 2) if f"NEW{k:03d}" not in taken)
+    # on top: the new row is on the first page, where the user looks, not on the last one
+    return [{"bid_id": f"NEW{number:03d}", "aggregator": "", "building_id": "", "p_mw": 0.0,
+             "price_eur_per_mwh": 0.0, "fpu": ""}, *rows]
 
 
 def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[dict] | None):
@@ -311,18 +324,35 @@ def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[di
     return kept
 
 
-def element_details(*click_data: Any) -> Any:
-    """Return the details of the map element clicked last."""
-    import dash
+def details_panel(details: dict | None, where: str | None = None) -> Any:
+    """Return the panel of a map element's readable details (:func:`app.mapview.feature_details`).
+
+    ``where`` names the map (method) on the Market page, where two maps show the same element.
+    """
     from dash import html
 
-    trigger = dash.callback_context.triggered[0]["value"] if dash.callback_context.triggered else None
+    if not isinstance(details, dict):
+        return "No details for this element."
+    rows = [html.Tr([html.Td(label, className="pe-2 text-muted"), html.Td(value)]) for label, value in details.get("rows", [])]
+    return html.Div([html.Div(details.get("title", ""), className="view-title"),
+                     *([html.Div(f"on the map of the {where}", className="control-help")] if where else []),
+                     html.Table(html.Tbody(rows), className="small element-details")])
+
+
+def element_details(*click_data: Any) -> Any:
+    """Return the details panel of the map element clicked last (the callback of both map pages)."""
+    import dash
+
+    from app.pages.market import METHODS, MAP_METHODS, market_map_prefix
+
+    ctx = dash.callback_context
+    trigger = ctx.triggered[0]["value"] if ctx.triggered else None
     feature = trigger if isinstance(trigger, dict) else next((c for c in click_data if c), None)
-    if not feature:
+    if not isinstance(feature, dict):
         raise dash.exceptions.PreventUpdate
-    props = {k: v for k, v in feature.get("properties", {}).items() if k not in ("style", "tooltip")}
-    return html.Div([html.Div("Selected element", className="view-title"),
-                     html.Table([html.Tr([html.Td(k), html.Td(str(v))]) for k, v in props.items()], className="small")])
+    source = ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
+    where = next((METHODS[m] for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")), None)
+    return details_panel((feature.get("properties") or {}).get("details"), where)
 
 
 # ---------------------------------------------------------------------------------------- app
@@ -402,21 +432,20 @@ def create_app(*, warm_up: bool = True):
         "function (n) { return n ? {n_clicks: n, at: Date.now()} : window.dash_clientside.no_update; }",
         Output("clear-request", "data"), Input("market-clear", "n_clicks"), prevent_initial_call=True,
     )
-    # One request per click returns the result and the market views (no second round trip that
-    # would queue behind the other sessions' rounds); show_result redraws on a method switch.
+    # One request per click returns the result and the market views of both maps (no second round
+    # trip that would queue behind the other sessions' rounds).
     job = dict(background=True, interval=CLEAR_POLL_MS) if manager is not None else {}
     app.callback(
         Output("result-store", "data"), Output("market-alert", "children", allow_duplicate=True),
         Output("market-alert", "is_open", allow_duplicate=True), *market_view_outputs(duplicate=True),
         Input("clear-request", "data"),
-        State("market-day-type", "value"), State("market-hour", "value"), State("market-request", "value"), State("market-bids", "rowData"),
-        State("market-refine", "value"), State("market-method", "value"),
+        State("market-day-type", "value"), State("market-time", "value"), State("market-request", "value"), State("market-bids", "rowData"),
+        State("market-refine", "value"),
         running=[(Output("market-clear", "disabled"), True, False), (Output("market-upload", "disabled"), True, False),
                  (Output("market-running", "children"), "clearing…", "")],
         prevent_initial_call=True, **job,
     )(clear_market_request)
-    app.callback(*market_view_outputs(duplicate=False), Input("market-method", "value"), State("result-store", "data"),
-                 )(lambda method, result: show_result(result, method))
+    register_market_maps(app)
     app.callback(
         Output("validation-empty", "children"), Output("validation-table", "children"), Output("validation-vm", "figure"),
         Output("validation-loading", "figure"), Output("validation-merit", "children"),
@@ -443,8 +472,6 @@ def create_app(*, warm_up: bool = True):
                  Input("result-store", "data"), *[Input(i, p) for i, p in ROUND_INPUTS], prevent_initial_call=True,
                  )(lambda result, *_: outdated_marks(dash.callback_context.triggered_id, result))
     app.callback(Output("market-violations", "rowData"), Input("result-store", "data"))(violation_table)
-    app.callback(Output("market-map", "viewport"), Output("market-method", "value"), Input("market-violations", "cellClicked"), State("market-violations", "rowData"),
-                 prevent_initial_call=True)(zoom_to_violation)
     for page in PAGES:
         if page.register is not None:
             page.register(app)
@@ -452,6 +479,41 @@ def create_app(*, warm_up: bool = True):
     if warm_up:
         warm_up_views(rounds=manager is None)
     return app
+
+
+def register_market_maps(app: Any) -> None:
+    """The Market page's two maps: synchronised views, the view switch, the violation zoom, click details.
+
+    Synchronisation runs in the browser (``assets/market_maps.js``): a map reports its centre and
+    zoom after each move (dash-leaflet's ``trackViewport``); the other map is set to the same
+    view unless it is there already, so the echo of its own move stops the exchange. The view
+    switch (compare / single) and the single view's method only change CSS classes; the map
+    shown anew is resized (``invalidateSize``) and set to the view of the map seen before.
+    """
+    from dash import ClientsideFunction, Input, Output, State
+
+    from app.mapview import LAYERS
+    from app.pages.market import MAP_METHODS, market_map_prefix
+
+    ids = [f"{market_map_prefix(m)}-map" for m in MAP_METHODS]
+    for source, target in ((ids[0], ids[1]), (ids[1], ids[0])):
+        app.clientside_callback(
+            ClientsideFunction("digiplat_market", "follow"),
+            Output(target, "viewport", allow_duplicate=True), Input(source, "center"), Input(source, "zoom"),
+            State(target, "center"), State(target, "zoom"), prevent_initial_call=True,
+        )
+    app.clientside_callback(
+        ClientsideFunction("digiplat_market", "view"),
+        Output("market-body", "className"), *[Output(i, "invalidateSize") for i in ids],
+        *[Output(i, "viewport", allow_duplicate=True) for i in ids],
+        Input("market-view", "value"), Input("market-method", "value"),
+        *[State(i, prop) for i in ids for prop in ("center", "zoom")], prevent_initial_call=True,
+    )
+    app.callback(*[Output(i, "viewport", allow_duplicate=True) for i in ids], Input("market-violations", "cellClicked"),
+                 State("market-violations", "rowData"), prevent_initial_call=True)(zoom_to_violation)
+    app.callback(Output("market-details", "children"),
+                 [Input(f"{market_map_prefix(m)}-layer-{name}", "clickData") for m in MAP_METHODS for name, *_ in LAYERS],
+                 prevent_initial_call=True)(element_details)
 
 
 def warm_up_views(*, rounds: bool = True) -> None:
@@ -468,7 +530,7 @@ def warm_up_views(*, rounds: bool = True) -> None:
         render_page("market", None)
         if rounds:
             session.warm_up()
-            clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, session.default_bid_records())
+            clear_market_request({"n_clicks": 1}, "weekday", "18:00", 1.8, session.default_bid_records())
     except Exception:  # an optimisation only; a real click reports its own errors
         log.exception("warm-up failed")
 

@@ -24,6 +24,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 DAY_TYPES = ("weekday", "weekend")
+FRAME_MIN = 15  # the app's time frame: one 15-minute market time unit (the balancing market's MTU)
+FRAME_STARTS = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in range(0, 60, FRAME_MIN))  # 00:00 ... 23:45
 BID_COLUMNS = ("bid_id", "aggregator", "building_id", "p_mw", "price_eur_per_mwh", "fpu")
 
 
@@ -44,18 +46,48 @@ def bus_points() -> dict[int, tuple[float, float]]:
     return {int(i): tuple(json.loads(g)["coordinates"][:2]) for i, g in net.bus["geo"].items() if isinstance(g, str)}
 
 
+def time_frame_of(value: Any) -> tuple[int, int]:
+    """Return ``(hour, minute)`` of a time frame start ``HH:MM`` in 15-minute steps (00:00 ... 23:45).
+
+    Raises ``optim._errors.InputError`` for anything else (the app's time control offers only these).
+    """
+    from optim._errors import InputError
+
+    text = value.strip() if isinstance(value, str) else ""
+    if text not in FRAME_STARTS:
+        shown = repr(value)[:20] if value not in (None, "") else "nothing"
+        raise InputError(f"time must be HH:MM in {FRAME_MIN}-minute steps (00:00 ... 23:45), got {shown}")
+    return int(text[:2]), int(text[3:])
+
+
+@functools.lru_cache(maxsize=1)
+def peak_load_flow() -> dict[str, dict[str, float]]:
+    """Return the shipped grid's peak-load AC power flow (the one its build sized the grid with).
+
+    In the form of an outcome's values (:func:`_outcome_view`): ``vm_pu``, ``line_loading_percent``
+    and ``trafo_loading_percent`` by pandapower index (as strings), for the Grid page's details.
+    """
+    net = default_grid().net
+
+    def column(table, name: str) -> dict[str, float]:
+        return {str(i): round(float(x), 6) for i, x in table[name].items() if math.isfinite(float(x))} if len(table) else {}
+
+    return {"vm_pu": column(net.res_bus, "vm_pu"), "line_loading_percent": column(net.res_line, "loading_percent"),
+            "trafo_loading_percent": column(net.res_trafo, "loading_percent")}
+
+
 @functools.lru_cache(maxsize=8)
-def scenario_for(day_type: str, hour: int):
-    """Return the default scenario at a time frame (cached; read-only)."""
+def scenario_for(day_type: str, hour: int, minute: int = 0):
+    """Return the default scenario of the 15-minute time frame starting at ``hour:minute`` (cached; read-only)."""
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
 
-    config = ScenarioConfig().with_time_frame(day_type=day_type, hour=int(hour))
+    config = ScenarioConfig().with_time_frame(day_type=day_type, hour=int(hour), minute=int(minute), duration_min=FRAME_MIN)
     return scenario_from_grid(default_grid(), config)
 
 
-def default_bid_records(day_type: str = "weekday", hour: int = 18) -> list[dict[str, Any]]:
+def default_bid_records(day_type: str = "weekday", hour: int = 18, minute: int = 0) -> list[dict[str, Any]]:
     """Return the scenario's bids as bid table records (AG Grid rowData)."""
-    frame = scenario_for(day_type, hour).bids
+    frame = scenario_for(day_type, hour, minute).bids
     return _records(frame)
 
 
@@ -102,7 +134,8 @@ def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
     base = filename.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(filename, str) else ""
     suffix = Path(base).suffix.lower() if base.strip() else ".csv"  # no name: CSV, as dcc.Upload's default
     if suffix not in (".csv", ".json"):
-        raise InputError(f"{name}: upload a .csv or .json bid file")
+        kind = f"a {suffix} file" if suffix else "a file without a type"
+        raise InputError(f"{name}: {kind} is not a bid file; upload a .csv or .json bid file (docs/bids.md)")
     header, data = contents.split(",", 1)
     if not header.endswith(";base64"):
         raise InputError(f"{name}: the upload is not base64-encoded file data")
@@ -121,9 +154,9 @@ def bids_from_upload(contents: Any, filename: Any) -> list[dict[str, Any]]:
             path = Path(tmp) / name
         path.write_bytes(raw)
         try:
-            table = read_bids(path)
+            table = read_bids(path, package=_grid_buildings())  # unknown buildings are flagged here, not at clearing
         except InputError as exc:
-            raise InputError(_without_dir(str(exc), tmp, path.name, name)) from None
+            raise InputError(_table_message(_without_dir(str(exc), tmp, path.name, name))) from None
         except RecursionError:
             raise InputError(f"{name}: the JSON is nested too deeply to be a bid file") from None
         except (ValueError, TypeError, KeyError, IndexError, UnicodeError, MemoryError) as exc:
@@ -148,9 +181,12 @@ def bids_csv(records: list[dict[str, Any]]) -> str:
 
 
 def market_round(
-    day_type: str, hour: int, request_mw: float, bid_records: list[dict[str, Any]], *, refine: bool = False
+    day_type: str, hour: int, request_mw: float, bid_records: list[dict[str, Any]], *, refine: bool = False,
+    minute: int = 0,
 ) -> dict[str, Any]:
     """Clear one request with the grid-aware MILP and the grid-blind merit order; validate both.
+
+    The time frame is the 15-minute market time unit starting at ``hour:minute`` of ``day_type``.
 
     With ``refine`` the MILP adds its validated dispatch as a linearization point and clears again
     until it is clean (beyond paper A; see :func:`optim.market.clear_market`).
@@ -165,14 +201,18 @@ def market_round(
         raise InputError(f"day type must be one of {', '.join(DAY_TYPES)}")
     if hour is None or not (0 <= int(hour) <= 23):
         raise InputError("hour must be between 0 and 23")
+    if minute is None or int(minute) not in range(0, 60, FRAME_MIN):
+        raise InputError(f"minute must be 0, 15, 30 or 45")
     if request_mw is None or not math.isfinite(float(request_mw)) or float(request_mw) == 0:
         raise InputError("the request P_E must be a non-zero number of MW")
     grid = default_grid()
-    bids, scenario_with_bids, lin = _linearized(day_type, int(hour), bid_records)
+    bids, scenario_with_bids, lin = _linearized(day_type, int(hour), bid_records, int(minute))
     milp = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="milp", linearization=lin, refine=refine)
     merit = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="merit-order", linearization=lin)
     return {
-        "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": scenario_with_bids.timestamp},
+        "time_frame": {"day_type": day_type, "hour": int(hour), "minute": int(minute),
+                       "start": f"{int(hour):02d}:{int(minute):02d}", "duration_min": FRAME_MIN,
+                       "timestamp": scenario_with_bids.timestamp},
         "request_mw": float(request_mw),
         "milp": _outcome_view(milp, grid, bids),
         "merit": _outcome_view(merit, grid, bids),
@@ -222,7 +262,7 @@ def _bids_key(frame: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
 
 
-def _disk_name(day_type: str, hour: int, bids_key: str) -> str:
+def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
     """File name of a linearization: it depends on the time frame, the bids, the grid and the code."""
     import hashlib
 
@@ -231,7 +271,7 @@ def _disk_name(day_type: str, hour: int, bids_key: str) -> str:
     grid_json = Path(default_grid_dir()) / "grid.json"
     st = grid_json.stat()
     config = sorted(_linearization_config().to_dict().items())
-    text = (f"{day_type}|{hour}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
+    text = (f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
             f"|{config}")
     return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32] + ".pickle"
 
@@ -257,19 +297,19 @@ def _linearization_config():
     return LinearizationConfig(n_points=9, point_method="merit-levels")
 
 
-def _linearization(day_type: str, hour: int, bids_key: str, scenario):
+def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
     """Return the DSO's linearization for a time frame and bid set (bids define the points).
 
     Cached in this process and, for every worker of the server, in the private cache directory:
     the first worker that needs it computes it under a file lock, the others wait and read it
     (a linearization costs ~4 s, a read ~20 ms).
     """
-    key = (day_type, hour, bids_key)
+    key = (day_type, hour, minute, bids_key)
     with _LIN_LOCKS_GUARD:
         lock = _LIN_LOCKS.setdefault(key, threading.Lock())
     with lock:
         if key not in _LIN_CACHE:
-            lin = _shared_linearization(day_type, hour, bids_key, scenario)
+            lin = _shared_linearization(day_type, hour, bids_key, scenario, minute)
             with _LIN_LOCKS_GUARD:
                 if len(_LIN_CACHE) >= _LIN_CACHE_SIZE:
                     _LIN_CACHE.pop(next(iter(_LIN_CACHE)))
@@ -277,14 +317,14 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario):
         return _LIN_CACHE[key]
 
 
-def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario):
+def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
     import fcntl
     import pickle
 
     from optim.dso.linearize import linearize
 
     folder = cache_dir()
-    path = folder / _disk_name(day_type, hour, bids_key)
+    path = folder / _disk_name(day_type, hour, bids_key, minute)
     with open(path.with_suffix(".lock"), "a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         if path.is_file():
@@ -310,18 +350,49 @@ def _prune(folder: Path) -> None:
         old.with_suffix(".lock").unlink(missing_ok=True)
 
 
-def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None):
+def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None, minute: int = 0):
     """Return ``(bids, scenario with these bids, linearization)`` for bid table records.
 
-    Raises ``optim._errors.InputError`` listing every bad bid row.
+    Raises ``optim._errors.InputError`` listing every bad bid row by its row number in the
+    app's bid table (1 = the first row, as the user counts) and its bid id.
     """
+    from optim._errors import InputError
     from optim.tso.bids import bids_from_frame
 
     frame = pd.DataFrame(bid_records or []).reindex(columns=list(BID_COLUMNS))
     frame["fpu"] = frame["fpu"].replace("", None)
-    bids = bids_from_frame(frame)
-    scenario = replace(scenario_for(day_type, hour), bids=bids.to_frame())
-    return bids, scenario, _linearization(day_type, hour, _bids_key(scenario.bids), scenario)
+    frame.index = range(1, len(frame) + 1)  # messages name "row 3": counted from 1, as the user counts the table
+    try:
+        bids = bids_from_frame(frame, package=_grid_buildings())
+    except InputError as exc:
+        raise InputError(_table_message(str(exc)).replace("and load the file again", "in the table, then clear again")) from None
+    scenario = replace(scenario_for(day_type, hour, minute), bids=bids.to_frame())
+    return bids, scenario, _linearization(day_type, hour, _bids_key(scenario.bids), scenario, minute)
+
+
+_UNKNOWN_TO_PACKAGE = "is unknown to the sensitivity package (no flexible bus)"  # optim.tso.bids' reason
+
+
+def _table_message(message: str) -> str:
+    """Return a bid check's message in the app's words: "the bid table" for ``<frame>``, buildings of the grid."""
+    return message.replace("<frame>", "the bid table").replace(_UNKNOWN_TO_PACKAGE, _UNKNOWN_BUILDING)
+
+
+_UNKNOWN_BUILDING = "is not a building of this grid (ids look like B0001; see the Grid page)"
+
+
+@functools.lru_cache(maxsize=1)
+def _grid_buildings():
+    """The grid's buildings as the ``package`` of :func:`optim.tso.bids.read_bids`' location check.
+
+    Every building of the shipped grid has a bus, so a bid on one of them has a flexible bus;
+    an id not among them (``B9999``, or ``b0001`` in lower case) is flagged where the bids enter.
+    """
+    from types import SimpleNamespace
+
+    ids = [f["properties"]["building_id"] for f in default_grid().geojson["features"]
+           if f["properties"].get("kind") == "building"]
+    return SimpleNamespace(flex_of_asset=dict.fromkeys(ids))
 
 
 def warm_up() -> None:

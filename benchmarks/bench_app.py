@@ -168,7 +168,7 @@ def profile_round(top: int = 25) -> None:
 
     result = session.market_round("weekday", 18, 1.8, bids)
     t0 = time.perf_counter()
-    out = server.show_result(result, "milp")
+    out = server.show_result(result)
     t_show = time.perf_counter() - t0
     import json
 

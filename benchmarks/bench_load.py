@@ -329,9 +329,9 @@ class Session:
             t = time.perf_counter()
             try:
                 answer = self.post_callback(http, clear, [("clear-request", "data", {"n_clicks": click + 1, "at": int(time.time() * 1000)})], [
-                    ("market-day-type", "value", self.day_type), ("market-hour", "value", self.hour),
+                    ("market-day-type", "value", self.day_type), ("market-time", "value", f"{self.hour:02d}:00"),
                     ("market-request", "value", request_mw), ("market-bids", "rowData", self.bids),
-                    ("market-refine", "value", False), ("market-method", "value", "milp")])
+                    ("market-refine", "value", False)])
             except Exception as exc:
                 self.lost.append(f"session {self.index} click {click}: {type(exc).__name__}: {exc}"[:300])
                 continue

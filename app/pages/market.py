@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 log = logging.getLogger(__name__)
 
 METHODS = {"milp": "Grid-aware MILP (paper A)", "merit": "Grid-blind merit order"}
+SHORT_METHODS = {"milp": "MILP", "merit": "merit order"}  # the labels of the single view's method choice
 # AG Grid column definitions of the bid table: ``field`` is the bid column of app.session.BID_COLUMNS.
 BID_TABLE_COLUMNS = [
     {"headerName": "bid", "field": "bid_id", "editable": False, "minWidth": 72},
@@ -24,8 +25,12 @@ BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
-def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
-    """Return the Grid page: the map with every layer, the grid's figures and click details."""
+def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], flow: dict[str, Any] | None = None):
+    """Return the Grid page: the map with every layer, the grid's figures and click details.
+
+    ``flow``: the grid's peak-load power flow (:func:`app.session.peak_load_flow`), shown in the
+    tooltips and click details of its elements.
+    """
     import dash_bootstrap_components as dbc
     from dash import html
 
@@ -41,12 +46,13 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
         ("Violations at peak load", summary["violations"]),
     ]
     return dbc.Row([
-        dbc.Col(map_component("grid", geojson), md=9),
+        dbc.Col(map_component("grid", geojson, flow=flow), md=9),
         dbc.Col([
             html.Div("Karlsruhe-Bergwald distribution grid", className="view-title"),
             dbc.Table([html.Tbody([html.Tr([html.Td(k), html.Td(str(v), id=f"grid-fact-{i}")]) for i, (k, v) in enumerate(facts)])],
                       size="sm", bordered=False),
-            html.Div("Click an element on the map for its details.", id="grid-details", className="small"),
+            html.Div("Click an element on the map for its details (values of the peak-load AC power flow).",
+                     id="grid-details", className="small"),
             html.Hr(),
             html.Div(f"Generated from OpenStreetMap by gridgen: k-means substations, TSP-routed 20 kV open ring, "
                      f"min-cost-flow 0.4 kV feeders, sized until the peak-load AC power flow is clean.",
@@ -55,35 +61,91 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
     ])
 
 
+VIEWS = {"compare": "Side by side", "single": "One map large"}
+# The short explanations beside the controls (what a newcomer needs to read the page).
+HELP = {
+    "day": "load and offer profiles",
+    "time": "15-minute market time unit",
+    "request": "TSO's request at the feed-in; + up, - down",
+    "request_long": ("P_E: the balancing energy the TSO requests from this grid at the 110/20 kV feed-in, MW; "
+                     "+ up (more injection or less consumption), - down"),
+    "view": "side by side: the two maps move together",
+    "clear": "the TSO clears the bids with the MILP and with the grid-blind merit order; the DSO checks both by AC power flow",
+    "refine": "refine: re-linearize at the MILP's dispatch, clear again until the AC flow is clean",
+    "upload": ".csv or .json as in docs/bids.md",
+    "points": ("Linearization points: the DSO linearizes its grid at several operating points (levels of bid activation) "
+               "and sends the TSO only these sensitivities; the MILP clears at the point nearest its dispatch."),
+}
+MAP_METHODS = ("milp", "merit")  # the two maps of the Market page, left to right
+
+
+def market_map_prefix(method: str) -> str:
+    """Return the id prefix of a method's map on the Market page (``market-milp-map``, ``market-milp-layer-bids``...)."""
+    return f"market-{method}"
+
+
+def market_body_class(view: str, method: str) -> str:
+    """Return the class of the Market page's body for a view (``compare``/``single``) and the single view's method."""
+    return f"market-body view-{'single' if view == 'single' else 'compare'} method-{'merit' if method == 'merit' else 'milp'}"
+
+
+def _control(label: str, control: Any, help_text: str, width_px: int, label_title: str | None = None):
+    from dash import html
+
+    head = html.Span(label, title=label_title) if label_title else label
+    return html.Div([html.Label(head, className="form-label"), control, html.Div(help_text, className="control-help")],
+                    style={"width": f"{width_px}px"}, className="market-control")
+
+
 def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
-    """Return the Market page: controls, TSO view (bids, package) beside the DSO view (map)."""
+    """Return the Market page: controls, the result cards above two synchronised DSO maps (MILP and
+    merit order), the TSO view (bids, package) and the merit order's violation table."""
     import dash_bootstrap_components as dbc
     import dash_ag_grid as dag
     from dash import dcc, html
 
-    from app.mapview import map_component
-    from app.session import UPLOAD_LIMIT_BYTES  # the browser refuses larger files; the server checks again
+    from app.mapview import legend, map_component
+    from app.session import FRAME_STARTS, UPLOAD_LIMIT_BYTES  # the browser refuses larger files; the server checks again
 
-    controls = dbc.Card(dbc.CardBody(dbc.Row([
-        dbc.Col([dbc.Label("Day type"), dcc.Dropdown(id="market-day-type", options=["weekday", "weekend"], value="weekday", clearable=False)], md=2),
-        dbc.Col([dbc.Label("Hour"), dbc.Input(id="market-hour", type="number", min=0, max=23, step=1, value=18)], md=1),
-        dbc.Col([dbc.Label(html.Span("Request P_E (MW)", title="the TSO's request at the interface, MW; + up, - down")),
-                 dbc.Input(id="market-request", type="number", step=0.1, value=1.8)], md=2),
-        dbc.Col([dbc.Label("Map shows"), dcc.RadioItems(id="market-method", options=[{"label": v, "value": k} for k, v in METHODS.items()],
-                                                         value="milp", inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"})], md=3),
-        dbc.Col([html.Br(), dbc.Button("Clear market", id="market-clear", color="primary", className="me-2"),
-                 html.Span(dbc.Checkbox(id="market-refine", label="refine", value=False, className="small mt-1"),
-                           title="re-linearize at the dispatch and clear again until the AC power flow is clean",
-                           className="d-inline-block"),
-                 dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
-        dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
-                                       accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
-                 dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
-                 dcc.Download(id="market-download")], md=2),
-    ]), className="py-1"), className="mb-1 market-controls")
+    radio = dict(inline=True, inputStyle={"marginRight": "3px"}, labelStyle={"display": "inline-block", "marginRight": "10px"})
+    controls = dbc.Card(dbc.CardBody(html.Div([
+        _control("Day type", dcc.Dropdown(id="market-day-type", options=["weekday", "weekend"], value="weekday",
+                                          clearable=False), HELP["day"], 125),
+        _control("Time", dcc.Dropdown(id="market-time", options=list(FRAME_STARTS), value="18:00", clearable=False,
+                                      searchable=True, placeholder="HH:MM"), HELP["time"], 105),
+        _control("Request P_E (MW)", dbc.Input(id="market-request", type="number", step=0.1, value=1.8, size="sm"),
+                 HELP["request"], 140, label_title=HELP["request_long"]),
+        html.Div([
+            html.Div([html.Span("Maps", className="form-label me-2"),
+                      dcc.RadioItems(id="market-view", options=[{"label": v, "value": k} for k, v in VIEWS.items()],
+                                     value="compare", className="small d-inline-block", **radio)]),
+            html.Div([html.Span("Large map", className="form-label me-2", title="the map of the single view"),
+                      dcc.RadioItems(id="market-method", options=[{"label": v, "value": k} for k, v in SHORT_METHODS.items()],
+                                     value="milp", className="small d-inline-block market-method", **radio)]),
+            html.Div(HELP["view"], className="control-help"),
+        ], className="market-control", style={"width": "285px"}),
+        html.Div([
+            html.Div([dbc.Button("Clear market", id="market-clear", color="primary", size="sm", className="me-2",
+                                 title=HELP["clear"]),
+                      html.Span(dbc.Checkbox(id="market-refine", label="refine", value=False, className="small"),
+                                title=HELP["refine"], className="d-inline-block"),
+                      dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")],
+                     className="d-flex align-items-center gap-1 mt-3"),
+            html.Div(HELP["refine"], className="control-help"),
+        ], className="market-control", style={"width": "235px"}),
+        html.Div([
+            # No ``accept`` filter: the browser would drop a .txt silently; the server says what is wrong.
+            html.Div([dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
+                                 max_size=UPLOAD_LIMIT_BYTES, className="d-inline-block"),
+                      dbc.Button("Download bids", id="market-download-btn", color="link", size="sm")], className="mt-3 text-nowrap"),
+            dcc.Download(id="market-download"),
+            html.Div(HELP["upload"], className="control-help"),
+        ], className="market-control", style={"width": "215px"}),
+    ], className="d-flex flex-wrap gap-3 align-items-start"), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
         dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),
         dbc.CardBody([
+            html.Div(HELP["points"], className="control-help mb-1"),
             html.Div(id="market-tso-package", className="small mb-2", children="Clear the market to see the package's figures."),
             # dash-ag-grid (dash_table.DataTable is deprecated in Dash 4): edits land in rowData
             # (read as State); rows are added and deleted by the buttons below.
@@ -99,32 +161,36 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
                                  "stopEditingWhenCellsLoseFocus": True},
                 className="bid-grid", style={"height": "410px", "width": "100%"},
             ),
-            dbc.Button("Add bid", id="market-add-bid", size="sm", color="link"),
+            dbc.Button("Add bid", id="market-add-bid", size="sm", color="link", title="a new row on top of the table: fill in building, MW and price"),
             dbc.Button("Delete selected", id="market-delete-bids", size="sm", color="link"),
             dcc.Graph(id="market-tso-loading", config={"displayModeBar": False}, style={"height": "260px"}),
         ]),
-    ])
-    dso_view = dbc.Card([
-        dbc.CardHeader("DSO view: the grid, coloured by the AC power flow of the dispatch", className="py-1"),
-        dbc.CardBody([
-            html.Div(map_component("market", geojson), id="market-map-holder"),
-            html.Details([
-                html.Summary("Violations of the grid-blind merit order, listed after a clearing (click a row: the map zooms to it)",
-                             className="small"),
-                dag.AgGrid(id="market-violations", columnDefs=VIOLATION_COLUMNS, rowData=[],
-                           defaultColDef={"sortable": True, "resizable": True, "flex": 1},
-                           dashGridOptions={"rowHeight": 24, "headerHeight": 26, "animateRows": False},
-                           className="bid-grid", style={"height": "220px", "width": "100%"}),
-            ], open=True, className="mt-1"),
-        ], className="p-1"),
-    ])
+    ], className="market-area-tso")
+    maps = html.Div([
+        *[map_component(market_map_prefix(m), geojson, legend_inside=False, title=METHODS[m]) for m in MAP_METHODS],
+        html.Div([
+            html.Div(legend(False), id="market-legend"),
+            html.Div("Hover over an element for its values; click it for its details here.", id="market-details",
+                     className="small market-details"),
+        ], className="market-side"),
+    ], className="market-maps")
+    dso_view = html.Div(maps, className="market-area-dso")
+    violations = dbc.Card([
+        dbc.CardHeader("Violations of the grid-blind merit order (click a row: both maps zoom to the element)", className="py-1"),
+        dbc.CardBody(dag.AgGrid(id="market-violations", columnDefs=VIOLATION_COLUMNS, rowData=[],
+                                defaultColDef={"sortable": True, "resizable": True, "flex": 1},
+                                dashGridOptions={"rowHeight": 24, "headerHeight": 26, "animateRows": False},
+                                className="bid-grid", style={"height": "300px", "width": "100%"}), className="p-1"),
+    ], className="market-area-violations")
     return html.Div([
         controls,
         dbc.Alert(id="market-alert", is_open=False, color="danger", dismissable=True, style={"whiteSpace": "pre-line"}),
         html.Div(id="market-outdated", className="outdated-note"),
         html.Div([
-            dbc.Row(id="market-cards", className="mb-1 g-2"),
-            dbc.Row([dbc.Col(tso_view, md=5), dbc.Col(dso_view, md=7)]),
+            html.Div([
+                dbc.Row(id="market-cards", className="market-cards g-2"),
+                dso_view, tso_view, violations,
+            ], id="market-body", className=market_body_class("compare", "milp")),
         ], id="market-results", className="market-results"),
     ])
 
@@ -144,7 +210,11 @@ def validation_layout():
 
 # --------------------------------------------------------------------------------------- figures
 def summary_cards(result: dict[str, Any]):
-    """Return the cards comparing the MILP with the merit order."""
+    """Return the cards comparing the MILP with the merit order (one above each map).
+
+    Delivered volume, violations and cost on the first line; status, linearization point and
+    refinement rounds on the second, smaller one.
+    """
     import dash_bootstrap_components as dbc
     from dash import html
 
@@ -153,13 +223,17 @@ def summary_cards(result: dict[str, Any]):
         s = result[key]["summary"]
         v = s.get("validation") or {}
         status = s["status"]
+        detail = (f"status {status}" + (f", at most {s['max_deliverable_mw']:.3f} MW deliverable"
+                                        if s.get("max_deliverable_mw") is not None and status != "optimal" else "")
+                  + (f"; linearization point {s['chosen_point']} ({s['chosen_point_label']})" if s.get("chosen_point") is not None else "")
+                  + (f"; refined in {len(s.get('rounds') or [])} clearing rounds" if s.get("refined") else ""))
         body = [
             html.Div(title, className="view-title"),
             html.Div(f"{s['delivered_mw']:.3f} of {s['requested_mw']:.3f} MW", className="card-metric", id=f"market-card-{key}-delivered"),
-            html.Div(f"status {status}" + (f", at most {s['max_deliverable_mw']:.3f} MW deliverable" if s.get("max_deliverable_mw") is not None and status != "optimal" else "")),
-            html.Div(f"cost {s['cost_eur']:.2f} €" + (f", linearization point {s['chosen_point']} ({s['chosen_point_label']})" if s.get("chosen_point") is not None else "")
-                     + (f", refined in {len(s.get('rounds') or [])} clearing rounds" if s.get("refined") else "")),
-            html.Div(f"{v.get('violations', 0)} violations in the AC power flow" if v else "not validated", id=f"market-card-{key}-violations"),
+            html.Div(f"{v.get('violations', 0)} violations in the AC power flow" if v else "not validated", id=f"market-card-{key}-violations",
+                     className="card-violations"),
+            html.Div(f"cost {s['cost_eur']:.2f} €", id=f"market-card-{key}-cost", title="price x activated MW x 1 h, summed over the bids"),
+            html.Div(detail, className="card-detail", title=HELP["points"] if s.get("chosen_point") is not None else None),
         ]
         color = "success" if v and v.get("violations", 0) == 0 and status == "optimal" else ("danger" if v else "warning")
         cols.append(dbc.Col(dbc.Card(dbc.CardBody(body, className="py-1 px-2 result-card"), color=color, outline=True), md=6))

@@ -101,17 +101,18 @@ def default_bids() -> list[dict]:
 @pytest.fixture(scope="module")
 def cleared(default_bids) -> dict:
     """The one market round of this module: default bids, weekday 18:00, 1.8 MW up."""
-    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, copy.deepcopy(default_bids))
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", REQUEST_MW, copy.deepcopy(default_bids))
     assert alert == "" and is_open is False
     return result
 
 
 # ------------------------------------------------------------------------------------ render_page
 MARKET_IDS = {
-    "market-day-type", "market-hour", "market-request", "market-method", "market-clear", "market-running",
+    "market-day-type", "market-time", "market-request", "market-method", "market-view", "market-clear", "market-running",
     "market-upload", "market-download-btn", "market-download", "market-add-bid", "market-bids", "market-alert",
-    "market-cards", "market-map-holder", "market-tso-package", "market-tso-loading", "market-map", "market-legend",
-    *(f"market-layer-{n}" for n in LAYER_NAMES),
+    "market-cards", "market-body", "market-tso-package", "market-tso-loading", "market-milp-map", "market-merit-map",
+    "market-legend", "market-details", "market-violations",
+    *(f"market-{m}-layer-{n}" for m in ("milp", "merit") for n in LAYER_NAMES),
 }
 
 
@@ -180,9 +181,9 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     spec = app.callback_map[clear[0]]
     # one request answers a click: the result and the market views
     for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
-                 *(f"market-layer-{name}.data" for name in mapview.RESULT_LAYERS)):
+                 *(f"market-{m}-layer-{name}.data" for m in ("milp", "merit") for name in mapview.RESULT_LAYERS)):
         assert view in clear[0]
-    assert "market-layer-base" not in clear[0]  # the static base map is not sent again
+    assert "layer-base" not in clear[0]  # the static base map is not sent again
     # the round is triggered by the clear-request store outside the page, not by the button itself
     # (a button rendered with the Market tab would start a round on every visit of the tab)
     assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
@@ -212,7 +213,9 @@ def test_clear_market_milp_delivers_without_violations(cleared):
     assert milp["validation"]["violations"] == 0
     assert cleared["milp"]["violations"] == []
     assert cleared["request_mw"] == REQUEST_MW
-    assert cleared["time_frame"]["day_type"] == "weekday" and cleared["time_frame"]["hour"] == 18
+    frame = cleared["time_frame"]
+    assert frame["day_type"] == "weekday" and (frame["hour"], frame["minute"]) == (18, 0)
+    assert frame["start"] == "18:00" and frame["duration_min"] == 15 and frame["timestamp"].endswith("18:00:00")
 
 
 def test_clear_market_merit_order_violates_limits(cleared):
@@ -235,30 +238,33 @@ def test_clear_market_result_is_browser_safe(cleared):
 
 def test_clear_market_without_click_does_not_run():
     with pytest.raises(dash.exceptions.PreventUpdate):
-        server.clear_market(None, "weekday", 18, REQUEST_MW, [])
+        server.clear_market(None, "weekday", "18:00", REQUEST_MW, [])
     with pytest.raises(dash.exceptions.PreventUpdate):
-        server.clear_market(0, "weekday", 18, REQUEST_MW, [])
+        server.clear_market(0, "weekday", "18:00", REQUEST_MW, [])
     for request in (None, {}):
         with pytest.raises(dash.exceptions.PreventUpdate):
-            server.clear_market_request(request, "weekday", 18, REQUEST_MW, [])
+            server.clear_market_request(request, "weekday", "18:00", REQUEST_MW, [])
 
 
 def test_clear_market_request_passes_the_click_on(default_bids):
-    answer = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", 18, "abc", default_bids)
+    answer = server.clear_market_request({"n_clicks": 2, "at": 1}, "weekday", "18:00", "abc", default_bids)
     result, alert, is_open, *views = answer
     assert result is dash.no_update and is_open is True and "invalid input" in alert
-    assert views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)  # the old result stays on screen
+    assert views == [dash.no_update] * N_VIEWS  # the old result stays on screen
 
 
 def test_clear_market_request_answers_with_result_and_views(default_bids):
     result, alert, is_open, *views = server.clear_market_request(
-        {"n_clicks": 1, "at": 5}, "weekday", 18, 1.7, default_bids, False, "merit")
+        {"n_clicks": 1, "at": 5}, "weekday", "18:15", 1.7, default_bids, False)
     assert (alert, is_open) == ("", False)
-    assert result["request_mw"] == 1.7
-    cards, layers, legend, package, loading = split_views(views)
-    expected = split_views(server.show_result(result, "merit"))
-    assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
-    assert layers == expected[1] and set(layers) == set(mapview.RESULT_LAYERS)
+    assert result["request_mw"] == 1.7 and result["time_frame"]["start"] == "18:15"
+    assert len(views) == N_VIEWS
+    for method in ("milp", "merit"):  # both maps, each with its method's layers
+        cards, layers, legend, package, loading = split_views(views, method)
+        expected = split_views(server.show_result(result), method)
+        assert len(cards) == 2 and text_of(cards) == text_of(expected[0])
+        assert layers == expected[1] and set(layers) == set(mapview.RESULT_LAYERS)
+    assert split_views(views, "milp")[1] != split_views(views, "merit")[1]
     assert "beyond a limit" in text_of(legend)
     assert "operating points" in text_of(package)
     assert loading.data[0].x == expected[4].data[0].x
@@ -269,25 +275,27 @@ def test_a_failing_round_reaches_the_user_as_an_alert(default_bids, monkeypatch)
         raise RuntimeError("/srv/secret/path exploded")
 
     monkeypatch.setattr(session, "market_round", broken)
-    result, alert, is_open, *views = server.clear_market_request({"n_clicks": 1}, "weekday", 18, 1.8, default_bids)
+    result, alert, is_open, *views = server.clear_market_request({"n_clicks": 1}, "weekday", "18:00", 1.8, default_bids)
     assert result is dash.no_update and is_open is True
     assert alert == "The market round failed (RuntimeError); the server log has the details."
-    assert "/srv" not in alert and views == [dash.no_update] * (len(mapview.RESULT_LAYERS) + 4)
+    assert "/srv" not in alert and views == [dash.no_update] * N_VIEWS
 
 
 @pytest.mark.parametrize(
-    ("day_type", "hour", "request_mw", "expected"),
+    ("day_type", "time", "request_mw", "expected"),
     [
-        ("weekday", 18, "abc", "invalid input"),
-        ("weekday", 18, 0, "non-zero"),
-        ("weekday", 18, float("nan"), "non-zero"),
-        ("weekday", 30, REQUEST_MW, "hour must be between 0 and 23"),
-        ("weekday", "x", REQUEST_MW, "invalid input"),
-        ("holiday", 18, REQUEST_MW, "day type"),
+        ("weekday", "18:00", "abc", "invalid input"),
+        ("weekday", "18:00", 0, "non-zero"),
+        ("weekday", "18:00", float("nan"), "non-zero"),
+        ("weekday", "30:00", REQUEST_MW, "time must be HH:MM in 15-minute steps (00:00 ... 23:45), got '30:00'"),
+        ("weekday", "18:10", REQUEST_MW, "time must be HH:MM in 15-minute steps"),
+        ("weekday", 18, REQUEST_MW, "time must be HH:MM"),
+        ("weekday", None, REQUEST_MW, "got nothing"),
+        ("holiday", "18:00", REQUEST_MW, "day type"),
     ],
 )
-def test_clear_market_bad_inputs_keep_previous_result(default_bids, day_type, hour, request_mw, expected):
-    result, alert, is_open = server.clear_market(1, day_type, hour, request_mw, default_bids)
+def test_clear_market_bad_inputs_keep_previous_result(default_bids, day_type, time, request_mw, expected):
+    result, alert, is_open = server.clear_market(1, day_type, time, request_mw, default_bids)
     assert result is dash.no_update
     assert is_open is True
     assert expected in alert
@@ -298,30 +306,36 @@ def test_clear_market_bids_with_nan_list_the_rows(default_bids):
     bids = copy.deepcopy(default_bids)
     bids[0]["p_mw"] = float("nan")
     bids[4]["price_eur_per_mwh"] = None
-    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, bids)
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", REQUEST_MW, bids)
     assert result is dash.no_update and is_open is True
-    assert "2 invalid rows" in alert
-    assert "row 0: p_mw" in alert and "row 4: price_eur_per_mwh" in alert
+    # rows counted as the user counts the table (from 1), the table named in words
+    assert alert.startswith("the bid table: 2 invalid rows") and "<frame>" not in alert
+    assert "row 1: p_mw" in alert and "row 5: price_eur_per_mwh" in alert
 
 
 def test_clear_market_bids_with_wrong_columns(default_bids):
     bids = [{"id": "X1", "who": "me", "mw": 0.1} for _ in range(3)]
-    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, bids)
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", REQUEST_MW, bids)
     assert result is dash.no_update and is_open is True
     assert "3 invalid rows" in alert
     for column in ("bid_id", "building_id", "p_mw", "price_eur_per_mwh"):
         assert column in alert
     # no bids at all is an error too, not a silent empty result
-    result, alert, is_open = server.clear_market(1, "weekday", 18, REQUEST_MW, [])
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", REQUEST_MW, [])
     assert result is dash.no_update and is_open is True and alert
 
 
 # ------------------------------------------------------------------------------------ show_result
-def split_views(views) -> tuple:
-    """``(cards, {layer: FeatureCollection}, legend, package, figure)`` of :func:`server.show_result`'s tuple."""
+N_VIEWS = 1 + 2 * len(mapview.RESULT_LAYERS) + 3  # cards, the layers of two maps, legend, package, loading chart
+
+
+def split_views(views, method: str = "milp") -> tuple:
+    """``(cards, {layer: FeatureCollection} of ``method``'s map, legend, package, figure)`` of :func:`server.show_result`'s tuple."""
     n = len(mapview.RESULT_LAYERS)
     views = list(views)
-    return views[0], dict(zip(mapview.RESULT_LAYERS, views[1:1 + n])), views[1 + n], views[2 + n], views[3 + n]
+    assert len(views) == N_VIEWS
+    start = 1 + n * ("milp", "merit").index(method)
+    return views[0], dict(zip(mapview.RESULT_LAYERS, views[start:start + n])), views[1 + 2 * n], views[2 + 2 * n], views[3 + 2 * n]
 
 
 def _cards_text(cards) -> dict[str, str]:
@@ -330,7 +344,7 @@ def _cards_text(cards) -> dict[str, str]:
 
 
 def test_show_result_cards(cleared):
-    cards, _, _, package, figure = split_views(server.show_result(cleared, "milp"))
+    cards, _, _, package, figure = split_views(server.show_result(cleared))
     assert len(cards) == 2
     text = _cards_text(cards)
     assert text["milp-delivered"] == "1.800 of 1.800 MW"
@@ -356,7 +370,7 @@ def _violating(fc: dict) -> list[dict]:
 
 
 def test_show_result_map_shows_milp_dispatch(cleared):
-    _, layers, legend_, _, _ = split_views(server.show_result(cleared, "milp"))
+    _, layers, legend_, _, _ = split_views(server.show_result(cleared))
     for name, fc in layers.items():
         assert fc["features"] and all(f["properties"]["style"] for f in fc["features"]), name
     outcome = cleared["milp"]
@@ -381,7 +395,7 @@ def test_show_result_map_shows_milp_dispatch(cleared):
 
 
 def test_show_result_map_shows_merit_order_congestion(cleared):
-    _, layers, _, _, _ = split_views(server.show_result(cleared, "merit"))
+    _, layers, _, _, _ = split_views(server.show_result(cleared), "merit")
     over_lines = [f for name in ("lv", "mv") for f in _violating(layers[name])]
     overloaded = {str(i) for i, x in cleared["merit"]["line_loading_percent"].items() if abs(x) > 100}
     assert over_lines and {str(f["properties"]["line"]) for f in over_lines} == overloaded
@@ -392,17 +406,16 @@ def test_show_result_map_shows_merit_order_congestion(cleared):
     assert all(f["properties"]["style"]["color"] == STYLES["violation"]["style"]["color"] for f in over_buses)
 
 
-def test_show_result_unknown_method_falls_back_to_milp(cleared):
-    assert split_views(server.show_result(cleared, "milp"))[1] == split_views(server.show_result(cleared, "nonsense"))[1]
 
 
 def test_show_result_without_result():
-    cards, layers, legend, package, figure = split_views(server.show_result(None, "milp"))
-    assert cards == []
-    assert "Clear the market" in package
-    # the map keeps the plain grid the Market tab was drawn with
-    assert all(x is dash.no_update for x in layers.values()) and legend is dash.no_update
-    plain = geojson_layers(server.render_page("market", None), "market")
+    for method in ("milp", "merit"):
+        cards, layers, legend, package, figure = split_views(server.show_result(None), method)
+        assert cards == []
+        assert "Clear the market" in package
+        # the maps keep the plain grid the Market tab was drawn with
+        assert all(x is dash.no_update for x in layers.values()) and legend is dash.no_update
+    plain = geojson_layers(server.render_page("market", None), "market-milp")
     assert set(_line_colours(plain)) <= {STYLES[k]["style"]["color"] for k in ("mv_line", "lv_line", "service", "normally_open")}
     assert plain["bids"]["features"] == []
     # no empty plot: a figure without axes that says what to do
@@ -489,7 +502,9 @@ def test_upload_non_numeric_values_list_line_numbers(good_csv, default_bids):
     ("data", "filename", "expected"),
     [
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "bids.csv", "cannot read bid file"),
-        (b"PK\x03\x04 spreadsheet", "bids.xlsx", "upload a .csv or .json"),
+        (b"PK\x03\x04 spreadsheet", "bids.xlsx", "bids.xlsx: a .xlsx file is not a bid file; upload a .csv or .json"),
+        (b"bid_id,aggregator\n", "notes.txt", "notes.txt: a .txt file is not a bid file; upload a .csv or .json bid file"),
+        (b"bid_id,aggregator\n", "README", "README: a file without a type is not a bid file"),
         (b"", "bids.csv", "line 1: the file is empty"),
         (b"just some text\nno commas here\n", "bids.csv", "line 1: missing column(s)"),
     ],
@@ -535,9 +550,9 @@ def test_violation_table_lists_the_merit_orders_violations_with_bounds(cleared):
     worst = max(violations, key=lambda x: abs(x["value"] - x["limit"]) / abs(x["limit"]))
     assert rows[0]["element"].endswith(worst["id"])
     assert server.violation_table(None) == []
-    viewport, method = server.zoom_to_violation({"rowIndex": 0, "data": rows[0]}, rows)
-    assert viewport["bounds"] == rows[0]["bounds"] and method == "merit"
-    assert server.zoom_to_violation({"rowIndex": 1}, rows)[0]["bounds"] == rows[1]["bounds"]
+    milp_view, merit_view = server.zoom_to_violation({"rowIndex": 0, "data": rows[0]}, rows)  # both maps zoom
+    assert milp_view == merit_view == {"bounds": rows[0]["bounds"], "transition": "flyToBounds"}
+    assert all(v["bounds"] == rows[1]["bounds"] for v in server.zoom_to_violation({"rowIndex": 1}, rows))
     for cell in (None, {"rowIndex": 99}, {"rowIndex": "x"}):
         with pytest.raises(dash.exceptions.PreventUpdate):
             server.zoom_to_violation(cell, rows)
@@ -555,7 +570,7 @@ def test_element_bounds_of_a_line_and_a_bus():
 
 def test_outdated_marks():
     assert server.outdated_marks("result-store", {"milp": {}}) == ("", "market-results")
-    assert server.outdated_marks("market-hour", None) == ("", "market-results")  # nothing shown: nothing outdated
+    assert server.outdated_marks("market-time", None) == ("", "market-results")  # nothing shown: nothing outdated
     for trigger, _ in server.ROUND_INPUTS:
         note, cls = server.outdated_marks(trigger, {"milp": {}})
         assert "Outdated" in note and cls.split() == ["market-results", "outdated"]
@@ -578,11 +593,17 @@ def test_delete_bids_removes_the_selected_rows(default_bids):
             server.delete_bids(n_clicks, selected, rows)
 
 
-def test_add_bid_appends_an_empty_row(default_bids):
+def test_add_bid_puts_a_new_row_on_top(default_bids):
     rows = server.add_bid(1, default_bids[:2])
-    assert len(rows) == 3 and rows[:2] == default_bids[:2]
-    assert rows[2]["bid_id"] == "NEW003" and rows[2]["p_mw"] == 0.0
-    assert default_bids[2] != rows[2]  # the input list is not modified
+    assert len(rows) == 3 and rows[1:] == default_bids[:2]  # on the first page, where the user looks
+    assert rows[0]["bid_id"] == "NEW001" and rows[0]["p_mw"] == 0.0 and rows[0]["building_id"] == ""
+    assert server.add_bid(1, rows)[0]["bid_id"] == "NEW002"  # a free id, not one in the table
+    assert default_bids[2] != rows[0]  # the input list is not modified
+    # cleared unfilled, the new row is named by its row number in the table (1), not "<frame>"/"row 0"
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", REQUEST_MW, server.add_bid(1, copy.deepcopy(default_bids)))
+    assert result is dash.no_update and is_open is True
+    assert alert.startswith("the bid table: 1 invalid row of") and "<frame>" not in alert
+    assert "row 1: " in alert and "building_id '' is empty" in alert and "then clear again" in alert
     with pytest.raises(dash.exceptions.PreventUpdate):
         server.add_bid(None, default_bids)
 
@@ -735,17 +756,19 @@ def test_styled_layers_colour_an_outcome():
     assert lv["properties"]["style"]["color"] == loading_color(130.0) == SCALES["loading"].color(120.0)  # clipped
     assert lv["properties"]["style"]["weight"] == STYLES["lv_line"]["style"]["weight"] + 3  # congestion is drawn thicker
     assert lv["properties"]["style"]["className"] == VIOLATION_CLASS
-    assert "loading 130.0 % (reversed flow)" in lv["properties"]["tooltip"]
+    assert "loading: 130.0 % (reversed flow) - beyond 100 %" in lv["properties"]["tooltip"]
+    assert ["loading", "130.0 % (reversed flow) - beyond 100 %"] in lv["properties"]["details"]["rows"]
     mv_style = feature("mv", "line", mv["line"])["properties"]["style"]
     assert mv_style["color"] == loading_color(50.0) and "className" not in mv_style
     st = feature("stations", "trafo", station["trafo"])
-    assert st["properties"]["style"]["fillColor"] == loading_color(90.0) and "loading 90.0 %" in st["properties"]["tooltip"]
+    assert st["properties"]["style"]["fillColor"] == loading_color(90.0) and "transformer loading: 90.0 %" in st["properties"]["tooltip"]
     assert "className" not in st["properties"]["style"]
     b = feature("buildings", "building_id", building["building_id"])["properties"]
     assert b["style"]["fillColor"] == voltage_color(1.07)  # grid state on the building: its voltage
     assert b["style"]["color"] == STYLES["violation"]["style"]["color"] and b["style"]["weight"] == 3
     assert b["style"]["className"] == VIOLATION_CLASS
-    assert "voltage 1.0700 p.u." in b["tooltip"] and "(partial)" in b["tooltip"]
+    assert "voltage: 1.0700 p.u. - outside 0.95-1.05" in b["tooltip"] and "activated: 10.0 kW (partly activated)" in b["tooltip"]
+    assert b["tooltip"].startswith(f"<b>Building {building['building_id']}") and "bid: 20.0 kW" in b["tooltip"]
     # bid activation apart from the grid state: one marker at the building
     (marker,) = layers["bids"]["features"]
     assert marker["properties"]["building_id"] == building["building_id"] and marker["properties"]["activation"] == "partial"
@@ -799,8 +822,9 @@ def test_map_component_tiles_only_when_asked(monkeypatch):
 
 
 def test_map_pages_credit_osm_once_besides_the_footer():
-    for tab in ("grid", "market"):
-        assert _credits(server.render_page(tab, None)) == 1, tab  # the map's control; the footer is outside the page
+    for tab, n_maps in (("grid", 1), ("market", 2)):
+        # once per map (its attribution control); the footer is outside the page
+        assert _credits(server.render_page(tab, None)) == n_maps, tab
 
 
 def test_clear_market_with_refinement_meets_table_i() -> None:
@@ -808,7 +832,7 @@ def test_clear_market_with_refinement_meets_table_i() -> None:
 
     0.576 MW lies halfway between two of the default merit-level points, where one round misses
     Table I (V MAE about 1e-4 p.u.), so the refinement has work to do."""
-    result, alert, is_open = server.clear_market(1, "weekday", 18, 0.576, session.default_bid_records(), True)
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", 0.576, session.default_bid_records(), True)
     assert (alert, is_open) == ("", False)
     s = result["milp"]["summary"]
     assert s["refined"] is True and len(s["rounds"]) >= 2
@@ -817,5 +841,108 @@ def test_clear_market_with_refinement_meets_table_i() -> None:
     assert s["validation"]["violations"] == 0
     assert s["validation"]["vm_mae_pu"] <= 2.3e-5
     assert s["validation"]["loading_mae_percent"] <= 6.1e-3
-    card_text = str(server.show_result(result, "milp")[0][0].children.children.children[3].children)  # the cards
-    assert "refined in" in card_text
+    assert "refined in" in text_of(server.show_result(result)[0][0])  # the MILP's card
+
+
+# ------------------------------------------------------------------------------------ docs/bids.md
+def _doc_block(language: str) -> str:
+    """The first fenced ``language`` block of docs/bids.md."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "bids.md").read_text(encoding="utf-8")
+    match = re.search(rf"```{language}\n(.*?)```", text, re.S)
+    assert match, f"docs/bids.md has no {language} example"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(("language", "mime"), [("csv", "text/csv"), ("json", "application/json")])
+def test_the_bid_format_examples_upload_and_clear(language, mime):
+    """The examples of docs/bids.md, as a user would copy them: they upload (every building exists) and clear."""
+    example = _doc_block(language)
+    records, alert, is_open = server.upload_bids(upload_contents(example.encode(), mime), f"example.{language}", [])
+    assert (alert, is_open) == ("", False)
+    geojson_ids = {f["properties"]["building_id"] for f in session.default_grid().geojson["features"]
+                   if f["properties"]["kind"] == "building"}
+    assert {r["building_id"] for r in records} <= geojson_ids
+    upward_mw = sum(r["p_mw"] for r in records if r["p_mw"] > 0)
+    assert upward_mw > 0
+    request_mw = round(0.5 * upward_mw, 6)  # half of what the example offers upward: deliverable
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", request_mw, records)
+    assert (alert, is_open) == ("", False)
+    for method in ("milp", "merit"):
+        assert result[method]["summary"]["status"] == "optimal"
+        assert result[method]["summary"]["delivered_mw"] == pytest.approx(request_mw, abs=1e-6)
+
+
+def test_upload_flags_unknown_and_lower_case_buildings_with_their_lines(good_csv, default_bids):
+    lines = good_csv.decode().splitlines()
+    header = lines[0].split(",")
+    col = header.index("building_id")
+    for line_no, building in ((2, "B9999"), (4, lines[3].split(",")[col].lower())):
+        cells = lines[line_no - 1].split(",")
+        cells[col] = building
+        lines[line_no - 1] = ",".join(cells)
+    bids, alert, is_open = server.upload_bids(upload_contents("\n".join(lines).encode()), "my bids.csv", default_bids)
+    assert bids is dash.no_update and is_open is True
+    assert alert.startswith("my bids.csv: 2 invalid rows of")
+    assert "line 2: building_id 'B9999' is not a building of this grid" in alert
+    assert f"line 4: building_id '{lines[3].split(',')[col]}' is not a building of this grid" in alert
+    assert "sensitivity package" not in alert  # the app's words, not the TSO's
+
+
+def test_time_frames_are_quarter_hours():
+    assert session.FRAME_STARTS[0] == "00:00" and session.FRAME_STARTS[-1] == "23:45" and len(session.FRAME_STARTS) == 96
+    assert session.time_frame_of("18:45") == (18, 45) and session.time_frame_of(" 00:15 ") == (0, 15)
+    for bad in ("18:10", "24:00", "18", 18, None, "", "6:00"):
+        with pytest.raises(Exception, match="time must be HH:MM"):
+            session.time_frame_of(bad)
+    # the scenario and the linearization cache are keyed by the quarter hour
+    a, b = session.scenario_for("weekday", 18, 0), session.scenario_for("weekday", 18, 45)
+    assert a.timestamp != b.timestamp and b.config.duration_min == session.FRAME_MIN == 15
+    assert session._disk_name("weekday", 18, "k", 0) != session._disk_name("weekday", 18, "k", 45)
+
+
+def test_grid_details_are_readable_with_peak_load_values():
+    geojson = session.default_grid().geojson
+    flow = session.peak_load_flow()
+    layers = styled_layers(geojson, flow=flow)
+    building = layers["buildings"]["features"][0]["properties"]
+    details = building["details"]
+    assert details["title"].startswith(f"Building {building['building_id']}")
+    labels = [label for label, _ in details["rows"]]
+    assert labels[:2] == ["households", "peak load"] and "voltage" in labels and "supplied by" in labels
+    vm = dict(details["rows"])["voltage"]
+    assert float(vm.split()[0]) == pytest.approx(flow["vm_pu"][str(building["bus"])], abs=1e-4)
+    stations = [f["properties"] for f in layers["stations"]["features"] if f["properties"]["kind"] == "substation"]
+    rows = dict(stations[0]["details"]["rows"])
+    assert float(rows["transformer loading"].split()[0]) == pytest.approx(flow["trafo_loading_percent"][str(stations[0]["trafo"])], abs=0.05)
+    # the grid's colours stay the plain classes: values are shown, not drawn
+    assert {f["properties"]["style"]["fillColor"] for f in layers["buildings"]["features"]} == {STYLES["building"]["style"]["fillColor"]}
+    # no internal keys in what a user reads
+    for fc in layers.values():
+        for f in fc["features"]:
+            text = f["properties"].get("tooltip", "")
+            for internal in ("cluster", "lv_bus", "sn_kva", "hv_bus", "False", "None", "id 0"):
+                assert internal not in text, (internal, text)
+    # the click details panel shows the same rows
+    panel = server.details_panel(details)
+    assert details["title"] in text_of(panel) and "households" in text_of(panel)
+    assert "Grid-blind merit order" in text_of(server.details_panel(details, "Grid-blind merit order"))
+    assert server.details_panel(None) == "No details for this element."
+
+
+def test_market_body_class_and_map_ids():
+    from app.pages import market
+
+    assert market.market_body_class("compare", "milp") == "market-body view-compare method-milp"
+    assert market.market_body_class("single", "merit") == "market-body view-single method-merit"
+    assert market.market_body_class("nonsense", None) == "market-body view-compare method-milp"
+    page = server.render_page("market", None)
+    assert by_id(page, "market-view").value == "compare" and by_id(page, "market-time").value == "18:00"
+    assert by_id(page, "market-body").className == market.market_body_class("compare", "milp")
+    assert by_id(page, "market-time").options[0] == "00:00" and len(by_id(page, "market-time").options) == 96
+    # two maps of one extent; one legend beside them
+    a, b = by_id(page, "market-milp-map"), by_id(page, "market-merit-map")
+    assert a.bounds == b.bounds and a.boundsOptions == b.boundsOptions
+    assert [c.children for c in walk(page) if getattr(c, "id", None) in ("market-milp-title", "market-merit-title")] == \
+        [market.METHODS["milp"], market.METHODS["merit"]]
