@@ -347,13 +347,14 @@ def _style(kind: str, props: dict[str, Any], outcome: dict[str, Any] | None) -> 
 
 def element_bounds(geojson: dict[str, Any], element: str, index: int,
                    bus_points: dict[int, tuple[float, float]] | None = None) -> list[list[float]] | None:
-    """Return ``[[south, west], [north, east]]`` of a pandapower ``bus`` or ``line`` on the map (None if unknown).
+    """Return ``[[south, west], [north, east]]`` of a pandapower ``bus``, ``line`` or ``trafo`` on the map (None if unknown).
 
     A bus is the buildings connected to it, else its own ``(lon, lat)`` in ``bus_points`` (a
     feeder junction, drawn as no feature); a line is its cable.
     """
-    key = {"bus": "bus", "line": "line"}.get(element)
-    kinds = {"bus": ("building", "substation", "feed_in"), "line": ("lv_line", "service", "mv_line")}.get(element, ())
+    key = {"bus": "bus", "line": "line", "trafo": "trafo"}.get(element)
+    kinds = {"bus": ("building", "substation", "feed_in"), "line": ("lv_line", "service", "mv_line"),
+             "trafo": ("substation",)}.get(element, ())
     lons, lats = [], []
     for f in geojson["features"]:
         props = f["properties"]

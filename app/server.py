@@ -263,7 +263,9 @@ def zoom_to_violation(cell: dict | None, rows: list[dict] | None) -> tuple[dict,
     row = cell.get("data") if isinstance(cell.get("data"), dict) else (rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None)
     if not row or not row.get("bounds"):
         raise dash.exceptions.PreventUpdate
-    return tuple({"bounds": row["bounds"], "transition": "flyToBounds"} for _ in MAP_METHODS)
+    # fitBounds without animation: a flight would be cut short by the other map's synchronisation
+    # (dash-leaflet sets the view again even when it is unchanged, which stops a running flight)
+    return tuple({"bounds": row["bounds"], "transition": "fitBounds", "options": {"animate": False}} for _ in MAP_METHODS)
 
 
 def upload_bids(contents: str | None, filename: str | None, current: list[dict] | None):
@@ -327,7 +329,8 @@ def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[di
 def details_panel(details: dict | None, where: str | None = None) -> Any:
     """Return the panel of a map element's readable details (:func:`app.mapview.feature_details`).
 
-    ``where`` names the map (method) on the Market page, where two maps show the same element.
+    ``where`` says where the values come from: the map (method) on the Market page, where two maps
+    show the same element, or the peak-load power flow on the Grid page.
     """
     from dash import html
 
@@ -335,7 +338,7 @@ def details_panel(details: dict | None, where: str | None = None) -> Any:
         return "No details for this element."
     rows = [html.Tr([html.Td(label, className="pe-2 text-muted"), html.Td(value)]) for label, value in details.get("rows", [])]
     return html.Div([html.Div(details.get("title", ""), className="view-title"),
-                     *([html.Div(f"on the map of the {where}", className="control-help")] if where else []),
+                     *([html.Div(where, className="control-help")] if where else []),
                      html.Table(html.Tbody(rows), className="small element-details")])
 
 
@@ -351,7 +354,8 @@ def element_details(*click_data: Any) -> Any:
     if not isinstance(feature, dict):
         raise dash.exceptions.PreventUpdate
     source = ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
-    where = next((METHODS[m] for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")), None)
+    where = next((f"on the map of the {METHODS[m]}" for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")),
+                 "values of the grid's peak-load AC power flow" if source.startswith("grid-") else None)
     return details_panel((feature.get("properties") or {}).get("details"), where)
 
 

@@ -133,7 +133,7 @@ def round_trips(driver, url: str, clicks: int) -> tuple[float, list[float]]:
     driver.get(url)
     driver.execute_async_script(WAIT_PATHS_JS, "#grid-map path.leaflet-interactive", 100)
     driver.find_element(By.XPATH, "//a[contains(@class, 'nav-link') and normalize-space()='Market']").click()
-    driver.execute_async_script(WAIT_PATHS_JS, "#market-map path.leaflet-interactive", 100)
+    driver.execute_async_script(WAIT_PATHS_JS, "#market-milp-map path.leaflet-interactive", 100)
 
     def click(mw: float) -> float:
         driver.execute_script(SET_REQUEST_JS, f"{mw}")

@@ -163,7 +163,8 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
             ),
             dbc.Button("Add bid", id="market-add-bid", size="sm", color="link", title="a new row on top of the table: fill in building, MW and price"),
             dbc.Button("Delete selected", id="market-delete-bids", size="sm", color="link"),
-            dcc.Graph(id="market-tso-loading", config={"displayModeBar": False}, style={"height": "260px"}),
+            dcc.Graph(id="market-tso-loading", figure=tso_loading_figure({}), config={"displayModeBar": False},
+                      style={"height": "260px"}),  # a hint until a clearing, never an empty plot
         ]),
     ], className="market-area-tso")
     maps = html.Div([
@@ -343,17 +344,54 @@ def violation_rows(result: dict[str, Any] | None, geojson: dict[str, Any],
 
     if not result:
         return []
+    names = element_names(geojson)
     rows = []
     for x in result.get("merit", {}).get("violations", []):
         voltage = x["quantity"] == "vm_pu"
+        key = ("bus" if voltage else x["element"], int(x["index"]))
         rows.append({
-            "element": f"{'bus' if voltage else 'line'} {x['id']}", "quantity": "voltage" if voltage else "loading",
+            "element": names.get(key, f"{'junction' if voltage else x['element']} {x['id']}"),
+            "quantity": "voltage" if voltage else "loading",
             "value": f"{x['value']:.4f} p.u." if voltage else f"{x['value']:.1f} %",
             "limit": f"{x['limit']:.2f} p.u." if voltage else f"{x['limit']:.0f} %",
             "excess": abs(x["value"] - x["limit"]) / abs(x["limit"]),
             "bounds": element_bounds(geojson, x["element"], int(x["index"]), bus_points),
         })
     return sorted(rows, key=lambda r: -r["excess"])
+
+
+def element_names(geojson: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """Return readable names of the grid's buses and lines by ``(element, pandapower index)``.
+
+    A bus is named by the buildings it supplies (``B0012`` or ``B0012 +3``), a substation's
+    busbar by the substation, the feed-in's bus as the feed-in; a line by its cable (``S1 feeder``,
+    ``B0001 service``, ``MV ring 2``) with its index where names repeat.
+    """
+    buildings: dict[int, list[str]] = {}
+    names: dict[tuple[str, int], str] = {}
+    line_names: dict[str, int] = {}
+    for f in geojson["features"]:
+        props = f["properties"]
+        kind = props["kind"]
+        if kind == "building":
+            buildings.setdefault(int(props["bus"]), []).append(props["building_id"])
+        elif kind in ("lv_line", "service", "mv_line"):
+            names[("line", int(props["line"]))] = str(props["name"])
+            line_names[str(props["name"])] = line_names.get(str(props["name"]), 0) + 1
+        elif kind == "substation":
+            station = str(props["name"]).split()[0]
+            if "lv_bus" in props:
+                names[("bus", int(props["lv_bus"]))] = f"substation {station}, 0.4 kV busbar"
+            names[("trafo", int(props["trafo"]))] = f"substation {station} transformer"
+        elif kind == "feed_in":
+            names[("bus", int(props["bus"]))] = "feed-in (110/20 kV)"
+    for (element, index), name in list(names.items()):
+        if element == "line" and line_names.get(name, 0) > 1:
+            names[(element, index)] = f"{name}, cable {index}"
+    for bus, ids in buildings.items():
+        ids = sorted(ids)
+        names[("bus", bus)] = "building " + ids[0] + (f" +{len(ids) - 1}" if len(ids) > 1 else "")
+    return names
 
 
 def merit_violations(result: dict[str, Any]):

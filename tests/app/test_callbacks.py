@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import pytest
 
 from app import mapview, server, session
+from app.pages import market as market_page
 from app.mapview import (LAYERS, SCALES, STYLES, VIOLATION_CLASS, activation_class, beyond_loading, beyond_voltage, legend,
                          legend_entries, legend_scales, loading_color, styled_layers, voltage_color)
 
@@ -548,10 +549,12 @@ def test_violation_table_lists_the_merit_orders_violations_with_bounds(cleared):
         assert south < north and west < east and 48.9 < south < 49.1
         assert r["quantity"] in ("voltage", "loading") and r["value"].endswith(("p.u.", "%"))
     worst = max(violations, key=lambda x: abs(x["value"] - x["limit"]) / abs(x["limit"]))
-    assert rows[0]["element"].endswith(worst["id"])
+    names = market_page.element_names(session.default_grid().geojson)
+    assert rows[0]["element"] == names[("bus" if worst["quantity"] == "vm_pu" else worst["element"], worst["index"])]
+    assert all(not r["element"].startswith(("bus ", "line ")) for r in rows)  # readable names, not indices
     assert server.violation_table(None) == []
     milp_view, merit_view = server.zoom_to_violation({"rowIndex": 0, "data": rows[0]}, rows)  # both maps zoom
-    assert milp_view == merit_view == {"bounds": rows[0]["bounds"], "transition": "flyToBounds"}
+    assert milp_view == merit_view == {"bounds": rows[0]["bounds"], "transition": "fitBounds", "options": {"animate": False}}
     assert all(v["bounds"] == rows[1]["bounds"] for v in server.zoom_to_violation({"rowIndex": 1}, rows))
     for cell in (None, {"rowIndex": 99}, {"rowIndex": "x"}):
         with pytest.raises(dash.exceptions.PreventUpdate):
@@ -565,7 +568,10 @@ def test_element_bounds_of_a_line_and_a_bus():
     assert s < n and w < e
     bus = _first(geojson, "building")["properties"]["bus"]
     assert mapview.element_bounds(geojson, "bus", bus) is not None
-    assert mapview.element_bounds(geojson, "bus", -1) is None and mapview.element_bounds(geojson, "trafo", 0) is None
+    assert mapview.element_bounds(geojson, "bus", -1) is None and mapview.element_bounds(geojson, "switch", 0) is None
+    station = _first(geojson, "substation")["properties"]["trafo"]
+    (s, w), (n, e) = mapview.element_bounds(geojson, "trafo", station)
+    assert s < n and w < e
 
 
 def test_outdated_marks():
@@ -927,7 +933,7 @@ def test_grid_details_are_readable_with_peak_load_values():
     # the click details panel shows the same rows
     panel = server.details_panel(details)
     assert details["title"] in text_of(panel) and "households" in text_of(panel)
-    assert "Grid-blind merit order" in text_of(server.details_panel(details, "Grid-blind merit order"))
+    assert "on the map of the Grid-blind merit order" in text_of(server.details_panel(details, "on the map of the Grid-blind merit order"))
     assert server.details_panel(None) == "No details for this element."
 
 

@@ -56,7 +56,7 @@ NESTED = b"[" * 100_000 + b"]" * 100_000
         (data_url(b'{"rows": 5}', "application/json"), "odd.json", "odd.json"),
         (data_url(b'{"rows": [[1, 2], "x", null]}', "application/json"), "odd.json", "odd.json"),
         (data_url(b"\xff\xfe\x00garbage"), "mine.csv", "mine.csv"),
-        (data_url(GOOD_CSV.encode()), "bids.xlsx", "bids.xlsx: upload a .csv or .json"),
+        (data_url(GOOD_CSV.encode()), "bids.xlsx", "bids.xlsx: a .xlsx file is not a bid file; upload a .csv or .json"),
         (data_url(b"x" * (5 * 2**20 + 10)), "big.csv", "big.csv: the file is 5.0 MB; the limit is 5 MB"),
     ],
 )
@@ -162,7 +162,7 @@ def test_a_map_render_is_sent_gzip_compressed(client):
     res = client.post("/_dash-update-component", json=payload, headers={"Accept-Encoding": "gzip"})
     assert res.status_code == 200 and res.headers.get("Content-Encoding") == "gzip"
     body = gzip.decompress(res.data)
-    assert "market-map" in json.loads(body)["response"]["page"]["children"].__repr__()
+    assert "market-milp-map" in json.loads(body)["response"]["page"]["children"].__repr__()
     assert len(res.data) < len(body) / 3  # GeoJSON compresses well: the ~1 MB map is a few hundred kB on the wire
     plain = client.post("/_dash-update-component", json=payload)  # a client that asks for no compression gets none
     assert plain.headers.get("Content-Encoding") is None and len(plain.data) == len(body)
