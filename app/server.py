@@ -310,6 +310,25 @@ def add_bid(n_clicks: int | None, bids: list[dict] | None):
              "price_eur_per_mwh": 0.0, "fpu": ""}, *rows]
 
 
+def frame_bids(n_clicks: int | None, day_type: str, time: Any):
+    """Return ``(bids, alert_text, alert_open)``: the scenario's default bids of the chosen time frame.
+
+    The bid table is the user's (edited or uploaded), so a change of the time frame does not
+    replace it; this button does, on request.
+    """
+    import dash
+
+    from app import session
+
+    if not n_clicks:
+        raise dash.exceptions.PreventUpdate
+    try:
+        hour, minute = session.time_frame_of(time)
+        return session.default_bid_records(day_type, hour, minute), "", False
+    except _user_error_types() as exc:
+        return dash.no_update, user_message(exc), True
+
+
 def delete_bids(n_clicks: int | None, selected: list[dict] | None, bids: list[dict] | None):
     """Return the bid table without the selected rows (each selected row removes one equal row)."""
     import dash
@@ -465,6 +484,9 @@ def create_app(*, warm_up: bool = True):
                  prevent_initial_call=True)(download_bids)
     app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(add_bid)
+    app.callback(Output("market-bids", "rowData", allow_duplicate=True), Output("market-alert", "children", allow_duplicate=True),
+                 Output("market-alert", "is_open", allow_duplicate=True), Input("market-default-bids", "n_clicks"),
+                 State("market-day-type", "value"), State("market-time", "value"), prevent_initial_call=True)(frame_bids)
     app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-delete-bids", "n_clicks"),
                  State("market-bids", "selectedRows"), State("market-bids", "rowData"), prevent_initial_call=True)(delete_bids)
     # An edit changes rowData without firing it as an Input (dash-ag-grid): cellValueChanged does.

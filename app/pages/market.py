@@ -163,6 +163,8 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
             ),
             dbc.Button("Add bid", id="market-add-bid", size="sm", color="link", title="a new row on top of the table: fill in building, MW and price"),
             dbc.Button("Delete selected", id="market-delete-bids", size="sm", color="link"),
+            dbc.Button("Default bids of this time frame", id="market-default-bids", size="sm", color="link",
+                       title="replace the table by the scenario's bids of the chosen day type and time"),
             dcc.Graph(id="market-tso-loading", figure=tso_loading_figure({}), config={"displayModeBar": False},
                       style={"height": "260px"}),  # a hint until a clearing, never an empty plot
         ]),

@@ -952,3 +952,14 @@ def test_market_body_class_and_map_ids():
     assert a.bounds == b.bounds and a.boundsOptions == b.boundsOptions
     assert [c.children for c in walk(page) if getattr(c, "id", None) in ("market-milp-title", "market-merit-title")] == \
         [market.METHODS["milp"], market.METHODS["merit"]]
+
+
+def test_frame_bids_loads_the_default_bids_of_the_chosen_time_frame():
+    rows, alert, is_open = server.frame_bids(1, "weekend", "03:15")
+    assert (alert, is_open) == ("", False)
+    assert_same_bids(rows, session.default_bid_records("weekend", 3, 15))
+    assert_same_bids(rows, session._records(session.scenario_for("weekend", 3, 15).bids))
+    rows, alert, is_open = server.frame_bids(1, "weekday", "3:15")
+    assert rows is dash.no_update and is_open is True and "time must be HH:MM" in alert
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        server.frame_bids(None, "weekday", "18:00")
