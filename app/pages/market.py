@@ -24,7 +24,7 @@ BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
-def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
+def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], title: str = "Karlsruhe-Bergwald distribution grid"):
     """Return the Grid page: the map with every layer, the grid's figures and click details."""
     import dash_bootstrap_components as dbc
     from dash import html
@@ -43,7 +43,7 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
     return dbc.Row([
         dbc.Col(map_component("grid", geojson), md=9),
         dbc.Col([
-            html.Div("Karlsruhe-Bergwald distribution grid", className="view-title"),
+            html.Div(title, className="view-title"),
             dbc.Table([html.Tbody([html.Tr([html.Td(k), html.Td(str(v), id=f"grid-fact-{i}")]) for i, (k, v) in enumerate(facts)])],
                       size="sm", bordered=False),
             html.Div("Click an element on the map for its details.", id="grid-details", className="small"),
@@ -79,7 +79,11 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
                  dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
-                 dcc.Download(id="market-download")], md=2),
+                 dcc.Download(id="market-download"),
+                 # the shown round's files (as digiplat clear --export), one zip; app.server.download_round
+                 dbc.Button("Download results (zip)", id="market-export-btn", color="link", size="sm",
+                            title="activations.csv, violations.csv, grid_results.geojson/.json and report.html"),
+                 dcc.Download(id="market-export")], md=2),
     ]), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
         dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),
