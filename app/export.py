@@ -391,13 +391,13 @@ def map_figure(rnd: MarketRound, method: str, activations: pd.DataFrame) -> Any:
     fig.add_trace(go.Scatter(
         x=buildings["x"], y=buildings["y"], mode="markers", name="building (colour: voltage)", text=buildings["text"],
         hoverinfo="text",
-        marker=dict(size=9, symbol="square", color=buildings["vm"] if has_vm else STYLES["building"]["style"]["fillColor"],
+        marker=dict(size=[11 if b else 9 for b in buildings["bad"]], symbol="square", color=buildings["vm"] if has_vm else STYLES["building"]["style"]["fillColor"],
                     colorscale=_colorscale("voltage"), cmin=voltage_scale.vmin, cmax=voltage_scale.vmax,
                     showscale=has_vm,
                     colorbar=dict(title=dict(text=f"{voltage_scale.label} ({voltage_scale.unit})", side="right"),
                                   x=1.02, len=0.45, y=0.75, tickvals=list(voltage_scale.ticks)),
                     line=dict(color=["#000000" if b else "#56606b" for b in buildings["bad"]],
-                              width=[3 if b else 0.5 for b in buildings["bad"]])),
+                              width=[2 if b else 0.5 for b in buildings["bad"]])),
     ))
     for cls, (xs, ys, texts) in bids.items():
         if xs:

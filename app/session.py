@@ -358,7 +358,7 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario):
     the first worker that needs it computes it under a file lock, the others wait and read it
     (a linearization costs ~4 s, a read ~20 ms).
     """
-    key = (day_type, hour, bids_key)
+    key = (str(grid_dir()), day_type, hour, bids_key)  # a test process may serve two grids
     with _LIN_LOCKS_GUARD:
         lock = _LIN_LOCKS.setdefault(key, threading.Lock())
     with lock:
