@@ -78,12 +78,16 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
-                 dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
-                 dcc.Download(id="market-download"),
-                 # the shown round's files (as digiplat clear --export), one zip; app.server.download_round
-                 dbc.Button("Download results (zip)", id="market-export-btn", color="link", size="sm",
-                            title="activations.csv, violations.csv, grid_results.geojson/.json and report.html"),
-                 dcc.Download(id="market-export")], md=2),
+                 # one menu for both downloads: a second line of buttons would push the map below the fold
+                 dbc.DropdownMenu([
+                     dbc.DropdownMenuItem("Bids (CSV)", id="market-download-btn"),
+                     # the shown round's files (as digiplat clear --export), one zip: app.server.download_round
+                     dbc.DropdownMenuItem(html.Span("Results of the round (zip)", title="activations.csv, violations.csv, "
+                                                    "grid_results.geojson, grid_results.json (pandapower), report.html"),
+                                          id="market-export-btn"),
+                 ], label="Download", id="market-download-menu", size="sm", color="link", align_end=True,
+                    className="d-inline-block"),
+                 dcc.Download(id="market-download"), dcc.Download(id="market-export")], md=2),
     ]), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
         dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),

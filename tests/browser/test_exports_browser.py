@@ -37,6 +37,17 @@ def _downloaded_zip(folder: Path, timeout_s: float) -> Path:
     raise AssertionError(f"no zip downloaded to {folder}: {sorted(p.name for p in folder.iterdir())}")
 
 
+def click_download(browser, item: str, screenshot: Path | None = None) -> None:
+    """Open the Market page's Download menu and click one of its items."""
+    click(browser, browser.find_element("#market-download-menu .dropdown-toggle"))
+    wait_until(browser, lambda: browser.find_element(item).is_displayed(), 10, "download menu does not open")
+    # the open menu stays inside the window (no horizontal scroll bar)
+    assert browser.driver.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    if screenshot is not None:
+        browser.driver.save_screenshot(str(screenshot))
+    click(browser, browser.find_element(item))
+
+
 def test_exports_download_and_parse(dash_duo, artifacts, tmp_path):
     download_dir = Path(dash_duo.download_path)
     # headless Chromium saves downloads only where it is told to (the CDP call dash[testing] makes
@@ -47,7 +58,7 @@ def test_exports_download_and_parse(dash_duo, artifacts, tmp_path):
     wait_for_map(dash_duo, "market-map")
 
     # before a clearing the download explains itself instead of saving an empty file
-    click(dash_duo, dash_duo.find_element("#market-export-btn"))
+    click_download(dash_duo, "#market-export-btn")
     dash_duo.wait_for_contains_text("#market-alert", "clear the market first", timeout=20)
     assert not list(download_dir.iterdir())
 
@@ -55,7 +66,7 @@ def test_exports_download_and_parse(dash_duo, artifacts, tmp_path):
     dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", "1.800 of 1.800 MW", timeout=CLEAR_TIMEOUT)
     merit = re.fullmatch(r"(\d+) violations in the AC power flow", text(dash_duo, "#market-card-merit-violations"))
     assert merit and int(merit.group(1)) > 0
-    click(dash_duo, dash_duo.find_element("#market-export-btn"))
+    click_download(dash_duo, "#market-export-btn", artifacts / "13-download-menu.png")
     archive = _downloaded_zip(download_dir, 60)
     assert archive.name == "digiplat-round_weekday_18-00_1.8MW.zip"
 
@@ -78,6 +89,12 @@ def test_exports_download_and_parse(dash_duo, artifacts, tmp_path):
     assert nets["attribution"] == CREDIT and set(nets["nets"]) == {"milp", "merit_order"}
     assert nets["nets"]["milp"]["_object"]["res_bus"]  # pandapower's net with its power-flow results
 
+    # the same menu still downloads the bid table (the documented bid format)
+    click_download(dash_duo, "#market-download-btn")
+    wait_until(dash_duo, lambda: (download_dir / "bids.csv").is_file(), 30, "bids.csv not downloaded")
+    bids = pd.read_csv(download_dir / "bids.csv")
+    assert len(bids) == activations[activations.method == "milp"].shape[0]  # one row per bid row
+
     # the report is one page that works offline: its maps and plots are drawn from the inline plotly.js
     report = tmp_path / "report.html"
     report.write_bytes(files["report.html"])
@@ -90,5 +107,5 @@ def test_exports_download_and_parse(dash_duo, artifacts, tmp_path):
     assert dash_duo.driver.execute_script(
         "return performance.getEntriesByType('resource').filter(e => !e.name.startsWith('file:') && "
         "!e.name.startsWith('data:')).length") == 0  # nothing fetched from a network
-    dash_duo.driver.save_screenshot(str(artifacts / "10-export-report.png"))
+    dash_duo.driver.save_screenshot(str(artifacts / "14-export-report.png"))
     assert severe(dash_duo.get_logs()) == []
