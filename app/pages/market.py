@@ -25,7 +25,8 @@ BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
-def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], flow: dict[str, Any] | None = None):
+def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], flow: dict[str, Any] | None = None,
+                title: str = "Karlsruhe-Bergwald distribution grid"):
     """Return the Grid page: the map with every layer, the grid's figures and click details.
 
     ``flow``: the grid's peak-load power flow (:func:`app.session.peak_load_flow`), shown in the
@@ -48,7 +49,7 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], flow: dict[str
     return dbc.Row([
         dbc.Col(map_component("grid", geojson, flow=flow), md=9),
         dbc.Col([
-            html.Div("Karlsruhe-Bergwald distribution grid", className="view-title"),
+            html.Div(title, className="view-title"),
             dbc.Table([html.Tbody([html.Tr([html.Td(k), html.Td(str(v), id=f"grid-fact-{i}")]) for i, (k, v) in enumerate(facts)])],
                       size="sm", bordered=False),
             html.Div("Click an element on the map for its details (values of the peak-load AC power flow).",
@@ -137,8 +138,16 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
             # No ``accept`` filter: the browser would drop a .txt silently; the server says what is wrong.
             html.Div([dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                  max_size=UPLOAD_LIMIT_BYTES, className="d-inline-block"),
-                      dbc.Button("Download bids", id="market-download-btn", color="link", size="sm")], className="mt-3 text-nowrap"),
-            dcc.Download(id="market-download"),
+                      # one menu for both downloads: a second line of buttons would push the maps below the fold
+                      dbc.DropdownMenu([
+                          dbc.DropdownMenuItem("Bids (CSV)", id="market-download-btn"),
+                          # the shown round's files (as digiplat clear --export), one zip: app.server.download_round
+                          dbc.DropdownMenuItem(html.Span("Results of the round (zip)", title="activations.csv, violations.csv, "
+                                                         "grid_results.geojson, grid_results.json (pandapower), report.html"),
+                                               id="market-export-btn"),
+                      ], label="Download", id="market-download-menu", size="sm", color="link", align_end=True,
+                         className="d-inline-block")], className="mt-3 text-nowrap"),
+            dcc.Download(id="market-download"), dcc.Download(id="market-export"),
             html.Div(HELP["upload"], className="control-help"),
         ], className="market-control", style={"width": "215px"}),
     ], className="d-flex flex-wrap gap-3 align-items-start"), className="py-1"), className="mb-1 market-controls")
