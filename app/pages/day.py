@@ -31,6 +31,7 @@ METHODS = (("milp", "Grid-aware MILP (paper A)"), ("merit", "Grid-blind merit or
 RESULT_KEYS = {"milp": "units", "merit": "merit_order"}
 POLL_MS = 1000  # how often the page asks for a running day's progress (reads a small status file)
 CHART_HEIGHT_PX = 230
+LEGEND_SHARE = 0.35  # of the district's width, added west of it on the maps: room for the open legend
 DEFAULT_SOURCE = "default"
 
 
@@ -118,10 +119,6 @@ def profile_label(profile: pd.DataFrame, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- figures
-def unit_label(unit: dict[str, Any]) -> str:
-    return unit["start"]
-
-
 def _unit_cost_eur(unit: dict[str, Any], mtu_min: int) -> float | None:
     """The unit's cost in €: ``cost_eur`` is price x MW (one hour of activation); a unit lasts ``mtu_min``."""
     if unit.get("status") != "optimal" or unit.get("cost_eur") is None:
@@ -137,9 +134,9 @@ def _violations(unit: dict[str, Any]) -> int | None:
 def _base_layout(fig: go.Figure, title: str, yaxis_title: str, starts: list[str]) -> go.Figure:
     step = max(1, len(starts) // 12)
     fig.update_layout(
-        title=dict(text=title, font=dict(size=13), x=0.01, y=0.97), template="plotly_white", height=CHART_HEIGHT_PX,
-        margin=dict(l=48, r=8, t=30, b=34), yaxis_title=yaxis_title, clickmode="event",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right", font=dict(size=10)),
+        title=dict(text=title, font=dict(size=13), x=0.01, xanchor="left", y=0.98, yanchor="top"),
+        template="plotly_white", margin=dict(l=48, r=8, t=28, b=30), yaxis_title=yaxis_title, clickmode="event",
+        showlegend=False,  # one legend for the three charts, above them (series_legend)
         xaxis=dict(type="category", categoryorder="array", categoryarray=starts, tickmode="array",
                    tickvals=starts[::step], title=None),
     )
@@ -154,6 +151,7 @@ def day_figures(results: dict[str, Any]) -> tuple[go.Figure, go.Figure, go.Figur
     starts = [u["start"] for u in milp]
     index = list(range(len(starts)))
     names = dict(METHODS)
+    size = 7 if len(starts) <= 24 else 4  # a whole day of 96 units: small markers, the lines carry it
 
     def status_text(units):
         return [f"{u['start']}: {u['status']}" + (f" (at most {u['max_deliverable_mw']:.3f} MW)"
@@ -162,31 +160,48 @@ def day_figures(results: dict[str, Any]) -> tuple[go.Figure, go.Figure, go.Figur
 
     delivered = go.Figure()
     delivered.add_trace(go.Scatter(x=starts, y=[u["request_mw"] for u in milp], name="request P_E", mode="lines+markers",
-                                   line=dict(color=colors["request"], dash="dot", shape="hv"), marker=dict(size=5),
+                                   line=dict(color=colors["request"], width=5), marker=dict(size=size + 2), opacity=0.45,
                                    customdata=index, hovertemplate="%{x}: request %{y:.3f} MW<extra></extra>"))
-    for key, units, symbol in (("milp", milp, "circle"), ("merit", merit, "x")):
+    # the MILP solid, the merit order dashed on top: where both deliver the request both stay visible
+    for key, units, symbol, dash in (("milp", milp, "circle", "solid"), ("merit", merit, "x", "dash")):
         delivered.add_trace(go.Scatter(
             x=starts, y=[u["delivered_mw"] if u["status"] == "optimal" else None for u in units],
-            name=names[key].split(" (")[0], mode="lines+markers", line=dict(color=colors[key], width=2),
-            marker=dict(symbol=symbol, size=7), customdata=index, text=status_text(units),
-            hovertemplate="%{text}<br>delivered %{y:.3f} MW<extra></extra>"))
-    _base_layout(delivered, "Request and delivered power per unit", "MW", starts)
+            name=names[key].split(" (")[0], mode="lines+markers", line=dict(color=colors[key], width=2, dash=dash),
+            marker=dict(symbol=symbol, size=size), customdata=index, hovertext=status_text(units),
+            hovertemplate="%{hovertext}<br>delivered %{y:.3f} MW<extra></extra>"))
+    _base_layout(delivered, "Request and delivered power", "MW", starts)
 
     cost = go.Figure()
     for key, units in (("milp", milp), ("merit", merit)):
         cost.add_trace(go.Bar(x=starts, y=[_unit_cost_eur(u, mtu) for u in units], name=names[key].split(" (")[0],
                               marker_color=colors[key], customdata=index,
                               hovertemplate="%{x}: %{y:.2f} €<extra></extra>"))
-    _base_layout(cost, f"Cost per unit ({mtu} min of activation)", "€", starts).update_layout(barmode="group")
+    _base_layout(cost, f"Cost per unit ({mtu} min)", "€", starts).update_layout(barmode="group")
 
+    # lines, not bars: the MILP's zeros stay visible as a line along the axis
     viol = go.Figure()
-    for key, units in (("milp", milp), ("merit", merit)):
-        viol.add_trace(go.Bar(x=starts, y=[_violations(u) for u in units], name=names[key].split(" (")[0],
-                              marker_color=colors[key], customdata=index, text=status_text(units),
-                              hovertemplate="%{text}<br>%{y} violations in the AC power flow<extra></extra>"))
-    _base_layout(viol, "Violations in the AC power flow per unit", "limits violated", starts).update_layout(
-        barmode="group", yaxis=dict(rangemode="tozero"))
+    for key, units, symbol, dash in (("milp", milp, "circle", "solid"), ("merit", merit, "x", "dash")):
+        viol.add_trace(go.Scatter(x=starts, y=[_violations(u) for u in units], name=names[key].split(" (")[0],
+                                  mode="lines+markers", line=dict(color=colors[key], width=2, dash=dash),
+                                  marker=dict(symbol=symbol, size=size), customdata=index, hovertext=status_text(units),
+                                  hovertemplate="%{hovertext}<br>%{y} violations in the AC power flow<extra></extra>"))
+    _base_layout(viol, "Violations in the AC power flow", "limits violated", starts).update_layout(
+        yaxis=dict(rangemode="tozero"))
     return delivered, cost, viol
+
+
+def series_legend():
+    """The one legend of the three charts: a swatch per series, in the charts' colours."""
+    from dash import html
+
+    colors = _colors()
+    items = [("request P_E", colors["request"], "solid", 0.45)] + [(label, colors[key], "solid" if key == "milp" else "dashed", 1.0)
+                                                                    for key, label in METHODS]
+    return html.Div([html.Span([html.Span(style={"display": "inline-block", "width": "22px", "marginRight": "5px",
+                                                 "verticalAlign": "middle", "opacity": opacity,
+                                                 "borderTop": f"{5 if name.startswith('request') else 3}px {style} {color}"}),
+                                name], className="me-3")
+                     for name, color, style, opacity in items], className="small", id=f"{PREFIX}series-legend")
 
 
 def unit_marker(start: str) -> list[dict[str, Any]]:
@@ -286,8 +301,28 @@ def upload_profile(contents: Any, filename: Any):
         return dash.no_update, dash.no_update, dash.no_update, f"cannot read the request profile ({type(exc).__name__})", True
     from app.day_job import profile_csv
 
-    stored = {"name": name, "csv": profile_csv(profile)}
+    stored = {"name": name, "csv": profile_csv(profile), "source": "upload"}
     return stored, source_options(stored), "upload", "", False
+
+
+def choose_profile(trigger: str | None, contents: Any, source: str | None, filename: Any, stored: dict | None):
+    """Callback: the profile choice, kept in the session's store; ``(store, options, source, alert, alert open)``.
+
+    ``trigger`` is the id of the input that changed: an upload (read it), the choice (remember it),
+    or None when the tab is drawn again (the session's upload and choice come back).
+    """
+    import dash
+
+    no = dash.no_update
+    has_upload = isinstance(stored, dict) and isinstance(stored.get("csv"), str)
+    if trigger == f"{PREFIX}upload":
+        return upload_profile(contents, filename)
+    if trigger == f"{PREFIX}profile-source":
+        if has_upload and source in (DEFAULT_SOURCE, "upload") and stored.get("source") != source:
+            return {**stored, "source": source}, no, no, no, no
+        raise dash.exceptions.PreventUpdate
+    value = stored.get("source", "upload") if has_upload else DEFAULT_SOURCE
+    return no, source_options(stored), value if value in (DEFAULT_SOURCE, "upload") else DEFAULT_SOURCE, no, no
 
 
 def source_options(stored: dict | None) -> list[dict[str, Any]]:
@@ -427,6 +462,7 @@ def select_unit(index: Any, shown: dict | None, caption: Any = None):
     k = int(index) if isinstance(index, (int, float)) and 0 <= int(index) < len(units) else default_unit(results)
     layers = {m: _unit_layers(shown["key"], k, m) for m, _ in METHODS}
     legends = [legend(unit_outcome(results[RESULT_KEYS[m]][k]) is not None) for m, _ in METHODS]
+    legends[1].open = False  # the same scales and symbols twice: the merit order's map keeps its legend folded
     patches = []
     for _ in range(3):
         patch = dash.Patch()
@@ -450,9 +486,17 @@ def _map(prefix: str, title: str, geojson: dict[str, Any]):
     import dash_bootstrap_components as dbc
     from dash import html
 
-    from app.mapview import map_component
+    from app.mapview import map_bounds, map_component
 
     frame = map_component(prefix, geojson)
+    leaflet = frame.children[0]
+    leaflet.zoomSnap = 0.25  # half-width maps: fit the district closer than whole zoom levels allow
+    # Half-width maps are narrow beside the open legend (bottom left): the fitted area reaches west of
+    # the district by LEGEND_SHARE of its width, so the district lies right of the legend on both maps.
+    (south, west), (north, east) = map_bounds(geojson)
+    west -= LEGEND_SHARE * (east - west)
+    leaflet.bounds = [[south, west], [north, east]]
+    leaflet.center = [(south + north) / 2, (west + east) / 2]
     # the two maps fill the viewport below the slider when scrolled to (no change to the shared CSS)
     frame.style = {**(frame.style or {}), "height": "calc(100vh - 170px)", "minHeight": "380px"}
     return dbc.Card([dbc.CardHeader(title, className="py-1"), dbc.CardBody(frame, className="p-1")])
@@ -467,15 +511,17 @@ def layout():
     from optim.day import MAX_PROFILE_BYTES
 
     geojson = session.default_grid().geojson
-    graph = dict(config={"displayModeBar": False}, style={"height": f"{CHART_HEIGHT_PX}px"})
+    # responsive: the charts take their column's width also when they were first drawn hidden
+    graph = dict(config={"displayModeBar": False}, responsive=True, style={"height": f"{CHART_HEIGHT_PX}px"})
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Day type"), dcc.RadioItems(id=f"{PREFIX}day-type", options=["weekday", "weekend"], value="weekday",
-                                                        inline=True, inputStyle={"marginRight": "4px", "marginLeft": "8px"},
+                                                        inline=True, inputStyle={"marginRight": "4px", "marginLeft": "8px"}, className="small",
                                                         persistence=True, persistence_type="session")], md=2),
-        dbc.Col([dbc.Label("Request profile (CSV: start HH:MM, request_mw; it may name only some units)"),
+        dbc.Col([dbc.Label(html.Span("Request profile", title="a CSV with columns start (HH:MM) and request_mw; "
+                                                              "it may name only some units of the day")),
                  dcc.RadioItems(id=f"{PREFIX}profile-source", options=source_options(None), value=DEFAULT_SOURCE,
-                                inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"},
-                                persistence=True, persistence_type="session")], md=5),
+                                inputStyle={"marginRight": "4px"}, labelStyle={"display": "block"}, className="small")],
+                md=5),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload profile (CSV)", color="secondary", outline=True, size="sm"),
                                        id=f"{PREFIX}upload", accept=".csv,text/csv", max_size=MAX_PROFILE_BYTES)], md=2),
         dbc.Col([html.Br(), dbc.Button("Run day", id=f"{PREFIX}run", color="primary", className="me-2"),
@@ -490,6 +536,7 @@ def layout():
         "power flow. The charts and the maps of each unit appear here when it is done (a finished day is kept, for "
         "every visitor).", id=f"{PREFIX}hint", className="text-muted small mb-2")
     charts = html.Div([
+        series_legend(),
         dbc.Row([dbc.Col(dcc.Graph(id=f"{PREFIX}delivered", **graph), md=4),
                  dbc.Col(dcc.Graph(id=f"{PREFIX}cost", **graph), md=4),
                  dbc.Col(dcc.Graph(id=f"{PREFIX}violations", **graph), md=4)], className="g-1"),
@@ -521,13 +568,15 @@ def register_callbacks(app: Any) -> None:
     from app.mapview import RESULT_LAYERS
 
     p = PREFIX
+    # one callback owns the profile choice (a store in the browser's session storage): an upload, a
+    # change of the choice, and a new render of the tab, which brings the session's choice back
     app.callback(Output(f"{p}profile", "data"), Output(f"{p}profile-source", "options"),
                  Output(f"{p}profile-source", "value"), Output(f"{p}alert", "children", allow_duplicate=True),
                  Output(f"{p}alert", "is_open", allow_duplicate=True),
-                 Input(f"{p}upload", "contents"), State(f"{p}upload", "filename"), prevent_initial_call=True)(upload_profile)
-    # a session's earlier upload (kept in the browser's session storage) is offered again after a tab switch
-    app.callback(Output(f"{p}profile-source", "options", allow_duplicate=True), Input(f"{p}profile", "data"),
-                 prevent_initial_call="initial_duplicate")(source_options)
+                 Input(f"{p}upload", "contents"), Input(f"{p}profile-source", "value"), State(f"{p}upload", "filename"),
+                 State(f"{p}profile", "data"), prevent_initial_call="initial_duplicate",
+                 )(lambda contents, source, filename, stored: choose_profile(dash.ctx.triggered_id, contents, source,
+                                                                             filename, stored))
     app.callback(Output(f"{p}job", "data"), Output(f"{p}alert", "children", allow_duplicate=True),
                  Output(f"{p}alert", "is_open", allow_duplicate=True),
                  Input(f"{p}day-type", "value"), Input(f"{p}profile-source", "value"), State(f"{p}profile", "data"),

@@ -57,6 +57,21 @@ def test_uploads_are_read_by_the_day_reader_and_bad_files_name_the_line() -> Non
         page.upload_profile(None, None)
 
 
+def test_the_profile_choice_comes_back_with_the_tab() -> None:
+    no = dash.no_update
+    fresh = page.choose_profile(None, None, "default", None, None)
+    assert fresh[2] == "default" and fresh[1][1]["disabled"] is True  # nothing uploaded: only the shipped profile
+    stored, options, value, _, _ = page.choose_profile("day-upload", upload(PROFILE), "default", "evening.csv", None)
+    assert value == "upload" and stored["source"] == "upload"
+    back = page.choose_profile("day-profile-source", None, "default", None, stored)
+    assert back[0]["source"] == "default" and back[1:] == (no, no, no, no)
+    assert page.choose_profile(None, None, "default", None, back[0])[2] == "default"  # the user's choice is kept
+    again = page.choose_profile(None, None, "default", None, stored)  # the tab drawn again: the upload is chosen
+    assert again[2] == "upload" and again[1] == options
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        page.choose_profile("day-profile-source", None, "upload", None, None)
+
+
 def test_the_cache_key_follows_the_inputs() -> None:
     stored, *_ = page.upload_profile(upload(PROFILE), "a.csv")
     reordered, *_ = page.upload_profile(upload("start,request_mw\n03:00,0\n18:00,1.8\n12:30,-0.2\n"), "b.csv")
