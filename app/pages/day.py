@@ -31,7 +31,7 @@ METHODS = (("milp", "Grid-aware MILP (paper A)"), ("merit", "Grid-blind merit or
 RESULT_KEYS = {"milp": "units", "merit": "merit_order"}
 POLL_MS = 1000  # how often the page asks for a running day's progress (reads a small status file)
 CHART_HEIGHT_PX = 230
-LEGEND_SHARE = 0.35  # of the district's width, added west of it on the maps: room for the open legend
+LEGEND_SHARE = 0.45  # of the district's width, added west of it on the maps: room for the open legend
 DEFAULT_SOURCE = "default"
 
 
@@ -132,7 +132,7 @@ def _violations(unit: dict[str, Any]) -> int | None:
 
 
 def _base_layout(fig: go.Figure, title: str, yaxis_title: str, starts: list[str]) -> go.Figure:
-    step = max(1, len(starts) // 12)
+    step = max(1, len(starts) // 8)  # 96 units: a tick every 3 hours, upright on a third of a laptop's width
     fig.update_layout(
         title=dict(text=title, font=dict(size=13), x=0.01, xanchor="left", y=0.98, yanchor="top"),
         template="plotly_white", margin=dict(l=48, r=8, t=28, b=30), yaxis_title=yaxis_title, clickmode="event",
@@ -545,7 +545,7 @@ def layout():
     slider = dbc.Card(dbc.CardBody([
         html.Div(NO_DAY_CAPTION, id=f"{PREFIX}unit", className="small fw-semibold"),
         dcc.Slider(id=f"{PREFIX}slider", min=0, max=0, step=1, value=0, marks={0: " "}, disabled=True,
-                   allow_direct_input=False, updatemode="mouseup"),
+                   allow_direct_input=False, updatemode="mouseup", included=False),
     ], className="py-1 px-2"), className="mb-1")
     maps = dbc.Row([dbc.Col(_map(f"{PREFIX}milp", dict(METHODS)["milp"], geojson), md=6),
                     dbc.Col(_map(f"{PREFIX}merit", dict(METHODS)["merit"], geojson), md=6)], className="g-1")

@@ -54,7 +54,7 @@ def merit_count(browser) -> int:
 
 def test_a_short_day_runs_and_the_slider_drives_the_maps(dash_duo, artifacts, tmp_path):
     dash_duo.start_server(make_app())
-    # a presenter's laptop first; 1920x1080 below, after a reload (the map fits its window when drawn)
+    # a presenter's laptop first; 1920x1080 below, drawn anew (a map fits its window when it is drawn)
     dash_duo.driver.set_window_size(1280, 800)
     open_tab(dash_duo, "Market day")
     wait_for_map(dash_duo, "day-milp-map")
@@ -111,9 +111,11 @@ def test_a_short_day_runs_and_the_slider_drives_the_maps(dash_duo, artifacts, tm
     dash_duo.wait_for_contains_text("#day-unit", "Unit 18:00", timeout=30)
     wait_until(dash_duo, lambda: violations(dash_duo, "day-merit-map") > 0, 30, "merit order's map not back at 18:00")
 
-    # a second visit (a reload: the session's upload is chosen again): the finished day at once, no new run
+    # a second visit of the tab (drawn anew, at 1920x1080; the session's upload is chosen again): the
+    # finished day at once, no new run
     dash_duo.driver.set_window_size(1920, 1080)
-    dash_duo.driver.refresh()
+    open_tab(dash_duo, "Validation")
+    dash_duo.wait_for_element("#validation-empty", timeout=30)
     open_tab(dash_duo, "Market day")
     wait_until(dash_duo, lambda: visible(dash_duo, "#day-charts"), 30, "the finished day was not shown again")
     assert not visible(dash_duo, "#day-progress-holder")
