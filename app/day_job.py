@@ -48,6 +48,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -176,7 +177,9 @@ def start_day(config: Any, profile: pd.DataFrame) -> str:
     folder = cache_dir()
     key = job_key(config, profile)
     if _path(folder, key, ".json").is_file():
-        return key
+        if day_results(key) is not None:
+            return key
+        _path(folder, key, ".json").unlink(missing_ok=True)  # damaged (disk full, edited): compute it again
     lock = open(_path(folder, key, ".lock"), "a")
     try:
         try:
@@ -226,6 +229,10 @@ def day_results(key: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------------ the job
 class _ServerGone(Exception):
     """The server process that started the job has ended."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _ServerGone()
 
 
 def _acquire_slot(folder: Path, parent: int | None, report) -> Any:
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s day-job %(levelname)s %(name)s: %(message)s")
     logging.getLogger("optim").setLevel(logging.WARNING)
+    # SIGTERM (the server's process group stopped) ends the job like a lost server: a "failed" status
+    signal.signal(signal.SIGTERM, _terminated)
     folder = Path(args.cache_dir)
     if args.lock_fd is None:  # run by hand: take the lock like the server would
         lock = open(_path(folder, args.key, ".lock"), "a")

@@ -390,7 +390,7 @@ def poll_day(_n: Any, job: dict | None, shown: dict | None):
     """
     import dash
 
-    from app.day_job import day_status
+    from app.day_job import day_results, day_status
 
     hidden = {"display": "none"}
     idle = (True, 0, "", hidden, "")
@@ -402,6 +402,8 @@ def poll_day(_n: Any, job: dict | None, shown: dict | None):
         return (*idle, None, str(exc).strip(), True, False)
     state, done, total = status["state"], int(status.get("done") or 0), int(status.get("total") or job.get("total") or 0)
     if state == "done":
+        if day_results(job["key"]) is None:
+            return (*idle, None, "The stored market day could not be read; run the day again.", True, False)
         new_shown = {"key": job["key"]}
         return (*idle, new_shown if new_shown != shown else dash.no_update, dash.no_update, dash.no_update, False)
     if state == "failed":

@@ -214,3 +214,21 @@ def test_a_failed_or_vanished_run_is_a_one_line_alert(monkeypatch, tmp_path) -> 
                                            "the server log has the details")
     assert not (tmp_path / f"day-{key}.json").exists()  # nothing half-written
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
+
+    # a damaged results file: the page says so, and the next run computes the day again
+    (tmp_path / f"day-{key}.json").write_text('{"units": [')
+    poll = page.poll_day(None, {"key": key}, None)
+    assert poll[7] is True and "could not be read" in poll[6]
+    started = []
+
+    class Job:
+        def __init__(self, command, **kwargs):
+            started.append(command)
+            self.pid = 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(day_job.subprocess, "Popen", Job)
+    assert day_job.start_day(config, profile) == key and len(started) == 1 and "app.day_job" in started[0]
+    assert not (tmp_path / f"day-{key}.json").exists() and day_job.day_status(key)["state"] == "failed"  # no process took the day over
