@@ -16,7 +16,6 @@ The callbacks are plain functions, tested directly in ``tests/app/test_day_page.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 from typing import Any
 
