@@ -170,7 +170,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
         monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
     tabs = by_id(app.layout, "tabs")
-    assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf", "privacy"]
+    assert [t.tab_id for t in tabs.children] == ["grid", "market", "day", "validation", "mlopf", "privacy"]
     assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
     assert "page" in ids_of(app.layout)
     outputs = " ".join(app.callback_map)
