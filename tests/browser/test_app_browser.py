@@ -134,7 +134,7 @@ def in_view(browser, map_id: str) -> int:
         " && r.bottom > m.top && r.top < m.bottom; }).length;", map_id)
 
 
-def hover_text(browser, map_id: str, selector: str) -> str:
+def hover_text(browser, map_id: str, selector: str, expect: str) -> str:
     """The tooltip Leaflet shows with the mouse on the first element of ``selector`` in a map's view.
 
     The mouse goes to a point where that element is on top (a bid marker sits on a building's centre).
@@ -142,17 +142,24 @@ def hover_text(browser, map_id: str, selector: str) -> str:
     browser.driver.execute_script(f"document.getElementById('{map_id}').scrollIntoView({{block: 'center', behavior: 'instant'}});")
     found = browser.driver.execute_script(
         "const m = document.getElementById(arguments[0]).getBoundingClientRect();"
-        "for (const e of document.querySelectorAll('#' + arguments[0] + ' ' + arguments[1])) {"
-        "  const r = e.getBoundingClientRect(); if (r.width < 3 || r.left < m.left || r.right > m.right || r.top < m.top || r.bottom > m.bottom) continue;"
-        "  for (let i = 1; i < 8; i++) for (let j = 1; j < 8; j++) { const x = r.left + r.width * i / 8, y = r.top + r.height * j / 8;"
-        "    if (document.elementFromPoint(x, y) === e) return [e, x - r.left, y - r.top]; } }"
+        "const on = (e, x, y) => [[0, 0], [2, 0], [-2, 0], [0, 2], [0, -2]].every(([a, b]) => document.elementFromPoint(x + a, y + b) === e);"
+        "const all = Array.from(document.querySelectorAll('#' + arguments[0] + ' ' + arguments[1])).map(e => [e, e.getBoundingClientRect()])"
+        "  .filter(([e, r]) => r.width >= 6 && r.left >= m.left && r.right <= m.right && r.top >= m.top && r.bottom <= m.bottom)"
+        "  .sort((a, b) => b[1].width * b[1].height - a[1].width * a[1].height);"  # the largest first: room beside a marker
+        "for (const [e, r] of all) {"
+        "  for (let i = 1; i < 8; i++) for (let j = 1; j < 8; j++) { const x = Math.round(r.left + r.width * i / 8), y = Math.round(r.top + r.height * j / 8);"
+        "    if (on(e, x, y)) return [e, x - r.left, y - r.top]; } }"
         "return null;", map_id, selector)
     assert found, f"no element {selector} to hover in {map_id}"
     element, dx, dy = found
     # selenium 4.2 measures the offset from the element's top left corner
-    ActionChains(browser.driver).move_to_element_with_offset(element, int(dx), int(dy)).perform()
-    wait_until(browser, lambda: browser.driver.find_elements(By.CSS_SELECTOR, ".leaflet-tooltip"), 10, "no tooltip")
-    return browser.driver.find_element(By.CSS_SELECTOR, ".leaflet-tooltip").text
+    ActionChains(browser.driver).move_to_element_with_offset(element, round(dx), round(dy)).perform()
+    def tip() -> str:  # the tooltip that starts as expected (one of another element may still be closing)
+        return next((t.text for t in browser.driver.find_elements(By.CSS_SELECTOR, ".leaflet-tooltip")
+                     if t.text.startswith(expect)), "")
+
+    wait_until(browser, tip, 10, f"no tooltip starting {expect!r}")
+    return tip()
 
 
 INTERNAL_KEYS = ("cluster", "lv_bus", "hv_bus", "sn_kva", "False", "None", "id 0", "kind")
@@ -186,7 +193,7 @@ def test_app_loads_with_the_grid_map(dash_duo, artifacts):
     assert "Karlsruhe-Bergwald" in text(dash_duo, "#page")
     assert screenshot.stat().st_size > 10_000
     # readable tooltips and click details with the peak-load power flow, no internal keys
-    tip = hover_text(dash_duo, "grid-map", f'{PATHS}[fill="{STYLES["building"]["style"]["fillColor"]}"]')
+    tip = hover_text(dash_duo, "grid-map", f'{PATHS}[fill="{STYLES["building"]["style"]["fillColor"]}"]', "Building B")
     assert re.match(r"Building B\d{4}", tip) and "households:" in tip and re.search(r"voltage: \d\.\d{4} p\.u\.", tip), tip
     assert not [k for k in INTERNAL_KEYS if k in tip], tip
     station = dash_duo.driver.find_element(By.CSS_SELECTOR, f'#grid-map {PATHS}[fill="{STYLES["substation"]["style"]["fillColor"]}"]')
@@ -254,7 +261,7 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     shot(dash_duo, artifacts / "02-market-compare.png", f"#{MILP_MAP}")
 
     # tooltips and click details of the result maps: readable names and power-flow values
-    tip = hover_text(dash_duo, MERIT_MAP, f'path.{VIOLATION_CLASS}[fill]:not([fill="none"])')  # a building beyond the band
+    tip = hover_text(dash_duo, MERIT_MAP, f'path.{VIOLATION_CLASS}[fill]:not([fill="none"]):not([d*="a"])', "Building B")  # a polygon (no arc: not a station) beyond the band
     assert re.search(r"voltage: \d\.\d{4} p\.u\. - outside 0\.95-1\.05", tip) and tip.startswith("Building B"), tip
     marker = dash_duo.driver.find_element(By.CSS_SELECTOR, f'#{MERIT_MAP} {PATHS}[fill="{STYLES["bid_full"]["style"]["fillColor"]}"]')
     click(dash_duo, marker)
