@@ -146,7 +146,7 @@ def layout():
             dbc.Button("Next", id="tour-next", color="warning", className="tour-button"),
             dbc.Button("×", id="tour-close", color="link", className="tour-close", title="close the tour (Esc)"),
         ], className="tour-nav"),
-    ], id="tour-panel", className="tour-panel", role="dialog", **{"aria-label": "guided tour"})
+    ], id="tour-panel", className="tour-panel", role="region", **{"aria-label": "guided tour"})
 
 
 def start_button():

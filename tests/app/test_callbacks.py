@@ -167,10 +167,11 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     else:
         monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
-    tabs = by_id(app.layout, "tabs")
+    layout = app.layout()  # a function: each page load gets a fresh session token (app.bidstore)
+    tabs = by_id(layout, "tabs")
     assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf", "privacy"]
     assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
-    assert "page" in ids_of(app.layout)
+    assert "page" in ids_of(layout)
     outputs = " ".join(app.callback_map)
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
                    "market-download.data", "grid-details.children"):
@@ -186,7 +187,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     # the round is triggered by the clear-request store outside the page, not by the button itself
     # (a button rendered with the Market tab would start a round on every visit of the tab)
     assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
-    assert "clear-request" in ids_of(app.layout)
+    assert "clear-request" in ids_of(layout)
     if redis_url:  # a background callback on Celery workers, polled at most every 0.5 s
         assert spec["background"] and spec["background"]["interval"] <= 500
         assert type(app._background_manager).__name__ == "CeleryManager"
