@@ -406,6 +406,7 @@ def create_app(*, warm_up: bool = True):
         dcc.Location(id="url", refresh=False),  # shareable state (app.urlstate): the URL follows the controls
         dcc.Store(id="session-token", storage_type="session", data=bidstore.new_token()),
         dcc.Store(id="bids-saved", storage_type="memory"),
+        dcc.Store(id="url-updates", storage_type="memory"),
         dcc.Store(id="url-values", storage_type="memory"),
         dcc.Store(id="url-applied", storage_type="memory"),
         tour.layout(),

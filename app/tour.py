@@ -1,8 +1,8 @@
 """A guided tour for presentations: six steps, one sentence each, that drive the real app.
 
 Each step is a set of URL-state values (:mod:`app.urlstate`): entering a step writes them into
-the URL, and the URL switches the tab and the controls exactly as a shared link does, so the tour
-shows the live app, not pictures. Steps that need a market result mark ``clear``:
+the URL (which switches the tab, as a shared link does) and sets the shown page's controls, so
+the tour shows the live app, not pictures. Steps that need a market result mark ``clear``:
 ``assets/tour.js`` then presses the page's own "Clear market" button once the controls hold the
 step's values, if no current result is shown (none yet, or one marked outdated). The first of
 them also sets the default round (day type, time and request: the table's defaults), the one in
@@ -87,27 +87,33 @@ def next_step(trigger: str | None, current: int | None, search: str | None) -> i
     return step_from_search(search)
 
 
-def tour_update(trigger: str | None, current: int | None, search: str | None) -> tuple[Any, Any]:
-    """Return ``(step, search)`` after a button or a URL change; ``no_update`` where nothing changes.
+def tour_update(trigger: str | None, current: int | None, search: str | None) -> tuple[Any, Any, Any]:
+    """Return ``(step, URL updates, control values)`` after a button or a URL change; ``no_update`` where nothing changes.
 
-    A step's values are written into the URL only when the step changes (or the URL names a step
-    whose values it lacks), so a user may change a control during a step without the tour
-    setting it back.
+    The updates (``{key: text or None}``) are merged into the URL by ``assets/urlstate.js``; the
+    control values (:func:`app.urlstate.component_values`) set the shown page's controls. A step's
+    values are written only when the step changes (or the URL names a step whose values it lacks),
+    so a user may change a control during a step without the tour setting it back.
     """
     import dash
 
     step = next_step(trigger, current, search)
-    if trigger in (None, "url"):
-        if step == current:
-            return dash.no_update, dash.no_update
-        if step is None:  # the URL lost its tour key (e.g. the back button): close
-            return None, dash.no_update
+    if step == current and trigger in (None, "url"):
+        return dash.no_update, dash.no_update, dash.no_update
+    if step is None:
+        updates: dict[str, str | None] = {KEY: None}
+    elif trigger in (None, "url"):
         # a link opened (or moved) the tour: its own values win, the step adds those it lacks
         items = urlstate.query_items(search)
-        new = urlstate.query_with(search, {k: v for k, v in STEPS[step - 1].values.items() if k not in items})
+        updates = {k: v for k, v in STEPS[step - 1].values.items() if k not in items}
     else:
-        new = search_for_step(search, step)
-    return (step if step != current else dash.no_update), (new if new != (search or "") else dash.no_update)
+        updates = {**STEPS[step - 1].values, KEY: str(step)}
+    new = urlstate.query_with(search, updates)
+    if step is not None and step != current:  # the step's keys, as the URL now holds them
+        values = urlstate.component_values(new, tuple(f for f in urlstate.FIELDS if f.key in STEPS[step - 1].values))
+    else:
+        values = dash.no_update
+    return ((step if step != current else dash.no_update), (updates if new != (search or "") else dash.no_update), values)
 
 
 def step_payload(step: int | None) -> dict[str, Any] | None:
@@ -163,7 +169,7 @@ def register_callbacks(app: Any) -> None:
     from dash import Input, Output, State
 
     app.callback(
-        Output("tour-step", "data"), Output("url", "search", allow_duplicate=True),
+        Output("tour-step", "data"), Output("url-updates", "data", allow_duplicate=True), Output("url-values", "data"),
         Input("tour-start", "n_clicks"), Input("tour-next", "n_clicks"), Input("tour-back", "n_clicks"),
         Input("tour-close", "n_clicks"), Input("url", "search"), State("tour-step", "data"),
         prevent_initial_call="initial_duplicate",

@@ -8,9 +8,10 @@ query text) and a default. Everything else reads that table:
   click writes the URL), so a reload opens the tab of the link before the page renders;
 * a page's controls are restored when the page is rendered (:func:`restored_layout` sets their
   values in the layout) and, while the page is shown, by ``assets/urlstate.js``, which sets the
-  components listed by :func:`component_values` when the URL changes (the guided tour changes it);
-* a change of a control writes the URL without a reload (:func:`query_from_controls`, through
-  ``dcc.Location(refresh=False)``).
+  components listed by :func:`component_values` when the guided tour moves (only then: a value
+  typed meanwhile is never overwritten by an older URL);
+* a change of a control writes its keys into the URL without a reload (:func:`controls_update`,
+  merged by ``assets/urlstate.js`` into ``dcc.Location(refresh=False)``).
 
 A bad value (``request_mw=abc``, ``tab=nope``, ``time=25:00``) is ignored: the control keeps its
 default, nothing is raised. A field whose component is not in its page's layout is skipped when
@@ -257,54 +258,62 @@ def restored_layout(layout: Any, search: str | None, fields: Iterable[UrlField] 
 
 # -------------------------------------------------------------------------------------- callbacks
 def sync_tab(search: str | None, active_tab: str | None, trigger: str | None) -> tuple[Any, Any]:
-    """Return ``(active_tab, search)`` keeping the tab and the URL in step; ``no_update`` where nothing changes.
+    """Return ``(active_tab, url updates)`` keeping the tab and the URL in step; ``no_update`` where nothing changes.
 
-    A tab click (``trigger == "tabs"``) writes the URL; the URL (a load, a link, the tour, the
-    browser's back button) sets the tab when it names another valid one.
+    A tab click (``trigger == "tabs"``) updates the URL's ``tab``; the URL (a load, a link, the
+    tour, the browser's back button) sets the tab when it names another valid one.
     """
     import dash
 
     tab = field("tab")
     if trigger == "tabs":
-        new = query_with(search, {"tab": tab.text(active_tab)})
-        return dash.no_update, (new if new != (search or "") else dash.no_update)
+        text = tab.text(active_tab)
+        return dash.no_update, ({"tab": text} if query_items(search).get("tab") != text else dash.no_update)
     wanted = url_values(search, (tab,)).get("tab")
     return (wanted if wanted is not None and wanted != active_tab else dash.no_update), dash.no_update
 
 
-def query_from_controls(search: str | None, active_tab: str | None, fields: tuple[UrlField, ...], *values: Any) -> str:
-    """Return the URL query after a page's controls changed (``values`` in ``fields`` order).
+def controls_update(search: str | None, fields: tuple[UrlField, ...], *values: Any) -> dict[str, str | None]:
+    """Return the URL updates ``{key: text or None}`` after a page's controls changed (``values`` in ``fields`` order).
 
-    Raises ``PreventUpdate`` when the query stays the same (this ends the loop URL -> control -> URL).
+    Only the page's own keys: the merge into the URL (``assets/urlstate.js``) reads the URL as it
+    is then, so a tab clicked meanwhile is never set back. Raises ``PreventUpdate`` when the URL
+    already holds these values (this ends the loop URL -> control -> URL).
     """
     import dash
 
-    updates = {"tab": field("tab").text(active_tab)} | {f.key: f.text(v) for f, v in zip(fields, values)}
-    new = query_with(search, updates)
-    if new == (search or ""):
+    items = query_items(search)
+    updates = {f.key: f.text(v) for f, v in zip(fields, values)}
+    if all(items.get(k) == v for k, v in updates.items()):
         raise dash.exceptions.PreventUpdate
-    return new
+    return updates
 
 
 def register_callbacks(app: Any, page_layouts: dict[str, Any]) -> None:
-    """Register the URL callbacks: tab sync, the controls' writers (one per page), the values for the page.
+    """Register the URL callbacks: the merge of updates into the URL, tab sync, the controls' writers
+    (one per page), and the setting of controls by ``url-values`` (written by the tour).
 
-    ``page_layouts`` maps a tab id to its layout, used only to skip absent components.
+    ``page_layouts`` maps a tab id to its layout, used only to skip absent components. Every
+    change of the URL goes through the ``url-updates`` store and one clientside merge, which reads
+    the URL when it runs: two writers never overwrite each other's keys with a stale copy.
     """
     import dash
     from dash import Input, Output, State
 
-    app.callback(Output("tabs", "active_tab"), Output("url", "search"), Input("url", "search"), Input("tabs", "active_tab"),
+    app.clientside_callback(
+        dash.ClientsideFunction(namespace="digiplat_urlstate", function_name="merge"),
+        Output("url", "search"), Input("url-updates", "data"), State("url", "search"), prevent_initial_call=True,
+    )
+    app.callback(Output("tabs", "active_tab"), Output("url-updates", "data", allow_duplicate=True), Input("url", "search"),
+                 Input("tabs", "active_tab"), prevent_initial_call="initial_duplicate",
                  )(lambda search, tab: sync_tab(search, tab, dash.callback_context.triggered_id))
     for page, layout in page_layouts.items():
         fields = present_fields(page, layout)
         if not fields:
             continue
-        app.callback(Output("url", "search", allow_duplicate=True),
-                     *[Input(f.component_id, f.prop) for f in fields], State("url", "search"), State("tabs", "active_tab"),
-                     prevent_initial_call=True,
-                     )(lambda *args, _fields=fields: query_from_controls(args[-2], args[-1], _fields, *args[:-2]))
-    app.callback(Output("url-values", "data"), Input("url", "search"))(component_values)
+        app.callback(Output("url-updates", "data", allow_duplicate=True),
+                     *[Input(f.component_id, f.prop) for f in fields], State("url", "search"), prevent_initial_call=True,
+                     )(lambda *args, _fields=fields: controls_update(args[-1], _fields, *args[:-1]))
     app.clientside_callback(
         dash.ClientsideFunction(namespace="digiplat_urlstate", function_name="apply"),
         Output("url-applied", "data"), Input("url-values", "data"), prevent_initial_call=True,

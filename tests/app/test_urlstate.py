@@ -106,27 +106,24 @@ def test_restored_layout_sets_the_controls(market_page):
 
 
 def test_sync_tab_both_ways():
-    # a tab click writes the URL and leaves the tab alone
-    assert server_sync("?day=weekend", "market", "tabs") == (dash.no_update, "?tab=market&day=weekend")
-    assert server_sync("?tab=market", "market", "tabs") == (dash.no_update, dash.no_update)
+    # a tab click updates the URL's tab and leaves the tab alone
+    assert urlstate.sync_tab("?day=weekend", "market", "tabs") == (dash.no_update, {"tab": "market"})
+    assert urlstate.sync_tab("?tab=market", "market", "tabs") == (dash.no_update, dash.no_update)
     # the URL (a load, the tour) sets another valid tab, never the same one (that would render the page again)
-    assert server_sync("?tab=validation", "grid", None) == ("validation", dash.no_update)
-    assert server_sync("?tab=validation", "validation", "url") == (dash.no_update, dash.no_update)
-    assert server_sync("?tab=nope", "grid", None) == (dash.no_update, dash.no_update)
+    assert urlstate.sync_tab("?tab=validation", "grid", None) == ("validation", dash.no_update)
+    assert urlstate.sync_tab("?tab=validation", "validation", "url") == (dash.no_update, dash.no_update)
+    assert urlstate.sync_tab("?tab=nope", "grid", None) == (dash.no_update, dash.no_update)
 
 
-def server_sync(search, tab, trigger):
-    return urlstate.sync_tab(search, tab, trigger)
-
-
-def test_controls_write_the_url_until_it_holds_their_values():
+def test_controls_update_only_their_own_keys_until_the_url_holds_them():
     fields = tuple(field(k) for k in ("day", "time", "request_mw", "method"))
-    new = urlstate.query_from_controls("?tour=3", "market", fields, "weekend", 7, 1.2, "merit")
-    assert new == "?tab=market&day=weekend&time=07:00&request_mw=1.2&method=merit&tour=3"
+    updates = urlstate.controls_update("?tab=market&tour=3", fields, "weekend", 7, 1.2, "merit")
+    assert updates == {"day": "weekend", "time": "07:00", "request_mw": "1.2", "method": "merit"}  # no tab: a click meanwhile stays
+    merged = query_with("?tab=market&tour=3", updates)
+    assert merged == "?tab=market&day=weekend&time=07:00&request_mw=1.2&method=merit&tour=3"
     with pytest.raises(dash.exceptions.PreventUpdate):  # the same values again: the loop URL -> control -> URL ends
-        urlstate.query_from_controls(new, "market", fields, "weekend", 7, 1.2, "merit")
-    emptied = urlstate.query_from_controls(new, "market", fields, "weekend", 7, None, "merit")
-    assert "request_mw" not in query_items(emptied)  # an emptied input drops its key
+        urlstate.controls_update(merged, fields, "weekend", 7, 1.2, "merit")
+    assert urlstate.controls_update(merged, fields, "weekend", 7, None, "merit")["request_mw"] is None  # an emptied input drops its key
 
 
 # ----------------------------------------------------------------------------------------- tour
@@ -140,31 +137,41 @@ def test_every_tour_step_sets_valid_values():
     assert clears[:2] == [False, False] and all(clears[2:])
 
 
+def moved(trigger, current, search):
+    """``(step, URL after the merge, control values)`` of a tour update, as the browser sees them."""
+    step, updates, values = tour.tour_update(trigger, current, search)
+    return step, (search if updates is dash.no_update else query_with(search, updates)), values
+
+
 def test_tour_opens_from_the_url():
     assert [tour.step_from_search(s) for s in ("?tour=1", "?tour=3", "?tour=0", "?tour=99", "?tour=x", "")] == [1, 3, None, None, None, None]
-    step, search = tour.tour_update(None, None, "?tour=3")
+    step, search, values = moved(None, None, "?tour=3")
     assert step == 3 and url_values(search) == url_values(tour.search_for_step("", 3))
+    assert {"id": "market-method", "prop": "value", "value": "merit"} in values
     # a link's own values win over the step's; the step adds what the link lacks
-    step, search = tour.tour_update(None, None, "?tour=3&method=milp")
+    step, search, _ = moved(None, None, "?tour=3&method=milp")
     assert step == 3 and query_items(search)["method"] == "milp" and query_items(search)["tab"] == "market"
-    assert tour.tour_update("url", 3, search) == (dash.no_update, dash.no_update)  # the URL follows the tour: no loop
+    assert tour.tour_update("url", 3, search) == (dash.no_update,) * 3  # the URL follows the tour: no loop
+    assert tour.tour_update(None, None, "?tab=market") == (dash.no_update,) * 3  # no tour key: nothing to do
 
 
 def test_tour_moves_and_closes():
-    step, search = tour.tour_update("tour-start", None, "?request_mw=1.2")
+    step, search, values = moved("tour-start", None, "?request_mw=1.2")
     assert step == 1 and query_items(search) == {"request_mw": "1.2", "tab": "grid", "tour": "1"}
-    step, search = tour.tour_update("tour-next", 1, search)
+    assert values == []  # the grid step sets no page control (the tab follows the URL)
+    step, search, _ = moved("tour-next", 1, search)
     assert step == 2 and query_items(search)["tab"] == "market"
-    step, search = tour.tour_update("tour-next", 2, search)
+    step, search, values = moved("tour-next", 2, search)
     assert step == 3 and state(search)["method"] == "merit" and state(search)["request_mw"] == field("request_mw").default
-    assert tour.tour_update("tour-back", 3, search)[0] == 2
-    assert tour.tour_update("tour-back", 1, tour.search_for_step("", 1))[0] is dash.no_update  # no step before the first
+    assert {"id": "market-request", "prop": "value", "value": field("request_mw").default} in values
+    assert moved("tour-back", 3, search)[0] == 2
+    assert tour.tour_update("tour-back", 1, tour.search_for_step("", 1)) == (dash.no_update,) * 3  # no step before the first
     last = len(tour.STEPS)
-    step, search = tour.tour_update("tour-next", last, tour.search_for_step("", last))  # Finish
-    assert step is None and "tour" not in query_items(search)
-    step, search = tour.tour_update("tour-close", 4, tour.search_for_step("", 4))
+    step, search, values = moved("tour-next", last, tour.search_for_step("", last))  # Finish
+    assert step is None and "tour" not in query_items(search) and values is dash.no_update
+    step, search, _ = moved("tour-close", 4, tour.search_for_step("", 4))
     assert step is None and query_items(search)["tab"] == "market"  # closing keeps the state on screen
-    assert tour.tour_update("url", 4, "?tab=market") == (None, dash.no_update)  # the URL lost its tour key
+    assert tour.tour_update("url", 4, "?tab=market")[0] is None  # the URL lost its tour key (back button): closed
 
 
 def test_tour_panel_and_payload():

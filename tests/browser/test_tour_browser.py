@@ -115,6 +115,14 @@ def test_uploaded_bids_survive_a_reload(dash_duo, tmp_path):
     wait_for_map(dash_duo, "market-map")
     wait_until(dash_duo, lambda: bid_ids(dash_duo) == ["U1", "U1", "U2"], 20, "uploaded bids lost by the reload")
     assert severe(dash_duo.get_logs()) == []
+    # another browser tab is another session: the default bids, not this session's
+    first = dash_duo.driver.current_window_handle
+    dash_duo.driver.switch_to.new_window("tab")
+    dash_duo.driver.get(f"{dash_duo.server_url}/?tab=market")
+    wait_for_map(dash_duo, "market-map")
+    wait_until(dash_duo, lambda: len(bid_ids(dash_duo)) == 12 and bid_ids(dash_duo)[0] == "A0001", 20, "new tab got another session's bids")
+    dash_duo.driver.close()
+    dash_duo.driver.switch_to.window(first)
 
 
 def tour_state(browser) -> dict:
