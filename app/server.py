@@ -425,10 +425,6 @@ def create_app(*, warm_up: bool = True):
 
     app.callback(Output("page", "children"), Input("tabs", "active_tab"), Input("session-token", "data"),
                  State("bids-store", "data"), State("url", "search"))(render_restored_page)
-    urlstate.register_callbacks(app, {"market": render_page("market", None)})
-    tour.register_callbacks(app)
-    app.callback(Output("bids-saved", "data"), Input("bids-store", "data"), State("session-token", "data"),
-                 prevent_initial_call=True)(keep_bids)
     # A click becomes a request in a store outside the page. Dash runs a callback whose Input appears
     # in a newly rendered tab when one of its Outputs lies outside that tab, prevent_initial_call or
     # not: with market-clear as its Input the round ran (and the controls were disabled) every time
@@ -483,6 +479,11 @@ def create_app(*, warm_up: bool = True):
     for page in PAGES:
         if page.register is not None:
             page.register(app)
+    # shareable state (URL), the session's kept bids, the guided tour
+    urlstate.register_callbacks(app, {"market": render_page("market", None)})
+    app.callback(Output("bids-saved", "data"), Input("bids-store", "data"), State("session-token", "data"),
+                 prevent_initial_call=True)(keep_bids)
+    tour.register_callbacks(app, job)
 
     if warm_up:
         warm_up_views(rounds=manager is None)

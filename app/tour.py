@@ -16,11 +16,13 @@ follows the tour, so a reload stays on the step.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from app import urlstate
 
+log = logging.getLogger(__name__)
 KEY = "tour"
 
 
@@ -122,7 +124,35 @@ def step_payload(step: int | None) -> dict[str, Any] | None:
         return None
     s = STEPS[step - 1]
     search = urlstate.query_with("", s.values)
-    return {"step": step, "clear": s.clear, "values": urlstate.component_values(search)}
+    return {"step": step, "clear": s.clear, "tab": s.values.get("tab"), "values": urlstate.component_values(search)}
+
+
+def tour_round(request: dict | None, search: str | None, token: str | None, bids: list[dict] | None) -> dict:
+    """Return a market result for a step that needs one on a page without the Clear button.
+
+``assets/tour.js`` asks for it (``tour-clear``) when such a step (the Validation tab, opened by
+``?tour=5``) finds no result.
+
+    The round is the URL's (day, time, request; their defaults where absent or invalid) with the
+    session's bids (the page's table, else the kept table, else the default bids). A failed
+    round leaves the result store as it is (logged; the page then shows its hint).
+    """
+    import dash
+
+    from app import bidstore, server, session
+
+    if not isinstance(request, dict):
+        raise dash.exceptions.PreventUpdate
+    values = urlstate.state(search)
+    if bids is None:
+        bids = bidstore.load_bids(token)
+    if bids is None:
+        bids = session.default_bid_records()
+    result, alert, _ = server.clear_market(1, values["day"], values["time"], values["request_mw"], bids)
+    if result is dash.no_update:
+        log.warning("the tour's market round failed: %s", alert)
+        raise dash.exceptions.PreventUpdate
+    return result
 
 
 def panel(step: int | None) -> tuple[Any, str, str, bool, str]:
@@ -145,8 +175,10 @@ def layout():
         dcc.Store(id="tour-step", storage_type="memory"),
         dcc.Store(id="tour-follow", storage_type="memory"),
         dcc.Store(id="tour-followed", storage_type="memory"),
+        dcc.Store(id="tour-clear", storage_type="memory"),
         html.Div(id="tour-body", className="tour-body"),
         html.Div([
+            html.Span(id="tour-running", className="tour-running"),
             html.Span(id="tour-counter", className="tour-counter"),
             dbc.Button("Back", id="tour-back", color="light", className="tour-button"),
             dbc.Button("Next", id="tour-next", color="warning", className="tour-button"),
@@ -163,8 +195,9 @@ def start_button():
                       title="a guided tour for presentations (arrow keys move, Esc closes)")
 
 
-def register_callbacks(app: Any) -> None:
-    """Register the tour's callbacks: buttons and URL -> step and URL; step -> panel; step -> ``assets/tour.js``."""
+def register_callbacks(app: Any, job: dict[str, Any] | None = None) -> None:
+    """Register the tour's callbacks: buttons and URL -> step and URL; step -> panel; step -> ``assets/tour.js``;
+    ``tour-clear`` -> a market round (``job``: the keywords of the app's clearing callback, e.g. background)."""
     import dash
     from dash import Input, Output, State
 
@@ -177,6 +210,10 @@ def register_callbacks(app: Any) -> None:
     app.callback(Output("tour-body", "children"), Output("tour-counter", "children"), Output("app-root", "className"),
                  Output("tour-back", "disabled"), Output("tour-next", "children"), Input("tour-step", "data"))(panel)
     app.callback(Output("tour-follow", "data"), Input("tour-step", "data"))(step_payload)
+    app.callback(Output("result-store", "data", allow_duplicate=True), Input("tour-clear", "data"), State("url", "search"),
+                 State("session-token", "data"), State("bids-store", "data"),
+                 running=[(Output("tour-running", "children"), "clearing the default round…", "")],
+                 prevent_initial_call=True, **(job or {}))(tour_round)
     app.clientside_callback(
         dash.ClientsideFunction(namespace="digiplat_tour", function_name="follow"),
         Output("tour-followed", "data"), Input("tour-follow", "data"), prevent_initial_call=True,

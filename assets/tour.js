@@ -42,7 +42,8 @@
     }
 
     // Steps that need a market result: once the page shows the step's values, press the page's own
-    // "Clear market" button if no current result is shown (none yet, or one marked outdated).
+    // "Clear market" button if no current result is shown (none yet, or one marked outdated); on a
+    // page without that button (Validation) without a result, ask the server for the round.
     var pending = null;
     function follow(payload) {
         if (pending) {
@@ -60,9 +61,27 @@
                 pending = null;
                 return;
             }
+            var tabs = props("tabs");
+            if (payload.tab && (!tabs || tabs.active_tab !== payload.tab)) {
+                return;  // the tab is still switching
+            }
             var button = document.getElementById("market-clear");
+            if (payload.tab && payload.tab !== "market") {
+                // a page without the Clear button (Validation): if it has no result, the server
+                // clears the URL's round for it (app.tour.tour_round)
+                if (!document.getElementById("validation-empty")) {
+                    return;  // the page is still rendering
+                }
+                clearInterval(pending);
+                pending = null;
+                var shown = props("result-store");
+                if (!shown || !shown.data) {
+                    window.dash_clientside.set_props("tour-clear", {data: {step: payload.step, at: Date.now()}});
+                }
+                return;
+            }
             if (!button) {
-                return;  // not on the Market tab (the validation step shows the last result)
+                return;  // the Market tab is still rendering
             }
             var ready = (payload.values || []).every(function (entry) {
                 var p = props(entry.id);

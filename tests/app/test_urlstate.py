@@ -182,3 +182,14 @@ def test_tour_panel_and_payload():
     payload = tour.step_payload(3)
     assert payload["clear"] and {"id": "market-method", "prop": "value", "value": "merit"} in payload["values"]
     assert tour.step_payload(None) is None and tour.step_payload(1)["clear"] is False
+
+
+def test_tour_round_clears_the_urls_round_with_the_sessions_bids():
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        tour.tour_round(None, "?tour=5", None, None)
+    result = tour.tour_round({"step": 5}, "?tab=validation&tour=5&request_mw=abc&time=25:00", None, None)  # bad values: defaults
+    assert result["time_frame"]["day_type"] == field("day").default and result["time_frame"]["hour"] == field("time").default
+    assert result["request_mw"] == pytest.approx(field("request_mw").default)
+    assert result["milp"]["summary"]["delivered_mw"] == pytest.approx(field("request_mw").default, abs=1e-6)
+    with pytest.raises(dash.exceptions.PreventUpdate):  # a round that fails (no bid can deliver) leaves the result
+        tour.tour_round({"step": 5}, "?request_mw=1.8", None, [])

@@ -19,6 +19,8 @@ from tests.browser.test_app_browser import (CLEAR_TIMEOUT, GOOD_CSV, bid_ids, cl
                                             violations, wait_for_map, wait_until)
 
 pytestmark = pytest.mark.browser
+REQUEST_MW = urlstate.field("request_mw").default  # the tour's default round
+DELIVERED = f"{REQUEST_MW:.3f} of {REQUEST_MW:.3f} MW"  # the MILP delivers all of it (the card's text)
 
 
 def query(browser) -> dict[str, str]:
@@ -181,7 +183,7 @@ def test_tour_moves_by_keys_and_buttons_and_drives_the_app(dash_duo, artifacts):
     press(dash_duo, Keys.ARROW_RIGHT)  # the merit order congests: the tour clears the default round itself
     wait_for_step(dash_duo, 3)
     wait_until(dash_duo, lambda: method(dash_duo) == "merit", 10, "method not set by the tour")
-    dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", "1.800 of 1.800 MW", timeout=CLEAR_TIMEOUT)
+    dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", DELIVERED, timeout=CLEAR_TIMEOUT)
     merit = re.fullmatch(r"(\d+) violations in the AC power flow", text(dash_duo, "#market-card-merit-violations"))
     assert merit and int(merit.group(1)) > 0
     wait_until(dash_duo, lambda: violations(dash_duo, "market-map") > 0, 20, "merit order's violations not on the map")
@@ -214,4 +216,17 @@ def test_tour_moves_by_keys_and_buttons_and_drives_the_app(dash_duo, artifacts):
     click(dash_duo, dash_duo.find_element("#tour-start"))  # the navbar's button starts it again
     wait_for_step(dash_duo, 1)
     wait_until(dash_duo, lambda: active_tab(dash_duo) == "Grid", 10, "tour start does not show the grid")
+    assert severe(dash_duo.get_logs()) == []
+
+
+def test_a_link_to_the_validation_step_clears_the_round_itself(dash_duo):
+    dash_duo.start_server(make_app())
+    dash_duo.driver.get(f"{dash_duo.server_url}/?tour=5")
+    wait_for_step(dash_duo, 5)
+    assert active_tab(dash_duo) == "Validation"
+    dash_duo.wait_for_element("#validation-metrics", timeout=CLEAR_TIMEOUT)  # no Clear button here: the server cleared
+    assert text(dash_duo, "#validation-empty") == ""
+    press(dash_duo, Keys.ARROW_RIGHT)  # the Market tab then shows that round
+    wait_for_step(dash_duo, 6)
+    dash_duo.wait_for_text_to_equal("#market-card-milp-delivered", DELIVERED, timeout=30)
     assert severe(dash_duo.get_logs()) == []
