@@ -2,8 +2,8 @@
 
 Linearizes the shipped Bergwald scenario for two time frames (paper style, the DSO's own
 package), hardens both at every setting, runs every attack of ``optim.privacy`` on the first
-(the row-link attack against the second) and clears requests of 0.5-2.0 MW on both, validated by
-AC power flow. Prints one table: per setting the attack scores, the rows shipped, the clearing
+(the row-link attack against the second) and clears requests of 0.25-1.0 MW on both (within the
+noon frame's offers), validated by AC power flow. Prints one table: per setting the attack scores, the rows shipped, the clearing
 cost increase over the paper-style package (max and mean over the 8 clearings), whether every
 delivered volume equals the paper-style one, the AC violations and the Table I errors (voltage
 and loading MAE of the DSO's own linearization at the chosen point against the AC power flow).
@@ -11,7 +11,7 @@ Writes the frontier as an interactive plot (plotly HTML; a PNG needs kaleido, no
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_privacy.py [--grid DIR] [--hours 18 12] [--requests 0.5 1 1.5 2]
+    .venv/bin/python benchmarks/bench_privacy.py [--grid DIR] [--hours 18 12] [--requests 0.25 0.5 0.75 1]
         [--levels 0 0.005 0.01 0.02 0.05 0.1 0.2] [--noise 0.001 0.003] [--point-method all-half-none]
         [--plot privacy_frontier.html]
 """
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", help="grid folder (default: the shipped Bergwald grid)")
     parser.add_argument("--hours", type=int, nargs=2, default=(18, 12), metavar="H", help="two time frames")
-    parser.add_argument("--requests", type=float, nargs="+", default=(0.5, 1.0, 1.5, 2.0), metavar="MW")
+    parser.add_argument("--requests", type=float, nargs="+", default=(0.25, 0.5, 0.75, 1.0), metavar="MW")
     parser.add_argument("--levels", type=float, nargs="+", default=(0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
                         metavar="X", help="privacy levels (flattening share) to sweep, without noise")
     parser.add_argument("--noise", type=float, nargs="*", default=(0.001, 0.003), metavar="N",

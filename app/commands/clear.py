@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands.linearize import MAX_POINTS, hour_arg, points_arg
+from app.commands.linearize import MAX_POINTS, hour_arg, points_arg, time_arg
 from optim.tso.bids import MAX_FILE_BYTES, MAX_JSON_DEPTH, MAX_ROWS
 
 EXIT_INFEASIBLE = 3
@@ -81,6 +81,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder when no --package is given (default: Bergwald)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type when no --package")
     p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour when no --package")
+    p.add_argument("--time", type=time_arg, default=None, metavar="HH:MM",
+                   help="instead of --hour: the 15-minute market time unit starting then, when no --package")
     p.add_argument("--points", type=points_arg, default=9, metavar="M",
                    help=f"operating points when no --package, 1..{MAX_POINTS} (default 9)")
     p.add_argument("--point-method", default="merit-levels", metavar="NAME",
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                           sensitivity_s=0.0)
     else:
         checked_points(args.points)
-        grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour)
+        grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour, time=args.time)
         config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
                                      polygon_sides=args.polygon_sides)
         linearization = linearize(grid, scenario, config=config)

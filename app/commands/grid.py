@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--bbox", help="SOUTH,WEST,NORTH,EAST in degrees (default with the shared file: Bergwald)")
     build.add_argument("--out", type=Path, default=Path("grid-out"), help="output folder, new or a grid folder (default: grid-out)")
     build.add_argument("--seed", type=int, default=0, help="random seed of k-means and the TSP heuristic (default 0)")
+    build.add_argument("--id-seed", type=int, default=0,
+                       help="seed of the random order of the building ids, 0..2**32-1 (default 0 = the shipped grid; "
+                            "a DSO sharing bids of a real grid sets its own secret seed)")
     build.add_argument("--substations", type=int, default=None, help="fixed number of substations (default: from capacity)")
     build.add_argument("--min-building-area", type=float, default=None, help="smallest supplied footprint in m² (default 60)")
     build.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.id_seed < 2**32:
+        raise ConfigError(f"--id-seed must be 0..2**32-1, got {args.id_seed}")
     if args.substations is not None and not 1 <= args.substations <= SubstationConfig().max_substations:
         raise ConfigError(f"--substations must be between 1 and {SubstationConfig().max_substations}, got {args.substations}")
     if args.min_building_area is not None and not (math.isfinite(args.min_building_area) and args.min_building_area >= 0):
@@ -93,8 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return _report(grid, args.out, credit())
         _check_osm_file(osm)
     config = GridConfig(random_state=args.seed, substations=SubstationConfig(n_substations=args.substations))
+    area_options = {"id_seed": args.id_seed}
     if args.min_building_area is not None:
-        config = replace(config, area=AreaConfig(min_building_area_m2=args.min_building_area))
+        area_options["min_building_area_m2"] = args.min_building_area
+    config = replace(config, area=AreaConfig(**area_options))
 
     bar = tqdm(total=len(STAGES) + 1, desc="grid", unit="stage", file=sys.stderr, disable=None, leave=False)
     try:

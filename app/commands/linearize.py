@@ -8,6 +8,7 @@ Writes the package (all the TSO may see) to ``--out`` and, beside it, the DSO's 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,25 @@ def hour_arg(text: str) -> int:
     return value
 
 
+def time_arg(text: str) -> tuple[int, int]:
+    """Parse ``--time HH:MM``: the start of a 15-minute market time unit (minutes 00, 15, 30, 45)."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text)
+    if not match or not 0 <= int(match[1]) <= 23 or int(match[2]) not in (0, 15, 30, 45):
+        raise argparse.ArgumentTypeError(f"--time must be HH:MM from 00:00 to 23:45 in 15-minute steps, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def time_frame_of(hour: int | None, time: tuple[int, int] | None) -> dict[str, int | None]:
+    """The scenario's time-frame fields of ``--hour H`` (the whole hour) or ``--time HH:MM`` (15 minutes)."""
+    if hour is not None and time is not None:
+        from optim._errors import InputError
+
+        raise InputError("give --hour (a whole hour) or --time (a 15-minute unit), not both")
+    if time is not None:
+        return {"hour": time[0], "minute": time[1], "duration_min": 15}
+    return {"hour": hour, "minute": None, "duration_min": None}
+
+
 def seed_arg(text: str) -> int:
     """Parse ``--seed``: 0 to 2**32 - 1 (numpy and scikit-learn accept that range)."""
     value = _int(text, "--seed")
@@ -85,6 +105,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", metavar="DIR", help="grid folder (default: the shipped Bergwald grid)")
     p.add_argument("--day-type", choices=("weekday", "weekend"), default=None, help="day type (default: scenario's)")
     p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
+    p.add_argument("--time", type=time_arg, default=None, metavar="HH:MM",
+                   help="instead of --hour: the 15-minute market time unit starting then (00:00 ... 23:45)")
     p.add_argument("--points", type=points_arg, default=9, metavar="M",
                    help=f"operating points, 1..{MAX_POINTS} (default 9; all-half-none with 3 is paper A's all, half, none)")
     p.add_argument("--point-method", default="merit-levels", metavar="NAME",
@@ -105,8 +127,8 @@ def register(subparsers: Any) -> None:
 
 
 def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int | None,
-                           seed: int | None = None) -> tuple[Any, Any, Path]:
-    """Load the grid folder and build the (default) scenario for the time frame."""
+                           seed: int | None = None, time: tuple[int, int] | None = None) -> tuple[Any, Any, Path]:
+    """Load the grid folder and build the (default) scenario for the time frame (``--hour`` or ``--time``)."""
     from dataclasses import replace
 
     from gridgen.grid import Grid, default_grid_dir
@@ -117,7 +139,7 @@ def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int
     grid = grid_from_folder(path)
     if hour is not None and not 0 <= hour <= 23:
         raise InputError(f"--hour must be 0..23, got {hour}")
-    config = ScenarioConfig().with_time_frame(day_type=day_type, hour=hour)
+    config = ScenarioConfig().with_time_frame(day_type=day_type, **time_frame_of(hour, time))
     if seed is not None:
         config = replace(config, random_state=int(seed))
     return grid, scenario_from_grid(grid, config), path
@@ -200,7 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     else args.privacy_level)
     elif args.privacy_level is not None:
         raise InputError("--privacy-level applies to --package-style hardened only")
-    grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed)
+    grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time)
     config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
                                  polygon_sides=args.polygon_sides)
     lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()))

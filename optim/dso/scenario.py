@@ -8,8 +8,9 @@ market-independent injections ``P_fix`` of every building:
   ``power_factor``;
 - PV output: pvlib clear-sky irradiance (Ineichen, offline) at Karlsruhe, transposed to a south
   roof (``pv_tilt_deg``), PVWatts DC model with PVsyst cell temperature and an inverter efficiency;
-- scheduled FPU consumption: EV chargers that are charging in the time frame
-  (``ev_charging_share`` of the EVs) and running heat pumps (``heat_pump_running_share``).
+- scheduled FPU consumption: EV chargers that are charging in the time frame and running heat
+  pumps, by the availability profiles of :mod:`optim.dso.availability` (EV charging share per
+  hour and day type, heat-pump duty from the hour's outdoor temperature).
 
 "weekday" is the Wednesday and "weekend" the Sunday of the third week of ``month`` in ``year``
 (BDEW distinguishes workday, Saturday and Sunday; the Sunday profile is the weekend's lowest).
@@ -37,7 +38,8 @@ curtailment), reactive injection per active injection (MVAr/MW). A bid row's uni
 pro rata, so a row's Q is its ratio times its activated P.
 
 **Bids**: one bid row per building with upward flexibility (signed ``p_mw > 0``: battery
-discharge, stopping a charging EV, switching a running heat pump off; ``fpu`` names the
+discharge within the energy its state of charge holds for the frame, stopping a charging EV,
+switching a running heat pump off — so the offers follow the time frame and the day type); ``fpu`` names the
 largest, or ``mixed``) and, for PV-only buildings, a downward bid (curtailment, ``p_mw < 0``). A
 share of the buildings belongs to aggregators, which pool their buildings' rows into aggregated
 bids (several buildings, one ``bid_id`` and one price per bid); the others bid directly.
@@ -57,6 +59,9 @@ import numpy as np
 import pandas as pd
 
 from optim._errors import InputError
+from optim.dso.availability import (BATTERY_SOC_BY_HOUR, EV_CHARGING_SHARE_BY_HOUR, MONTHLY_TEMPERATURE_C,
+                                    available_units, battery_available_kw, heat_pump_duty, hourly_value,
+                                    outdoor_temperature_c)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,17 @@ BID_COLUMNS = ("bid_id", "aggregator", "building_id", "p_mw", "price_eur_per_mwh
 
 __all__ = ["ScenarioConfig", "Scenario", "scenario_from_grid", "time_frame_timestamp", "feeder_distance_km",
            "household_load_kw", "pv_output_kw_per_kwp", "BID_COLUMNS", "DAY_TYPES"]
+
+
+def _profile(name: str, values: Any, length: int, low: float, high: float) -> tuple[float, ...]:
+    """A profile option as a tuple of ``length`` finite floats within [low, high], or an InputError."""
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise InputError(f"scenario option {name} must be a list of {length} numbers") from None
+    if len(out) != length or not all(np.isfinite(v) and low <= v <= high for v in out):
+        raise InputError(f"scenario option {name} must be {length} numbers within [{low:g}, {high:g}]")
+    return out
 
 
 @dataclass(frozen=True)
@@ -88,10 +104,18 @@ class ScenarioConfig:
         PV: share of buildings with PV, size from the footprint area, orientation, inverter.
     battery_share, battery_kw_per_household, battery_kw_max
         Home batteries: share of buildings, discharge power offered.
-    ev_share_per_household, ev_charger_kw, ev_charging_share
-        EVs: probability per household, charger power, share of EVs charging in the time frame.
-    heat_pump_share, heat_pump_kw_per_household, heat_pump_running_share
-        Heat pumps: share of buildings, electric power per household, share running now.
+    battery_soc_by_hour, battery_energy_h, battery_soc_min
+        State of charge at the start of each hour (24 values, an input of the frame), energy per
+        rated power (h) and the lowest state of charge a battery discharges to.
+    ev_share_per_household, ev_charger_kw, ev_charging_share_by_hour
+        EVs: probability per household, charger power, share of EVs charging in each hour per day
+        type (``{"weekday": 24 values, "weekend": 24 values}``).
+    heat_pump_share, heat_pump_kw_per_household
+        Heat pumps: share of buildings, electric power per household.
+    monthly_temperature_c, temperature_amplitude_k, heating_limit_c, design_temperature_c, heat_pump_hot_water_share
+        Heat-pump duty (:func:`optim.dso.availability.heat_pump_duty`): monthly mean outdoor
+        temperature (12 values), half the daily swing, heating limit, design temperature (the
+        heat pump runs continuously there), share running for hot water at any temperature.
     feeder_end_quantile, feeder_end_battery_share, feeder_end_battery_factor, feeder_end_price_factor
         Buildings farther from their substation than this quantile of the cable distance: their
         battery share, battery size factor and price factor (cheap flexibility at feeder ends).
@@ -127,12 +151,20 @@ class ScenarioConfig:
     battery_share: float = 0.3
     battery_kw_per_household: float = 4.0
     battery_kw_max: float = 30.0
+    battery_soc_by_hour: tuple[float, ...] = BATTERY_SOC_BY_HOUR
+    battery_energy_h: float = 2.0
+    battery_soc_min: float = 0.1
     ev_share_per_household: float = 0.3
     ev_charger_kw: float = 11.0
-    ev_charging_share: float = 0.25
+    ev_charging_share_by_hour: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: dict(EV_CHARGING_SHARE_BY_HOUR))
     heat_pump_share: float = 0.3
     heat_pump_kw_per_household: float = 2.0
-    heat_pump_running_share: float = 0.5
+    monthly_temperature_c: tuple[float, ...] = MONTHLY_TEMPERATURE_C
+    temperature_amplitude_k: float = 4.0
+    heating_limit_c: float = 15.0
+    design_temperature_c: float = -12.0
+    heat_pump_hot_water_share: float = 0.1
     feeder_end_quantile: float = 0.7
     feeder_end_battery_share: float = 0.9
     feeder_end_battery_factor: float = 2.0
@@ -166,10 +198,27 @@ class ScenarioConfig:
         for name, value in asdict(self).items():
             if isinstance(value, float) and not np.isfinite(value):
                 raise InputError(f"scenario option {name} must be finite, got {value!r}")
-        for name in ("pv_share", "battery_share", "ev_share_per_household", "ev_charging_share", "heat_pump_share",
-                     "heat_pump_running_share", "feeder_end_quantile", "feeder_end_battery_share", "aggregated_share"):
+        for name in ("pv_share", "battery_share", "ev_share_per_household", "heat_pump_share", "battery_soc_min",
+                     "heat_pump_hot_water_share", "feeder_end_quantile", "feeder_end_battery_share",
+                     "aggregated_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"scenario option {name} must be within [0, 1]")
+        object.__setattr__(self, "battery_soc_by_hour",
+                           _profile("battery_soc_by_hour", self.battery_soc_by_hour, 24, 0.0, 1.0))
+        object.__setattr__(self, "monthly_temperature_c",
+                           _profile("monthly_temperature_c", self.monthly_temperature_c, 12, -60.0, 60.0))
+        try:
+            ev = dict(self.ev_charging_share_by_hour)
+        except (TypeError, ValueError):
+            raise InputError("ev_charging_share_by_hour must map each day type to 24 shares") from None
+        if set(ev) != set(DAY_TYPES):
+            raise InputError(f"ev_charging_share_by_hour needs one profile per day type ({', '.join(DAY_TYPES)})")
+        object.__setattr__(self, "ev_charging_share_by_hour",
+                           {k: _profile(f"ev_charging_share_by_hour[{k!r}]", ev[k], 24, 0.0, 1.0) for k in DAY_TYPES})
+        if not self.battery_energy_h > 0:
+            raise InputError("battery_energy_h must be positive (hours of rated power the battery holds)")
+        if not self.design_temperature_c < self.heating_limit_c:
+            raise InputError("design_temperature_c must be below heating_limit_c")
         if not self.aggregators:
             raise InputError("at least one aggregator is needed")
         object.__setattr__(self, "price_ranges_eur_per_mwh",
@@ -189,6 +238,9 @@ class ScenarioConfig:
         data["price_ranges_eur_per_mwh"] = {k: list(v) for k, v in self.price_ranges_eur_per_mwh.items()}
         data["aggregators"] = list(self.aggregators)
         data["cos_phi"] = dict(self.cos_phi)
+        data["battery_soc_by_hour"] = list(self.battery_soc_by_hour)
+        data["monthly_temperature_c"] = list(self.monthly_temperature_c)
+        data["ev_charging_share_by_hour"] = {k: list(v) for k, v in self.ev_charging_share_by_hour.items()}
         return data
 
     @classmethod
@@ -401,12 +453,25 @@ def scenario_from_grid(grid: Any, config: ScenarioConfig = ScenarioConfig()) -> 
                             * np.where(at_end, config.feeder_end_battery_factor, 1.0), config.battery_kw_max)
     battery_kw = np.where(has_battery, battery_kw, 0.0)
     n_ev = rng.binomial(households.astype(int), config.ev_share_per_household)
-    n_ev_charging = rng.binomial(n_ev, config.ev_charging_share)
-    ev_kw = n_ev_charging * config.ev_charger_kw
     has_hp = rng.random(n) < config.heat_pump_share
-    hp_on = has_hp & (rng.random(n) < config.heat_pump_running_share)
     hp_kw = np.where(has_hp, config.heat_pump_kw_per_household * households, 0.0)
+
+    # --- availability in the time frame (common random numbers: a stream of its own, the same
+    # for every frame, so ownership and prices never depend on the frame) -----------------------
+    frame_rng = np.random.default_rng([int(config.random_state), 1])
+    ev_uniforms = frame_rng.random((n, int(n_ev.max(initial=0))))
+    hp_uniforms = frame_rng.random(n)
+    ev_share = hourly_value(config.ev_charging_share_by_hour[config.day_type], config.hour)
+    ev_kw = available_units(n_ev, ev_share, ev_uniforms) * config.ev_charger_kw
+    temperature_c = outdoor_temperature_c(config.monthly_temperature_c, config.month, config.hour, config.minute,
+                                          config.duration_min, config.temperature_amplitude_k)
+    duty = heat_pump_duty(temperature_c, config.heating_limit_c, config.design_temperature_c,
+                          config.heat_pump_hot_water_share)
+    hp_on = has_hp & (hp_uniforms < duty)
     hp_on_kw = np.where(hp_on, hp_kw, 0.0)
+    battery_rated_kw = battery_kw
+    battery_kw = battery_available_kw(battery_rated_kw, hourly_value(config.battery_soc_by_hour, config.hour),
+                                      config.battery_soc_min, config.battery_energy_h, config.duration_min)
 
     # --- P_fix of the time frame -----------------------------------------------------------
     h0_kw = household_load_kw(config)
@@ -437,6 +502,7 @@ def scenario_from_grid(grid: Any, config: ScenarioConfig = ScenarioConfig()) -> 
             "q_pv_mvar": -tan_of["pv"] * p_pv_kw / 1e3,
             "dq_dp_up": dq_dp_up,
             "dq_dp_down": np.full(n, -tan_of["pv"]),
+            "battery_rated_kw": battery_rated_kw,
             "battery_kw": battery_kw,
             "n_ev": n_ev,
             "ev_charging_kw": ev_kw,

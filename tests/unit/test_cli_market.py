@@ -114,3 +114,29 @@ def test_bad_bid_file(grid_dir, tmp_path, capsys):
     assert err[0] == ("digiplat clear: error: bids.csv: 1 invalid row of 1, no bids were read; fix the row listed "
                       "below and load the file again")
     assert err[1:] == ["  line 2: p_mw 'abc' is not a number"]
+
+
+def test_time_selects_a_15_minute_unit(grid_dir, tmp_path, capsys):
+    """--time HH:MM linearizes the 15-minute unit: its key holds the frame, its bids differ from the hour's."""
+    from app.commands.linearize import key_path_for
+    from optim.dso.linearize import load_pair
+
+    paths = {}
+    for name, argv in (("unit", ["--time", "18:45"]), ("hour", ["--hour", "18"])):
+        paths[name] = tmp_path / f"{name}.zip"
+        assert cli.main(["linearize", "--grid", str(grid_dir), *argv, "--points", "2", "--out", str(paths[name])]) == 0
+    frames = {name: load_pair(p, key_path_for(p))[1].time_frame["scenario"]
+              for name, p in paths.items()}
+    assert (frames["unit"]["hour"], frames["unit"]["minute"], frames["unit"]["duration_min"]) == (18, 45, 15)
+    assert (frames["hour"]["minute"], frames["hour"]["duration_min"]) == (0, 60)
+    capsys.readouterr()
+    assert cli.main(["clear", "--grid", str(grid_dir), "--time", "18:45", "--points", "2", "--request-mw", "0.1",
+                     "--json"]) == 0
+    assert _json(capsys)["status"] == "optimal"
+    for argv in (["--time", "18:10"], ["--time", "24:00"], ["--time", "six"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["clear", "--request-mw", "0.1", *argv])
+        assert exc.value.code == 2
+        assert "--time must be HH:MM" in capsys.readouterr().err
+    assert cli.main(["clear", "--grid", str(grid_dir), "--request-mw", "0.1", "--time", "18:00", "--hour", "18"]) == 2
+    assert "not both" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -263,8 +263,9 @@ def test_bad_config_is_rejected():
 def test_merit_level_points_are_chosen_before_the_market_and_predict_better(setup):
     """merit-levels: 'no bids' plus dispatches of the DSO's own clearings at mid-cell levels of the
     deliverable volume; no request is involved, and a request between two levels is predicted
-    nearer its point than with paper A's points, with smaller loading errors and no violation (on
-    Bergwald the voltage errors fall 20-40x too: benchmarks/bench_validation.py)."""
+    nearer its point than with paper A's points; over requests spread across the offers the
+    voltage and loading errors are smaller on average, with no violation (on Bergwald:
+    benchmarks/bench_validation.py)."""
     import inspect
 
     from optim.dso import points as points_mod
@@ -287,6 +288,14 @@ def test_merit_level_points_are_chosen_before_the_market_and_predict_better(setu
     dist = np.linalg.norm(new.clearing.p_flex_mw - pkg.points[new.clearing.chosen_point].p_flex_mw)
     dist_old = np.linalg.norm(old.clearing.p_flex_mw - paper.package.points[old.clearing.chosen_point].p_flex_mw)
     assert 1e-3 < dist < dist_old  # nearer than paper A's points, but not the dispatch itself
-    assert new.validation.loading_mae_percent < old.validation.loading_mae_percent
+    # over requests spread across the offers (none on a level), the errors are smaller on average
+    errors = {"new": [], "old": []}
+    for r in np.linspace(0.1, 0.9, 5) * levels[-1]:
+        for name, lz in (("new", lin), ("old", paper)):
+            v = clear_market(grid, scenario, request_mw=float(r), linearization=lz).validation
+            assert v.n_violations == 0
+            errors[name].append((v.vm_mae_pu, v.loading_mae_percent))
+    new_mean, old_mean = np.mean(errors["new"], axis=0), np.mean(errors["old"], axis=0)
+    assert new_mean[0] < 0.5 * old_mean[0] and new_mean[1] < 0.5 * old_mean[1]
     with pytest.raises(InputError, match="unknown point method"):
         LinearizationConfig(point_method="psychic")

@@ -79,6 +79,11 @@ def test_negative_seed(capsys, tmp_path):
     _assert_one_line_error(code, err, "--seed")
 
 
+def test_bad_id_seed(capsys, tmp_path):
+    code, _, err = _run(capsys, "--osm", str(SMALL_OSM), "--id-seed", "-3", "--out", str(tmp_path / "g"))
+    _assert_one_line_error(code, err, "--id-seed")
+
+
 def test_out_is_an_existing_file(capsys, tmp_path):
     target = tmp_path / "taken"
     target.write_text("keep me")

@@ -71,8 +71,24 @@ def test_area_filters_sheds_and_bridges_the_separate_street(small_area):
     assert "motorway" not in highways
     assert {"residential", "footway", "tertiary", "trench"} <= highways
     # ids sorted west->east, stable
-    assert list(small_area.buildings.index) == [f"B{k:04d}" for k in range(1, 15)]
-    assert small_area.buildings["lon"].is_monotonic_increasing
+    assert sorted(small_area.buildings.index) == [f"B{k:04d}" for k in range(1, 15)]
+    assert small_area.buildings["lon"].is_monotonic_increasing  # processed west to east ...
+
+
+def test_building_ids_are_a_seeded_random_order(small_area):
+    """... but the ids are handed out in a seeded random order: no geography in an id number."""
+    from scipy.stats import spearmanr
+
+    other = area_from_file(SMALL_OSM, config=AreaConfig(id_seed=7))
+    assert list(other.buildings.index) != list(small_area.buildings.index)
+    assert sorted(other.buildings.index) == sorted(small_area.buildings.index)
+    pd.testing.assert_frame_equal(pd.DataFrame(other.buildings.drop(columns="geometry")).reset_index(drop=True),
+                                  pd.DataFrame(small_area.buildings.drop(columns="geometry")).reset_index(drop=True))
+    assert list(area_from_file(SMALL_OSM).buildings.index) == list(small_area.buildings.index)  # seeded
+    numbers = small_area.buildings.index.str[1:].astype(int)
+    assert abs(spearmanr(numbers, small_area.buildings["lon"]).statistic) < 0.9
+    with pytest.raises(ConfigError, match="id_seed"):
+        AreaConfig(id_seed=-1)
 
 
 def test_single_pass_reader_matches_osmnx_readers():

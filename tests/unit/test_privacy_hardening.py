@@ -27,7 +27,8 @@ from optim.privacy.hardening import (HardeningConfig, asset_pseudonyms, bids_wit
                                      paper_rows)
 from tests.unit.test_privacy_attacks import HOURS, paper_linearizations
 
-REQUESTS_MW = (0.5, 1.0, 1.5, 2.0)
+#: Requests as shares of each frame's upward offer (the offers follow the time frame).
+REQUEST_SHARES = (0.2, 0.4, 0.6, 0.75)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,8 @@ def test_secret_ids_change_no_result(frames) -> None:
 @pytest.mark.parametrize("frame", range(len(HOURS)), ids=[f"hour {h}" for h in HOURS])
 def test_the_hardened_package_clears_like_the_paper_style(frames, hardened, frame) -> None:
     grid, scenario, lin = frames[frame]
-    for request in REQUESTS_MW:
+    offered_up_mw = float(scenario.bids.p_mw.clip(lower=0.0).sum())
+    for request in (round(share * offered_up_mw, 3) for share in REQUEST_SHARES):
         paper = _outcome(grid, scenario, _paper(lin), request)
         hard = _outcome(grid, scenario, hardened[frame], request)
         assert paper.clearing.ok and hard.clearing.ok, request
@@ -166,7 +168,10 @@ def test_a_higher_privacy_level_hides_the_substation_groups(frames) -> None:
     default = harden(lin.package, lin.key, config=HardeningConfig(random_state=5))
     strong = harden(lin.package, lin.key, config=HardeningConfig(privacy_level=0.1, random_state=5))
     scores = [audit_package(h.package, origins=h.origins, grid=grid).scores["substation_ari"] for h in (default, strong)]
-    assert scores[1] <= 0.2 < scores[0]
+    from optim.privacy.audit import origins_from_dso_key
+
+    paper = audit_package(lin.package, origins=origins_from_dso_key(lin.key), grid=grid).scores["substation_ari"]
+    assert scores[1] <= 0.2 and scores[1] <= scores[0] < paper
 
 
 def test_the_audit_command_reads_a_hardened_package_and_its_keys(frames, hardened, tmp_path, capsys) -> None:
