@@ -176,8 +176,12 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
                    "market-download.data", "grid-details.children"):
         assert output in outputs, output
-    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k]
+    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k and "market-cards.children" in k]
     assert len(clear) == 1
+    # the only other writer of the result: the guided tour's round on a page without the Clear button (app.tour)
+    others = [v for k, v in app.callback_map.items() if "result-store.data" in k and k not in clear]
+    assert [[i["id"] for i in v["inputs"]] for v in others] == [["tour-clear"]]
+    assert bool(others[0]["background"]) == bool(redis_url)  # where the click's round runs, the tour's runs too
     spec = app.callback_map[clear[0]]
     # one request answers a click: the result and the market views
     for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
