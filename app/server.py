@@ -47,7 +47,7 @@ def _grid_page(bids: list[dict] | None):
     from app.pages import market
 
     grid = session.default_grid()
-    return market.grid_layout(grid.geojson, grid.summary)
+    return market.grid_layout(grid.geojson, grid.summary, title=f"{session.grid_title()} distribution grid")
 
 
 def _market_page(bids: list[dict] | None):
@@ -303,6 +303,33 @@ def download_bids(n_clicks: int | None, bids: list[dict] | None):
     return {"content": session.bids_csv(bids or []), "filename": "bids.csv", "type": "text/csv"}
 
 
+def download_round(n_clicks: int | None, result: dict | None, bids: list[dict] | None):
+    """Return ``(download, alert_text, alert_open)``: the shown round's export files as one zip.
+
+    The zip holds the files of ``digiplat clear --export`` (:mod:`app.export`) for both methods,
+    named with the round's day type, time and request; without a result, or when the round can
+    no longer be reproduced, an alert says what to do.
+    """
+    import base64
+
+    import dash
+
+    from app import export, session
+
+    if not n_clicks:
+        raise dash.exceptions.PreventUpdate
+    try:
+        rnd = session.exported_round(result, bids)
+        content = export.export_zip(rnd)
+    except _user_error_types() as exc:
+        return dash.no_update, user_message(exc), True
+    except Exception as exc:  # a failed export must reach the user as an alert, never as a hung button
+        log.exception("export failed")
+        return dash.no_update, f"The export failed ({type(exc).__name__}); the server log has the details.", True
+    return ({"content": base64.b64encode(content).decode("ascii"), "filename": f"{export.export_name(rnd)}.zip",
+             "type": "application/zip", "base64": True}, "", False)
+
+
 def add_bid(n_clicks: int | None, bids: list[dict] | None):
     """Return the bid table with one empty row appended."""
     import dash
@@ -397,7 +424,7 @@ def create_app(*, warm_up: bool = True):
     # Bootstrap's CSS is served from assets/vendor (Dash loads every .css in assets): no CDN, works offline.
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
-        html.Small(" Karlsruhe-Bergwald · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
+        html.Small(f" {session.grid_title()} · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
         tour.start_button(),
     ], className="digiplat-header")
     # A function: each page load gets a fresh session token, which the browser's session storage
@@ -461,6 +488,11 @@ def create_app(*, warm_up: bool = True):
     )(upload_bids)
     app.callback(Output("market-download", "data"), Input("market-download-btn", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(download_bids)
+    app.callback(Output("market-export", "data"), Output("market-alert", "children", allow_duplicate=True),
+                 Output("market-alert", "is_open", allow_duplicate=True), Input("market-export-btn", "n_clicks"),
+                 State("result-store", "data"), State("market-bids", "rowData"),
+                 running=[(Output("market-export-btn", "disabled"), True, False)],
+                 prevent_initial_call=True, **job)(download_round)
     app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-add-bid", "n_clicks"), State("market-bids", "rowData"),
                  prevent_initial_call=True)(add_bid)
     app.callback(Output("market-bids", "rowData", allow_duplicate=True), Input("market-delete-bids", "n_clicks"),

@@ -27,12 +27,33 @@ DAY_TYPES = ("weekday", "weekend")
 BID_COLUMNS = ("bid_id", "aggregator", "building_id", "p_mw", "price_eur_per_mwh", "fpu")
 
 
+GRID_ENV = "DIGIPLAT_GRID_DIR"  # set by ``digiplat serve --grid DIR``; inherited by gunicorn and Celery workers
+
+
+def grid_dir() -> Path:
+    """Return the folder of the grid the app serves: ``$DIGIPLAT_GRID_DIR``, else the shipped Bergwald grid."""
+    from gridgen.grid import default_grid_dir
+
+    named = os.environ.get(GRID_ENV, "").strip()
+    return Path(named) if named else default_grid_dir()
+
+
+def grid_title() -> str:
+    """Return the served grid's name for titles: Karlsruhe-Bergwald, or the folder's name for another grid."""
+    from gridgen.grid import default_grid_dir
+
+    folder = grid_dir()
+    if folder.resolve() == default_grid_dir().resolve():
+        return "Karlsruhe-Bergwald"
+    return folder.resolve().name
+
+
 @functools.lru_cache(maxsize=1)
 def default_grid():
-    """Return the shipped Bergwald grid (loaded once per server process)."""
-    from gridgen.grid import Grid, default_grid_dir
+    """Return the served grid (:func:`grid_dir`; loaded once per server process)."""
+    from gridgen.grid import Grid
 
-    return Grid.load(default_grid_dir())
+    return Grid.load(grid_dir())
 
 
 @functools.lru_cache(maxsize=1)
@@ -156,8 +177,43 @@ def market_round(
     until it is clean (beyond paper A; see :func:`optim.market.clear_market`).
 
     Returns a JSON-serializable dict (see :func:`_outcome_view`) with ``milp``, ``merit``, the TSO
-    view ``tso`` and the time frame. Raises ``optim._errors.InputError`` for bad bids or request.
+    view ``tso``, the time frame and ``export_key`` (what :func:`exported_round` finds the round
+    by). Raises ``optim._errors.InputError`` for bad bids or request.
     """
+    rnd, lin, key = _cleared_round(day_type, hour, request_mw, bid_records, refine=refine)
+    milp, merit = rnd.outcomes["milp"], rnd.outcomes["merit_order"]
+    return {
+        "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": rnd.scenario.timestamp},
+        "request_mw": float(request_mw),
+        "refine": bool(refine),
+        "export_key": key,
+        "milp": _outcome_view(milp, rnd.grid, rnd.bids),
+        "merit": _outcome_view(merit, rnd.grid, rnd.bids),
+        "tso": _tso_view(milp.package, milp.clearing),
+        "linearize_s": round(lin.runtime_s, 3),
+    }
+
+
+_ROUNDS: dict[str, Any] = {}  # this process's last rounds with their nets, for the exports
+_ROUNDS_SIZE = 2
+_ROUNDS_GUARD = threading.Lock()
+
+
+def _round_key(day_type: str, hour: int, request_mw: float, bids_key: str, refine: bool) -> str:
+    import hashlib
+
+    text = f"{day_type}|{int(hour)}|{float(request_mw)!r}|{bids_key}|{bool(refine)}|{grid_dir().resolve()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _cleared_round(day_type: str, hour: int, request_mw: float, bid_records: list[dict[str, Any]], *,
+                   refine: bool = False):
+    """Return ``(MarketRound, linearization, export key)`` of a request, both methods cleared and validated.
+
+    The round (with its solved nets) is kept for :func:`exported_round` (the last
+    ``_ROUNDS_SIZE`` of this process).
+    """
+    from app.export import MarketRound
     from optim._errors import InputError
     from optim.market import clear_market
 
@@ -171,14 +227,54 @@ def market_round(
     bids, scenario_with_bids, lin = _linearized(day_type, int(hour), bid_records)
     milp = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="milp", linearization=lin, refine=refine)
     merit = clear_market(grid, scenario_with_bids, bids, float(request_mw), method="merit-order", linearization=lin)
-    return {
-        "time_frame": {"day_type": day_type, "hour": int(hour), "timestamp": scenario_with_bids.timestamp},
-        "request_mw": float(request_mw),
-        "milp": _outcome_view(milp, grid, bids),
-        "merit": _outcome_view(merit, grid, bids),
-        "tso": _tso_view(milp.package, milp.clearing),
-        "linearize_s": round(lin.runtime_s, 3),
-    }
+    rnd = MarketRound(grid=grid, scenario=scenario_with_bids, bids=bids, request_mw=float(request_mw),
+                      outcomes={"milp": milp, "merit_order": merit})
+    key = _round_key(day_type, int(hour), float(request_mw), _bids_key(scenario_with_bids.bids), refine)
+    with _ROUNDS_GUARD:
+        _ROUNDS.pop(key, None)
+        _ROUNDS[key] = rnd
+        while len(_ROUNDS) > _ROUNDS_SIZE:
+            _ROUNDS.pop(next(iter(_ROUNDS)))
+    return rnd, lin, key
+
+
+def exported_round(result: dict[str, Any] | None, bid_records: list[dict[str, Any]] | None):
+    """Return the :class:`app.export.MarketRound` of a shown result (for the download).
+
+    The round is this process's copy if it still has it; otherwise (another worker cleared it,
+    or it was pushed out) it is cleared again from the result's time frame and request and the
+    bid table, which gives the same numbers, provided the table is still the one that was
+    cleared.
+
+    Raises
+    ------
+    optim._errors.InputError
+        No result, or the bids changed since the clearing and the round is not kept.
+    """
+    from optim._errors import InputError
+    from optim.tso.bids import bids_from_frame
+
+    if not isinstance(result, dict) or not result.get("export_key"):
+        raise InputError("clear the market first: the download holds the files of a cleared round")
+    key = str(result["export_key"])
+    with _ROUNDS_GUARD:
+        rnd = _ROUNDS.get(key)
+    if rnd is not None:
+        return rnd
+    tf = result.get("time_frame") or {}
+    day_type, hour, request_mw = tf.get("day_type"), tf.get("hour"), result.get("request_mw")
+    refine = bool(result.get("refine"))
+    frame = pd.DataFrame(bid_records or []).reindex(columns=list(BID_COLUMNS))
+    frame["fpu"] = frame["fpu"].replace("", None)
+    try:
+        current = _bids_key(bids_from_frame(frame).to_frame())
+    except InputError:
+        current = None
+    if current is None or hour is None or request_mw is None or \
+            _round_key(day_type, int(hour), float(request_mw), current, refine) != key:
+        raise InputError("the bid table changed after this clearing: clear the market again, then download")
+    rnd, _, _ = _cleared_round(day_type, int(hour), float(request_mw), bid_records or [], refine=refine)
+    return rnd
 
 
 _LIN_CACHE: dict[tuple, Any] = {}  # this process's linearizations (at most _LIN_CACHE_SIZE)
@@ -226,9 +322,7 @@ def _disk_name(day_type: str, hour: int, bids_key: str) -> str:
     """File name of a linearization: it depends on the time frame, the bids, the grid and the code."""
     import hashlib
 
-    from gridgen.grid import default_grid_dir
-
-    grid_json = Path(default_grid_dir()) / "grid.json"
+    grid_json = grid_dir() / "grid.json"
     st = grid_json.stat()
     config = sorted(_linearization_config().to_dict().items())
     text = (f"{day_type}|{hour}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
@@ -264,7 +358,7 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario):
     the first worker that needs it computes it under a file lock, the others wait and read it
     (a linearization costs ~4 s, a read ~20 ms).
     """
-    key = (day_type, hour, bids_key)
+    key = (str(grid_dir()), day_type, hour, bids_key)  # a test process may serve two grids
     with _LIN_LOCKS_GUARD:
         lock = _LIN_LOCKS.setdefault(key, threading.Lock())
     with lock:

@@ -88,6 +88,9 @@ class MarketOutcome:
         loading_mae_percent}``.
     linearize_s, runtime_s
         Time of the linearization (0 if given) and of the whole round.
+    net
+        The solved pandapower net of the validation (DSO-private, with its ``res_*`` tables; None
+        without a validation). Kept for the exports (:mod:`app.export`); never in :meth:`to_dict`.
     """
 
     clearing: Any
@@ -98,6 +101,7 @@ class MarketOutcome:
     linearize_s: float = 0.0
     runtime_s: float = 0.0
     refined: bool = False
+    net: Any = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """The JSON line of ``digiplat clear`` (issue 4's keys and a few more)."""
@@ -324,7 +328,7 @@ def clear_market(
 
     outcome = MarketOutcome(clearing=clearing, validation=validation, package=package, key=key,
                             rounds=tuple(rounds), linearize_s=linearize_s, runtime_s=time.perf_counter() - t0,
-                            refined=bool(refine))
+                            refined=bool(refine), net=net)
     v = validation
     logger.info("market %s %.3g MW: %s, delivered %.4g MW, %s violations, %d round(s) in %.2f s", method,
                 float(request_mw), clearing.status.value, clearing.delivered_mw,

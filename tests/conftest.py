@@ -33,3 +33,16 @@ def bergwald_grid():
     from gridgen.grid import Grid, default_grid_dir
 
     return Grid.load(default_grid_dir())
+
+
+SMALL_OSM = REPO / "tests" / "data" / "small_area.osm"
+
+
+@pytest.fixture(scope="session")
+def small_grid_dir(tmp_path_factory) -> Path:
+    """A grid folder that gridgen builds from ``tests/data/small_area.osm`` (14 buildings, ~2 s): another grid than Bergwald."""
+    from gridgen.build import GridConfig, grid_from_area
+    from gridgen.osm import area_from_file
+
+    grid = grid_from_area(area_from_file(SMALL_OSM), config=GridConfig())
+    return grid.save(tmp_path_factory.mktemp("small-grid") / "small-grid")

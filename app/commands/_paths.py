@@ -1,10 +1,14 @@
-"""Checks of output paths shared by the commands' argument parsers: refuse before any work is done."""
+"""Output paths shared by the commands: checks that refuse before any work is done, and the
+all-or-nothing folder write of ``day --out`` and ``clear --export``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Mapping
 
 
 def nearest_existing(path: Path) -> Path:
@@ -23,3 +27,46 @@ def writable_below(text: str, path: Path) -> Path:
     if not os.access(base, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{text}: no permission to write in {base}; choose another path")
     return path
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write one file of :func:`replace_folder` (a seam for the fault tests)."""
+    path.write_bytes(data)
+
+
+def replace_folder(out: Path, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (name -> content) as the folder ``out``, all or nothing; return ``out`` resolved.
+
+    The files go to a temporary sibling folder (same file system); only when every one is complete
+    is a previous ``out`` renamed aside, the new folder renamed into its place and the old one
+    removed. If that second rename fails the old folder is renamed back. A failure at any step
+    leaves the previous folder as it was and no temporary folder behind. The caller checks that
+    ``out`` holds nothing else worth keeping (it is replaced as a whole).
+    """
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    old: Path | None = None
+    try:
+        # mkdtemp makes a private (0700) folder; the result gets a new folder's usual mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for name, data in files.items():
+            _write_file(tmp / name, data)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old)  # the empty placeholder folder is replaced by the rename
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                old = None
+                raise
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return out

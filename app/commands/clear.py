@@ -6,6 +6,11 @@ for the validation (without it the validation is skipped and reported as null).
 
 A request the bids and the grid cannot deliver is an answer, not an error: the result (status
 ``infeasible``, ``max_deliverable_mw``) is printed as usual and the exit code is 3.
+
+``--export DIR`` writes the round's files (:mod:`app.export`: ``activations.csv``,
+``violations.csv``, ``grid_results.geojson``, ``grid_results.json``, ``report.html``, the same as
+the app's download) as one folder, all or nothing: a failed write leaves a previous DIR as it was.
+DIR must be a new folder or a previous export (it is replaced as a whole), checked before any work.
 """
 
 from __future__ import annotations
@@ -88,8 +93,35 @@ def register(subparsers: Any) -> None:
     p.add_argument("--point-method", default="merit-levels", metavar="NAME",
                    help="operating points when no --package: merit-levels (default) or all-half-none (paper A)")
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N", help="current polygon sides when no --package")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the round's activations.csv, violations.csv, grid_results.geojson, grid_results.json "
+                        "and report.html to this folder (a new one or a previous export)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=run, exit_code_of=exit_code_of)
+
+
+def checked_export_dir(text: str) -> Path:
+    """Return ``--export``'s folder if it can receive an export, else raise ``InputError`` (one line).
+
+    It must be a new folder or one holding only export files: it is replaced as a whole, so
+    nothing else may be lost; its closest existing ancestor must be a writable folder.
+    """
+    from app.commands._paths import writable_below
+    from app.export import EXPORT_FILES
+    from optim._errors import InputError
+
+    path = Path(text)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise InputError(f"--export {text} is a file; give a new folder (or a previous export folder) for the files")
+        other = sorted(p.name for p in path.iterdir() if p.name not in EXPORT_FILES)
+        if other:
+            raise InputError(f"--export {text} holds other files than an export ({', '.join(other[:3])}"
+                             f"{', ...' if len(other) > 3 else ''}); choose a new folder or a previous export folder")
+    try:
+        return writable_below(f"--export {text}", path)
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,6 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     if args.max_iterations < 1:
         raise InputError("--max-iterations must be at least 1")
+    export_dir = checked_export_dir(args.export) if getattr(args, "export", None) else None
     if args.package:
         key_file = key_path_for(args.package)
         package, key = load_pair(args.package, key_file)
@@ -113,6 +146,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scenario = scenario_from_grid(grid, ScenarioConfig.from_dict(key.time_frame["scenario"]))
         elif args.refine:
             raise InputError(f"--refine needs the DSO key {key_file} beside the package")
+        elif export_dir is not None:
+            raise InputError(f"--export needs the DSO key {key_file} beside the package (the exports hold the "
+                             "grid's power flow)")
         if package.style == "hardened" and key is not None:
             from optim.privacy.hardening import load_hardened
 
@@ -148,6 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SolverError(f"the solver failed: {summary.get('message') or 'no message'}; try another --solver "
                           "(e.g. pyomo:appsi_highs) or --method merit-order")
     summary["linearize_s"] = round(linearization.runtime_s, 4)
+    if export_dir is not None:
+        summary["export"] = str(_write_export(export_dir, grid, scenario, bids, package, args.request_mw, outcome))
     summary["runtime_s"] = round(time.perf_counter() - t0, 4)
     if not args.json:
         v = summary["validation"]
@@ -166,4 +204,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"max loading {v['max_loading_percent']:.1f} %{err}")
         elif grid is None:
             print("validation skipped: no DSO key beside the package", file=sys.stderr)
+        if export_dir is not None:
+            print(f"exported to {summary['export']}")
     return summary
+
+
+def _write_export(out: Path, grid: Any, scenario: Any, bids: Any, package: Any, request_mw: float, outcome: Any) -> Path:
+    """Build the round's export files (:mod:`app.export`) and swap them in as the folder ``out``."""
+    from app.commands._paths import replace_folder
+    from app.export import MarketRound, export_files
+    from optim.tso.bids import bids_from_frame
+
+    table = bids if bids is not None else bids_from_frame(scenario.bids, package=package)
+    rnd = MarketRound(grid=grid, scenario=scenario, bids=table, request_mw=float(request_mw),
+                      outcomes={outcome.clearing.method: outcome})
+    return replace_folder(out, export_files(rnd))

@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.commands._paths import writable_below
+from app.commands._paths import replace_folder, writable_below
 
 
 def _request(value: str) -> float:
@@ -86,25 +83,11 @@ def _write_outputs(out: Path, day: Any) -> None:
     """``units.csv`` and ``day.json`` into a temporary sibling folder, then swapped in as a whole."""
     from gridgen.grid import credit
 
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old = None
-    try:
-        frame = day.units_frame()
-        (tmp / "units.csv").write_text(f"# {credit()}\n" + frame.to_csv(index=False))
-        (tmp / "day.json").write_text(json.dumps({**day.to_dict(), "credit": credit()}, indent=1) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        if old is not None and old.exists() and not out.exists():
-            old.rename(out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    frame = day.units_frame()
+    replace_folder(out, {
+        "units.csv": (f"# {credit()}\n" + frame.to_csv(index=False)).encode(),
+        "day.json": (json.dumps({**day.to_dict(), "credit": credit()}, indent=1) + "\n").encode(),
+    })
 
 
 def _progress(disable: bool):

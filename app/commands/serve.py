@@ -3,9 +3,11 @@
 Without ``$REDIS_URL`` a market round runs inside the gunicorn worker that got the click
 (``--workers`` of them, forked warm from one master); with ``$REDIS_URL`` rounds are Dash
 background callbacks on Celery workers (``--celery-workers``, started and stopped with the
-server) and a Redis broker. Bad input (a port outside 1-65535, a port in use, a host that does
-not resolve or is not this machine's, an unreachable Redis) is one line on stderr and exit 2,
-checked before anything is loaded.
+server) and a Redis broker. ``--grid DIR`` serves another grid folder written by ``digiplat grid
+build --out DIR`` instead of the shipped Bergwald grid. Bad input (a port outside 1-65535, a port
+in use, a host that does not resolve or is not this machine's, an unreachable Redis, a --grid
+folder that is not a complete grid) is one line on stderr and exit 2, checked before gunicorn
+starts its workers.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--celery-workers", type=_workers, default=None,
                        help="with $REDIS_URL: Celery pool size (default: --workers)")
     serve.add_argument("--debug", action="store_true", help="Flask's development server with Dash dev tools (one process)")
+    serve.add_argument("--grid", metavar="DIR",
+                       help="serve this grid folder (written by 'digiplat grid build --out DIR'; default: Bergwald)")
     serve.set_defaults(func=run)
 
 
@@ -102,7 +106,36 @@ def check_redis(url: str) -> None:
         raise InputError(f"Redis at REDIS_URL does not answer ({type(exc).__name__}): start redis-server or unset REDIS_URL") from None
 
 
+def checked_grid_dir(text: str) -> str:
+    """Return ``--grid``'s folder, resolved, if it holds a complete grid, else raise a one-line error.
+
+    The grid is loaded here, in the process gunicorn forks from, so a bad folder stops the start
+    before any worker exists (the workers then load it again from the checked folder).
+    """
+    from pathlib import Path
+
+    from gridgen.grid import Grid
+    from optim._errors import InputError
+
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"--grid {text} does not exist; give a folder written by 'digiplat grid build --out DIR'")
+    if not path.is_dir():
+        raise InputError(f"--grid {text} is a file, not a grid folder; give a folder written by "
+                         "'digiplat grid build --out DIR'")
+    grid = Grid.load(path)  # InputDataError (one line) if a file is missing or unreadable
+    if not grid.geojson.get("features"):
+        raise InputError(f"--grid {text} has no map features in map.geojson; rebuild it with "
+                         f"'digiplat grid build --out {text}'")
+    return str(path.resolve())
+
+
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.grid:
+        from app.session import GRID_ENV
+
+        # the environment carries the folder to gunicorn's workers and to the Celery worker process
+        os.environ[GRID_ENV] = checked_grid_dir(args.grid)
     check_bind(args.host, args.port)
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

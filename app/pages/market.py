@@ -24,7 +24,7 @@ BID_PAGE_ROWS = 12  # rows per page of the bid table
 
 
 # ---------------------------------------------------------------------------------------- layouts
-def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
+def grid_layout(geojson: dict[str, Any], summary: dict[str, Any], title: str = "Karlsruhe-Bergwald distribution grid"):
     """Return the Grid page: the map with every layer, the grid's figures and click details."""
     import dash_bootstrap_components as dbc
     from dash import html
@@ -43,7 +43,7 @@ def grid_layout(geojson: dict[str, Any], summary: dict[str, Any]):
     return dbc.Row([
         dbc.Col(map_component("grid", geojson), md=9),
         dbc.Col([
-            html.Div("Karlsruhe-Bergwald distribution grid", className="view-title"),
+            html.Div(title, className="view-title"),
             dbc.Table([html.Tbody([html.Tr([html.Td(k), html.Td(str(v), id=f"grid-fact-{i}")]) for i, (k, v) in enumerate(facts)])],
                       size="sm", bordered=False),
             html.Div("Click an element on the map for its details.", id="grid-details", className="small"),
@@ -78,8 +78,16 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
                  dbc.Spinner(html.Span(id="market-running"), size="sm", color="primary")], md=2),
         dbc.Col([html.Br(), dcc.Upload(dbc.Button("Upload bids (≤ 5 MB)", color="secondary", outline=True, size="sm"), id="market-upload",
                                        accept=".csv,.json", max_size=UPLOAD_LIMIT_BYTES),
-                 dbc.Button("Download bids", id="market-download-btn", color="link", size="sm"),
-                 dcc.Download(id="market-download")], md=2),
+                 # one menu for both downloads: a second line of buttons would push the map below the fold
+                 dbc.DropdownMenu([
+                     dbc.DropdownMenuItem("Bids (CSV)", id="market-download-btn"),
+                     # the shown round's files (as digiplat clear --export), one zip: app.server.download_round
+                     dbc.DropdownMenuItem(html.Span("Results of the round (zip)", title="activations.csv, violations.csv, "
+                                                    "grid_results.geojson, grid_results.json (pandapower), report.html"),
+                                          id="market-export-btn"),
+                 ], label="Download", id="market-download-menu", size="sm", color="link", align_end=True,
+                    className="d-inline-block"),
+                 dcc.Download(id="market-download"), dcc.Download(id="market-export")], md=2),
     ]), className="py-1"), className="mb-1 market-controls")
     tso_view = dbc.Card([
         dbc.CardHeader("TSO view: only bids and the DSO's sensitivity package, no grid", className="py-1"),
