@@ -42,20 +42,20 @@ def _default_round() -> dict[str, str]:
 
 
 STEPS: tuple[TourStep, ...] = (
-    TourStep("The grid", "Karlsruhe-Bergwald's distribution grid, generated from OpenStreetMap: "
-             "a 20 kV ring, its substations and the 0.4 kV feeders to every building.", {"tab": "grid"}),
-    TourStep("The bids", "Aggregators offer flexibility from batteries, EV chargers, heat pumps and PV as bids "
-             "at buildings; the TSO sees these bids, never the grid.", {"tab": "market", "method": "milp"}),
-    TourStep("The merit order congests", "Buying the cheapest bids first, blind to the grid, delivers the request "
-             "but pushes voltages and loadings beyond their limits (drawn in red).",
+    TourStep("The grid", "A distribution grid generated from OpenStreetMap: a 20 kV ring, its substations "
+             "and 0.4 kV feeders to every building.", {"tab": "grid"}),
+    TourStep("The bids", "Aggregators offer flexibility of batteries, EVs, heat pumps and PV as bids at buildings; "
+             "the TSO sees bids, never the grid.", {"tab": "market", "method": "milp"}),
+    TourStep("The merit order congests", "Blind to the grid, the merit order buys the cheapest bids first and pushes voltages "
+             "and loadings past their limits.",
              {"tab": "market", "method": "merit", "view": "single", **_default_round()}, clear=True),
     TourStep("The MILP clears clean", "The grid-aware MILP of paper A clears the same request with the DSO's "
              "sensitivities, and the AC power flow finds no violation.",
              {"tab": "market", "method": "milp", "view": "compare"}, clear=True),
-    TourStep("The validation", "The AC power flow checks the MILP's predicted voltages and loadings element by "
-             "element: the linearization holds where the limits bind.", {"tab": "validation"}, clear=True),
-    TourStep("What the TSO sees", "The TSO clears with bids and an opaque sensitivity package only: numbered "
-             "operating points and branch ids, no topology, no customer data.",
+    TourStep("The validation", "An AC power flow checks the MILP's predicted voltages and loadings: the linearization "
+             "holds where limits bind.", {"tab": "validation"}, clear=True),
+    TourStep("What the TSO sees", "The TSO clears with bids and an opaque sensitivity package only: no topology, "
+             "no customer data.",
              {"tab": "market", "method": "milp"}, clear=True),
 )
 
