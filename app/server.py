@@ -87,10 +87,23 @@ def _privacy_callbacks(app: Any) -> None:
     privacy.register_callbacks(app)
 
 
+def _day_page(bids: list[dict] | None):
+    from app.pages import day
+
+    return day.layout()
+
+
+def _day_callbacks(app: Any) -> None:
+    from app.pages import day
+
+    day.register_callbacks(app)
+
+
 # The tabs in their order; a new page is one more line here.
 PAGES: tuple[Page, ...] = (
     Page("grid", "Grid", _grid_page),
     Page("market", "Market", _market_page),
+    Page("day", "Market day", _day_page, _day_callbacks),
     Page("validation", "Validation", _validation_page),
     Page("mlopf", "Paper B: ML-based OPF", _mlopf_page, _mlopf_callbacks),
     Page("privacy", "Privacy", _privacy_page, _privacy_callbacks),

@@ -428,24 +428,10 @@ def warm_up() -> None:
 
 def _outcome_view(outcome, grid, bids) -> dict[str, Any]:
     """Browser-safe summary of one outcome: per-bid, per-building, per-element results."""
-    c, v = outcome.clearing, outcome.validation
-    key = outcome.key
-    share_of_piece = {
-        (p["bid_id"], p["flex_id"]): (p["activated_mw"] / p["offered_mw"] if p["offered_mw"] else 0.0)
-        for p in c.piece_activations
-    }
-    flex_of_building = {}
-    if key is not None:
-        for flex_id, buildings in key.buildings_of_flex.items():
-            for b in buildings:
-                flex_of_building[b] = flex_id
-    per_building: dict[str, dict[str, float]] = {}
-    for row in bids.to_frame().itertuples():
-        flex = flex_of_building.get(row.building_id)
-        share = share_of_piece.get((row.bid_id, flex), 0.0)
-        entry = per_building.setdefault(row.building_id, {"offered_mw": 0.0, "activated_mw": 0.0})
-        entry["offered_mw"] += float(row.p_mw)
-        entry["activated_mw"] += float(row.p_mw) * share
+    from optim.market import building_activations
+
+    v, key = outcome.validation, outcome.key
+    per_building = building_activations(outcome, bids)
     view: dict[str, Any] = {
         "summary": outcome.summary(),
         "buildings": {b: {k: round(x, 6) for k, x in e.items()} for b, e in per_building.items()},

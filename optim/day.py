@@ -58,6 +58,7 @@ __all__ = [
     "constant_request_profile",
     "default_request_profile",
     "unit_result",
+    "grid_state_of_outcome",
     "market_day",
 ]
 
@@ -82,6 +83,10 @@ class DayConfig:
         the time frame fields are set per unit.
     districts
         Split the grid into districts, one package each, cleared jointly per unit.
+    grid_state
+        Keep each validated dispatch's AC grid state in the unit's results (``grid_state``, see
+        :func:`grid_state_of_outcome`; ~16 kB per unit and method on Bergwald), for a map of the
+        day (the app's Market day page). DSO-side data: the CLI leaves it out.
     """
 
     day_type: str = "weekday"
@@ -91,6 +96,7 @@ class DayConfig:
     solver: str = "highs"
     scenario: dict[str, Any] = field(default_factory=dict)
     districts: bool = False
+    grid_state: bool = False
 
     def __post_init__(self) -> None:
         if self.day_type not in ("weekday", "weekend"):
@@ -103,6 +109,8 @@ class DayConfig:
 
         if self.point_method not in POINT_METHODS:
             raise InputError(f"unknown point method {self.point_method!r}: use one of {', '.join(POINT_METHODS)}")
+        if self.grid_state and self.districts:
+            raise InputError("the grid state of a unit is kept for the whole grid only, not per district")
         clash = {"day_type", "hour", "minute", "duration_min"} & set(self.scenario)
         if clash:
             raise InputError(f"the day sets the time frame itself; remove {sorted(clash)} from the scenario options")
@@ -110,7 +118,7 @@ class DayConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"day_type": self.day_type, "mtu_min": int(self.mtu_min), "n_points": int(self.n_points),
                 "point_method": self.point_method, "solver": self.solver, "scenario": dict(self.scenario),
-                "districts": bool(self.districts)}
+                "districts": bool(self.districts), "grid_state": bool(self.grid_state)}
 
 
 @dataclass(frozen=True)
@@ -294,6 +302,46 @@ def _unit_summary(start: str, request_mw: float, outcome: Any) -> dict[str, Any]
     }
 
 
+def grid_state_of_outcome(outcome: Any, bids: Any) -> dict[str, Any] | None:
+    """The AC grid state of a validated dispatch, compact, for drawing it on the DSO's map.
+
+    Parameters
+    ----------
+    outcome
+        A :class:`optim.market.MarketOutcome` (None without a validation: nothing dispatched).
+    bids
+        The unit's bids (for the activation per building).
+
+    Returns
+    -------
+    dict or None
+        ``bus``, ``vm_pu``: pandapower bus indices (ascending) and their voltages; ``line``,
+        ``line_loading_percent`` and ``trafo``, ``trafo_loading_percent``: branch indices and their
+        signed loadings; ``buildings``: ``{building_id: [offered_mw, activated_mw]}``. Parallel
+        lists instead of dicts keep a day of 96 units small (the key's order is shuffled per unit,
+        so the indices are stored with each unit rather than once per day).
+    """
+    from optim.market import building_activations
+
+    validation, key = getattr(outcome, "validation", None), getattr(outcome, "key", None)
+    if validation is None or key is None:
+        return None
+    order = np.argsort(np.asarray(key.buses))
+    out: dict[str, Any] = {"bus": [int(key.buses[i]) for i in order],
+                           "vm_pu": [round(float(validation.vm_pf_pu[i]), 6) for i in order]}
+    elements = np.asarray(key.branch_elements)
+    indices = np.asarray(key.branch_indices)
+    loading = np.asarray(validation.loading_pf_percent, dtype=float)
+    for element in ("line", "trafo"):
+        rows = np.flatnonzero(elements == element)
+        rows = rows[np.argsort(indices[rows])]
+        out[element] = [int(indices[i]) for i in rows]
+        out[f"{element}_loading_percent"] = [round(float(loading[i]), 3) for i in rows]
+    out["buildings"] = {b: [round(a["offered_mw"], 6), round(a["activated_mw"], 6)]
+                        for b, a in building_activations(outcome, bids).items()}
+    return out
+
+
 def _idle_unit(start: str, method: str) -> dict[str, Any]:
     return {"start": start, "request_mw": 0.0, "status": "no request", "delivered_mw": 0.0, "cost_eur": 0.0,
             "chosen_point": None, "chosen_point_label": None, "max_deliverable_mw": None, "validation": None,
@@ -331,7 +379,11 @@ def unit_result(grid: Any, config: DayConfig, start: str, request_mw: float) -> 
                                                 "hour": minutes // 60, "minute": minutes % 60,
                                                 "duration_min": int(config.mtu_min)})
     if request_mw == 0.0:
-        return _idle_unit(start, "milp"), _idle_unit(start, "merit-order")
+        idle = _idle_unit(start, "milp"), _idle_unit(start, "merit-order")
+        if config.grid_state:
+            for unit in idle:
+                unit["grid_state"] = None
+        return idle
     t0 = time.perf_counter()
     scenario = scenario_from_grid(grid, scenario_config)
     lin = linearize(grid, scenario, config=LinearizationConfig(n_points=int(config.n_points),
@@ -342,6 +394,9 @@ def unit_result(grid: Any, config: DayConfig, start: str, request_mw: float) -> 
     merit = clear_market(grid, scenario, request_mw=request_mw, method="merit-order", linearization=lin)
     out_milp = {**_unit_summary(start, request_mw, milp), "linearize_s": round(linearize_s, 4)}
     out_merit = {**_unit_summary(start, request_mw, merit), "linearize_s": 0.0}
+    if config.grid_state:
+        out_milp["grid_state"] = grid_state_of_outcome(milp, scenario.bids)
+        out_merit["grid_state"] = grid_state_of_outcome(merit, scenario.bids)
     return out_milp, out_merit
 
 

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("milp", "merit-order")
 
-__all__ = ["RefineConfig", "MarketOutcome", "clear_market", "clear_package", "METHODS"]
+__all__ = ["RefineConfig", "MarketOutcome", "clear_market", "clear_package", "building_activations", "METHODS"]
 
 
 @dataclass(frozen=True)
@@ -334,3 +334,36 @@ def clear_market(
                 float(request_mw), clearing.status.value, clearing.delivered_mw,
                 "n/a" if v is None else v.n_violations, len(rounds), outcome.runtime_s)
     return outcome
+
+
+def building_activations(outcome: MarketOutcome, bids: Any) -> dict[str, dict[str, float]]:
+    """DSO: offered and activated MW per building with a bid (the map's activation markers).
+
+    A bid's activation is its piece's activated share (``activated / offered`` of the piece of
+    the bid at the building's flexible bus, from the DSO key); a building's figures sum its bids.
+
+    Parameters
+    ----------
+    outcome
+        A market round's outcome (its clearing's pieces and the DSO key).
+    bids
+        The round's bids: a :class:`~optim.tso.bids.BidTable` or a bid-table DataFrame.
+
+    Returns
+    -------
+    dict
+        ``{building_id: {"offered_mw", "activated_mw"}}`` for every building with a bid.
+    """
+    frame = bids.to_frame() if hasattr(bids, "to_frame") else bids
+    share_of_piece = {(p["bid_id"], p["flex_id"]): (p["activated_mw"] / p["offered_mw"] if p["offered_mw"] else 0.0)
+                      for p in outcome.clearing.piece_activations}
+    flex_of_building = {}
+    if outcome.key is not None:
+        flex_of_building = {b: flex_id for flex_id, buildings in outcome.key.buildings_of_flex.items() for b in buildings}
+    out: dict[str, dict[str, float]] = {}
+    for bid_id, building_id, p_mw in zip(frame["bid_id"], frame["building_id"], frame["p_mw"]):
+        share = share_of_piece.get((bid_id, flex_of_building.get(building_id)), 0.0)
+        entry = out.setdefault(building_id, {"offered_mw": 0.0, "activated_mw": 0.0})
+        entry["offered_mw"] += float(p_mw)
+        entry["activated_mw"] += float(p_mw) * share
+    return out

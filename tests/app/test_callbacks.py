@@ -169,7 +169,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     app = server.create_app(warm_up=False)
     layout = app.layout()  # a function: each page load gets a fresh session token (app.bidstore)
     tabs = by_id(layout, "tabs")
-    assert [t.tab_id for t in tabs.children] == ["grid", "market", "validation", "mlopf", "privacy"]
+    assert [t.tab_id for t in tabs.children] == ["grid", "market", "day", "validation", "mlopf", "privacy"]
     assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
     assert "page" in ids_of(layout)
     outputs = " ".join(app.callback_map)

@@ -138,6 +138,38 @@ def test_local_cluster_gives_the_serial_results(serial_day, bergwald_grid_dir):
     assert "V0" not in text and "L0" not in text  # no package row ids in results
 
 
+def test_grid_state_of_a_unit_is_the_validated_dispatch(bergwald_grid_dir):
+    """With ``grid_state`` a unit keeps each dispatch's AC state for a map; it agrees with the unit's
+    own validation (violations, extremes) and its activations add up to the delivered power."""
+    from optim.day import _grid, unit_result
+
+    grid = _grid(str(bergwald_grid_dir))
+    milp, merit = unit_result(grid, DayConfig(n_points=3, point_method="all-half-none", grid_state=True),
+                              "18:00", 1.8)
+    net = grid.net
+    for unit in (milp, merit):
+        state, v = unit["grid_state"], unit["validation"]
+        assert state["bus"] == sorted(state["bus"]) and set(state["bus"]) <= set(net.bus.index)
+        assert len(state["vm_pu"]) == len(state["bus"]) > 100
+        assert len(state["line"]) == len(state["line_loading_percent"]) > 100
+        assert set(state["trafo"]) == set(net.trafo.index)
+        assert min(state["vm_pu"]) == pytest.approx(v["vm_min_pu"], abs=1e-6)
+        assert max(state["vm_pu"]) == pytest.approx(v["vm_max_pu"], abs=1e-6)
+        loadings = [abs(x) for x in state["line_loading_percent"] + state["trafo_loading_percent"]]
+        assert max(loadings) == pytest.approx(v["max_loading_percent"], abs=1e-3)
+        activated = sum(a for _, a in state["buildings"].values())
+        assert activated == pytest.approx(unit["delivered_mw"], abs=1e-4)
+    assert milp["validation"]["violations"] == 0 and max(abs(x) for x in milp["grid_state"]["line_loading_percent"]) <= 100
+    assert merit["validation"]["violations"] > 0  # the evening's grid-blind dispatch congests: its map shows it
+    assert len(json.dumps(milp["grid_state"])) < 20_000  # a day of 96 units x 2 methods stays a few MB
+    plain, _ = unit_result(grid, FAST, "18:00", 1.8)
+    assert "grid_state" not in plain  # the CLI's results carry no grid state
+    idle, _ = unit_result(grid, DayConfig(grid_state=True), "03:00", 0.0)
+    assert idle["grid_state"] is None
+    with pytest.raises(InputError, match="whole grid"):
+        DayConfig(grid_state=True, districts=True)
+
+
 def test_unreachable_scheduler_is_one_clear_error(bergwald_grid_dir):
     profile = pd.DataFrame({"start": ["18:00"], "request_mw": [1.0]})
     with pytest.raises(InputError, match="cannot reach the dask scheduler"):
