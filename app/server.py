@@ -132,6 +132,26 @@ def render_page(tab: str | None, bids: list[dict] | None):
     return page.layout(bids)
 
 
+def render_restored_page(tab: str | None, token: str | None, bids: list[dict] | None, search: str | None):
+    """Return a tab's content with the session's kept bids (after a reload) and the URL's control values."""
+    from app import bidstore, urlstate
+
+    if bids is None:
+        bids = bidstore.load_bids(token)
+    return urlstate.restored_layout(render_page(tab, bids), search)
+
+
+def keep_bids(bids: list[dict] | None, token: str | None) -> bool:
+    """Keep the session's bid table on the server (:mod:`app.bidstore`); return whether it was kept."""
+    import dash
+
+    from app import bidstore
+
+    if bids is None:
+        raise dash.exceptions.PreventUpdate
+    return bidstore.save_bids(token, bids)
+
+
 def clear_market(n_clicks: int | None, day_type: str, time: Any, request_mw: Any, bids: list[dict] | None,
                  refine: bool | None = False):
     """Run a market round; return ``(result, alert_text, alert_open)``; errors keep the old result.
@@ -458,7 +478,7 @@ def create_app(*, warm_up: bool = True):
     import dash_leaflet  # noqa: F401
     from dash import Input, Output, State, dcc, html
 
-    from app import session
+    from app import bidstore, session, tour, urlstate
     from app.mapview import LAYERS
 
     manager = background_manager()
@@ -472,8 +492,18 @@ def create_app(*, warm_up: bool = True):
     header = html.Div([
         html.H1("DigIPlat: privacy-preserving TSO–DSO flexibility market"),
         html.Small(f" {session.grid_title()} · paper A (sensitivity-based MILP) and paper B (ML-based OPF)"),
+        tour.start_button(),
     ], className="digiplat-header")
-    app.layout = html.Div([
+    # A function: each page load gets a fresh session token, which the browser's session storage
+    # replaces by the one it already holds (dcc.Store prefers stored data), so a reload keeps it.
+    app.layout = lambda: html.Div([
+        dcc.Location(id="url", refresh=False),  # shareable state (app.urlstate): the URL follows the controls
+        dcc.Store(id="session-token", storage_type="session", data=bidstore.new_token()),
+        dcc.Store(id="bids-saved", storage_type="memory"),
+        dcc.Store(id="url-updates", storage_type="memory"),
+        dcc.Store(id="url-values", storage_type="memory"),
+        dcc.Store(id="url-applied", storage_type="memory"),
+        tour.layout(),
         header,
         dcc.Store(id="bids-store", storage_type="memory"),
         dcc.Store(id="result-store", storage_type="memory"),
@@ -485,9 +515,10 @@ def create_app(*, warm_up: bool = True):
         dcc.Loading(dbc.Container(id="page", fluid=True, className="py-2"), type="default", delay_show=300,
                     target_components={"page": "children"}),
         html.Footer(f"Map data {OSM_CREDIT}. Code: DigIPlat demonstrator.", className="credit p-2"),
-    ])
+    ], id="app-root")
 
-    app.callback(Output("page", "children"), Input("tabs", "active_tab"), State("bids-store", "data"))(render_page)
+    app.callback(Output("page", "children"), Input("tabs", "active_tab"), Input("session-token", "data"),
+                 State("bids-store", "data"), State("url", "search"))(render_restored_page)
     # A click becomes a request in a store outside the page. Dash runs a callback whose Input appears
     # in a newly rendered tab when one of its Outputs lies outside that tab, prevent_initial_call or
     # not: with market-clear as its Input the round ran (and the controls were disabled) every time
@@ -547,6 +578,11 @@ def create_app(*, warm_up: bool = True):
     for page in PAGES:
         if page.register is not None:
             page.register(app)
+    # shareable state (URL), the session's kept bids, the guided tour
+    urlstate.register_callbacks(app, {"market": render_page("market", None)})
+    app.callback(Output("bids-saved", "data"), Input("bids-store", "data"), State("session-token", "data"),
+                 prevent_initial_call=True)(keep_bids)
+    tour.register_callbacks(app, job)
 
     if warm_up:
         warm_up_views(rounds=manager is None)
@@ -579,7 +615,8 @@ def register_market_maps(app: Any) -> None:
         Output("market-body", "className"), *[Output(i, "invalidateSize") for i in ids],
         *[Output(i, "viewport", allow_duplicate=True) for i in ids],
         Input("market-view", "value"), Input("market-method", "value"),
-        *[State(i, prop) for i in ids for prop in ("center", "zoom")], prevent_initial_call=True,
+        # also when the page is drawn: a link (app.urlstate) may open it in the single view
+        *[State(i, prop) for i in ids for prop in ("center", "zoom")], prevent_initial_call="initial_duplicate",
     )
     app.callback(*[Output(i, "viewport", allow_duplicate=True) for i in ids], Input("market-violations", "cellClicked"),
                  State("market-violations", "rowData"), prevent_initial_call=True)(zoom_to_violation)

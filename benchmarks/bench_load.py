@@ -306,8 +306,9 @@ class Session:
         http.get(self.base + "/_dash-layout", timeout=self.remaining()).raise_for_status()
         deps = http.get(self.base + "/_dash-dependencies", timeout=self.remaining()).json()
         self.callbacks = {tuple(i["id"] + "." + i["property"] for i in cb["inputs"]): cb for cb in deps}
-        page = self.post_callback(http, self.callback_of(PAGE_OUTPUT, by="output"), [("tabs", "active_tab", "market")],
-                                  [("bids-store", "data", None)])
+        page = self.post_callback(http, self.callback_of(PAGE_OUTPUT, by="output"),
+                                  [("tabs", "active_tab", "market"), ("session-token", "data", None)],
+                                  [("bids-store", "data", None), ("url", "search", "")])
         self.bids = find_prop(page, "market-bids", "rowData")
         if not self.bids:
             raise RuntimeError("the Market tab has no bid table")

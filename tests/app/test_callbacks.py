@@ -169,16 +169,21 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     else:
         monkeypatch.delenv("REDIS_URL", raising=False)
     app = server.create_app(warm_up=False)
-    tabs = by_id(app.layout, "tabs")
+    layout = app.layout()  # a function: each page load gets a fresh session token (app.bidstore)
+    tabs = by_id(layout, "tabs")
     assert [t.tab_id for t in tabs.children] == ["grid", "market", "day", "validation", "mlopf", "privacy"]
     assert [t.label for t in tabs.children] == [label for _, label in server.TABS]
-    assert "page" in ids_of(app.layout)
+    assert "page" in ids_of(layout)
     outputs = " ".join(app.callback_map)
     for output in ("page.children", "result-store.data", "market-cards.children", "validation-table.children",
                    "market-download.data", "grid-details.children"):
         assert output in outputs, output
-    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k]
+    clear = [k for k, v in app.callback_map.items() if "result-store.data" in k and "market-cards.children" in k]
     assert len(clear) == 1
+    # the only other writer of the result: the guided tour's round on a page without the Clear button (app.tour)
+    others = [v for k, v in app.callback_map.items() if "result-store.data" in k and k not in clear]
+    assert [[i["id"] for i in v["inputs"]] for v in others] == [["tour-clear"]]
+    assert bool(others[0]["background"]) == bool(redis_url)  # where the click's round runs, the tour's runs too
     spec = app.callback_map[clear[0]]
     # one request answers a click: the result and the market views
     for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
@@ -188,7 +193,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     # the round is triggered by the clear-request store outside the page, not by the button itself
     # (a button rendered with the Market tab would start a round on every visit of the tab)
     assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
-    assert "clear-request" in ids_of(app.layout)
+    assert "clear-request" in ids_of(layout)
     if redis_url:  # a background callback on Celery workers, polled at most every 0.5 s
         assert spec["background"] and spec["background"]["interval"] <= 500
         assert type(app._background_manager).__name__ == "CeleryManager"

@@ -155,10 +155,11 @@ def test_a_map_render_is_sent_gzip_compressed(client):
     import json
 
     deps = client.get("/_dash-dependencies").get_json()
-    cb = next(d for d in deps if [i["id"] + "." + i["property"] for i in d["inputs"]] == ["tabs.active_tab"])
+    cb = next(d for d in deps if d["output"] == "page.children")
     payload = {"output": cb["output"], "outputs": {"id": "page", "property": "children"},
-               "inputs": [{"id": "tabs", "property": "active_tab", "value": "market"}], "changedPropIds": ["tabs.active_tab"],
-               "state": [{"id": "bids-store", "property": "data", "value": None}]}
+               "inputs": [{"id": "tabs", "property": "active_tab", "value": "market"}, {"id": "session-token", "property": "data", "value": None}],
+               "changedPropIds": ["tabs.active_tab"],
+               "state": [{"id": "bids-store", "property": "data", "value": None}, {"id": "url", "property": "search", "value": ""}]}
     res = client.post("/_dash-update-component", json=payload, headers={"Accept-Encoding": "gzip"})
     assert res.status_code == 200 and res.headers.get("Content-Encoding") == "gzip"
     body = gzip.decompress(res.data)
