@@ -540,6 +540,10 @@ def create_app(*, warm_up: bool = True):
                  (Output("market-running", "children"), "clearing…", "")],
         prevent_initial_call=True, **job,
     )(clear_market_request)
+    # The Market tab drawn anew (back from another tab, a reload with a kept result, the tour) shows
+    # the session's result: this runs once per render (market-cards' id never changes).
+    app.callback(*market_view_outputs(duplicate=False), Input("market-cards", "id"), State("result-store", "data"),
+                 )(lambda _id, result: show_result(result))
     register_market_maps(app)
     app.callback(
         Output("validation-empty", "children"), Output("validation-table", "children"), Output("validation-vm", "figure"),

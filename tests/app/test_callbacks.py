@@ -190,6 +190,9 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
                  *(f"market-{m}-layer-{name}.data" for m in ("milp", "merit") for name in mapview.RESULT_LAYERS)):
         assert view in clear[0]
     assert "layer-base" not in clear[0]  # the static base map is not sent again
+    # the Market tab drawn anew shows the stored result (one call per render, keyed on a fixed id)
+    redraw = [v for v in app.callback_map.values() if [i["id"] + "." + i["property"] for i in v["inputs"]] == ["market-cards.id"]]
+    assert len(redraw) == 1 and [s["id"] for s in redraw[0]["state"]] == ["result-store"]
     # the round is triggered by the clear-request store outside the page, not by the button itself
     # (a button rendered with the Market tab would start a round on every visit of the tab)
     assert [i["id"] for i in spec["inputs"]] == ["clear-request"]
