@@ -489,7 +489,9 @@ class SensitivityPackage:
                             for k, p in enumerate(self.points)]
         if self.row_box_lower_mw is not None:
             header["row_box"] = {"lower_mw": "row_box_lower_mw", "upper_mw": "row_box_upper_mw"}
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        # deflate level 1: half the time of the default level 6 for 2 % more bytes (dense float64
+        # sensitivities compress little either way; 15.5 vs 15.2 MB, 0.7 vs 1.4 s on Bergwald m = 9)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             zf.writestr("package.json", json.dumps(header, indent=1))
             for name, arr in arrays.items():
                 buf = io.BytesIO()
