@@ -208,7 +208,7 @@ def test_schema_matches_the_reader_and_the_docs_example_reads(tmp_path: Path) ->
     json_block = re.search(r"```json\n(.*?)```", text, re.S).group(1)
     from_csv = read_bids(write(tmp_path, csv_block))
     from_json = read_bids(write(tmp_path, json_block, "bids.json"))
-    assert [b.bid_id for b in from_csv.bids] == ["agg1-up", "b0005-up", "agg2-down"]
+    assert [b.bid_id for b in from_csv.bids] == ["agg1-up", "B0005-up", "agg2-down"]
     assert from_csv.bids[0].p_mw == pytest.approx(0.031)
     assert from_json.rows[0] == from_csv.rows[0]
     try:
