@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import pandas as pd
 
 from gridgen import OSM_CREDIT
 from gridgen._errors import InputDataError
+from gridgen.folders import swapped_folder
 
 GRID_FILES = ("grid.json", "buildings.csv", "map.geojson", "summary.json")
 
@@ -67,29 +66,11 @@ class Grid:
 
         out_dir = Path(out_dir)
         check_grid_out_dir(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
-        old: Path | None = None
-        try:
+        with swapped_folder(out_dir) as tmp:
             pp.to_json(self.net, str(tmp / "grid.json"))
             self.buildings.to_csv(tmp / "buildings.csv", float_format="%.9g")
             (tmp / "map.geojson").write_text(json.dumps(self.geojson, separators=(",", ":")))
             (tmp / "summary.json").write_text(json.dumps(self.summary, indent=1, sort_keys=True) + "\n")
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-                os.replace(out_dir, old)  # an empty directory is replaced by the rename
-                try:
-                    os.replace(tmp, out_dir)
-                except BaseException:
-                    os.replace(old, out_dir)
-                    old = None
-                    raise
-            else:
-                os.replace(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
         return out_dir
 
     @classmethod

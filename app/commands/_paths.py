@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -43,30 +41,10 @@ def replace_folder(out: Path, files: Mapping[str, bytes]) -> Path:
     leaves the previous folder as it was and no temporary folder behind. The caller checks that
     ``out`` holds nothing else worth keeping (it is replaced as a whole).
     """
+    from gridgen.folders import swapped_folder
+
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    old: Path | None = None
-    try:
-        # mkdtemp makes a private (0700) folder; the result gets a new folder's usual mode
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+    with swapped_folder(out) as tmp:
         for name, data in files.items():
             _write_file(tmp / name, data)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old)  # the empty placeholder folder is replaced by the rename
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)
-                old = None
-                raise
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return out

@@ -623,7 +623,7 @@ def test_swap_failing_restores_old_folder(small_grid, tmp_path, monkeypatch):
     """If the new folder cannot be renamed into place, the old one is renamed back."""
     import os as os_module
 
-    import gridgen.grid as grid_module
+    import gridgen.folders as folders_module
 
     out = small_grid.save(tmp_path / "grid")
     before = _folder_bytes(out)
@@ -636,7 +636,7 @@ def test_swap_failing_restores_old_folder(small_grid, tmp_path, monkeypatch):
             raise OSError(5, "Input/output error")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(grid_module.os, "replace", failing_replace)
+    monkeypatch.setattr(folders_module.os, "replace", failing_replace)
     with pytest.raises(OSError, match="Input/output"):
         _other_grid(small_grid).save(out)
     assert calls[0][1].startswith(".grid.old-") and calls[-1][0].startswith(".grid.old-")  # aside, then back
