@@ -83,7 +83,7 @@ def wait_until(browser, condition, timeout: float, message: str):
     return WebDriverWait(browser.driver, timeout, poll_frequency=0.1).until(lambda _: condition(), message)
 
 
-def wait_for_map(browser, map_id: str, timeout: float = 30) -> int:
+def wait_for_map(browser, map_id: str, timeout: float = 90) -> int:
     browser.wait_for_element(f"#{map_id}.leaflet-container", timeout=timeout)
     wait_until(browser, lambda: paths(browser, map_id) > 100, timeout, f"{map_id}: grid not drawn")
     return paths(browser, map_id)

@@ -116,9 +116,7 @@ def test_uploaded_bids_survive_a_reload(dash_duo, tmp_path):
     wait_until(dash_duo, lambda: [r["bid_id"] for r in bidstore.load_bids(token) or []] == ["U1", "U1", "U2"], 10,
                "bids not kept on the server")
     dash_duo.driver.refresh()
-    # the reload draws the whole market page again (both maps, the kept bid table); while a
-    # benchmark loaded both cores that took over 30 s, so this wait allows 90 s
-    wait_for_map(dash_duo, "market-milp-map", timeout=90)
+    wait_for_map(dash_duo, "market-milp-map")
     wait_until(dash_duo, lambda: bid_ids(dash_duo) == ["U1", "U1", "U2"], 20, "uploaded bids lost by the reload")
     assert severe(dash_duo.get_logs()) == []
     # another browser tab is another session: the default bids, not this session's
