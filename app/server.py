@@ -598,9 +598,9 @@ def register_market_maps(app: Any) -> None:
 
     Synchronisation runs in the browser (``assets/market_maps.js``): a map reports its centre and
     zoom after each move (dash-leaflet's ``trackViewport``); the other map is set to the same
-    view unless it is there already, so the echo of its own move stops the exchange. The view
-    switch (compare / single) and the single view's method only change CSS classes; the map
-    shown anew is resized (``invalidateSize``) and set to the view of the map seen before.
+    view if the user moved it (the map last touched leads, so two maps can never swap views forever)
+    and it is not there already. The view switch (compare / single) and the single view's method
+    only change CSS classes; the map shown anew is resized (``invalidateSize``) and set to the view of the map seen before.
     """
     from dash import ClientsideFunction, Input, Output, State
 

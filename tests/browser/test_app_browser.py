@@ -430,6 +430,53 @@ def visible_without_scrolling(browser, selector: str) -> bool:
         "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight + 1 && r.right <= window.innerWidth + 1;", selector)
 
 
+COUNT_FOLLOW_JS = """
+const ns = window.dash_clientside.digiplat_market;
+window.__followCalls = 0;
+const follow = ns.follow;
+ns.follow = function () { window.__followCalls++; return follow.apply(this, arguments); };
+"""
+MOVE_BOTH_JS = """
+const view = (center, zoom) => ({center: center, zoom: zoom, transition: 'setView', options: {animate: false}});
+window.dash_clientside.set_props(arguments[0], {viewport: view([48.99, 8.47], 15)});
+window.dash_clientside.set_props(arguments[1], {viewport: view([48.98, 8.46], 14)});
+"""
+
+
+def test_maps_moved_at_once_do_not_swap_views_forever(dash_duo):
+    """Both maps moved in one tick (no user touch): before the fix each handed its view to the other
+    for ever, a livelock that froze the browser (and made two CI runs time out)."""
+    import threading
+
+    dash_duo.start_server(make_app())
+    open_tab(dash_duo, "Market")
+    wait_for_map(dash_duo, MILP_MAP)
+    wait_for_map(dash_duo, MERIT_MAP)
+    dash_duo.driver.execute_script(COUNT_FOLLOW_JS)
+    dash_duo.driver.execute_script(MOVE_BOTH_JS, MILP_MAP, MERIT_MAP)
+    answer: list[int] = []
+    # a frozen page never answers a script: ask from a thread and give it 30 s
+    probe = threading.Thread(target=lambda: (__import__("time").sleep(3),
+                                             answer.append(dash_duo.driver.execute_script("return window.__followCalls"))),
+                             daemon=True)
+    probe.start()
+    probe.join(30)
+    if not answer:
+        import psutil
+
+        # a frozen renderer would also hang the teardown's screenshot: end the browser first
+        for child in psutil.Process(dash_duo.driver.service.process.pid).children(recursive=True):
+            child.kill()
+        pytest.fail("the page stopped answering after both maps moved at once (views swapped for ever)")
+    assert answer[0] <= 4, f"{answer[0]} view hand-overs in 3 s after one programmatic move of each map"
+    # the user's moves still move both maps
+    before = feed_in_at(dash_duo, MERIT_MAP)
+    click(dash_duo, dash_duo.driver.find_element(By.CSS_SELECTOR, f"#{MILP_MAP} .leaflet-control-zoom-in"))
+    wait_until(dash_duo, lambda: feed_in_at(dash_duo, MERIT_MAP) != before and same_view(dash_duo, MILP_MAP, MERIT_MAP), 10,
+               "zooming the MILP's map does not zoom the merit order's")
+    assert severe(dash_duo.get_logs()) == []
+
+
 def test_layout_fits_the_screen_and_results_go_outdated(dash_duo, artifacts):
     dash_duo.start_server(make_app())
     open_tab(dash_duo, "Market")
