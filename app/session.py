@@ -12,7 +12,6 @@ import io
 import logging
 import math
 import os
-import stat
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from optim.private_cache import cache_dir  # noqa: F401 - the app's callers and tests use session.cache_dir
+from optim.private_cache import code_fingerprint as _code_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -325,34 +327,6 @@ _LIN_LOCKS: dict[tuple, threading.Lock] = {}
 _LIN_LOCKS_GUARD = threading.Lock()
 
 
-def cache_dir() -> Path:
-    """Return the app's private cache directory (mode 0700, owned by this user), creating it.
-
-    ``$DIGIPLAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/digiplat`` (``~/.cache/digiplat``). It holds
-    pickles that only this user's server reads back, so it must not be writable or readable by
-    anybody else: a directory owned by another user, or a symlink, is refused.
-
-    Raises
-    ------
-    optim._errors.InputError
-        The directory is not this user's or cannot be created.
-    """
-    from optim._errors import InputError
-
-    env = os.environ.get("DIGIPLAT_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digiplat"
-    try:
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = base.lstat()
-    except OSError as exc:
-        raise InputError(f"cannot create the cache directory {base} ({exc.strerror}): set DIGIPLAT_CACHE_DIR") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise InputError(f"the cache directory {base} is not a directory of this user: set DIGIPLAT_CACHE_DIR")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(base, 0o700)
-    return base
-
-
 def _bids_key(frame: pd.DataFrame) -> str:
     import hashlib
 
@@ -369,19 +343,6 @@ def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
     text = (f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
             f"|{config}")
     return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32] + ".pickle"
-
-
-@functools.lru_cache(maxsize=1)
-def _code_fingerprint() -> str:
-    """Hash of the optim package's source: a pickle of other code is never read back."""
-    import hashlib
-
-    import optim
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(optim.__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _linearization_config():

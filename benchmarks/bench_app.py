@@ -17,9 +17,12 @@ browser tests' headless flags (``tests/browser/conftest.py``):
   volume (request alternates 1.8 / 1.7 MW so every click changes the text). Median of
   ``--clicks`` after one warm-up click. Includes the market round (two clearings, two AC
   validations) in the request, and re-rendering the cards and the map.
+* **a new frame**: the time control set to a quarter-hour not linearized before, then "Clear
+  market" -> the MILP cards change; the click pays the linearization (9 merit-level points) too.
 
 ``--profile`` also runs ``app.session.market_round`` under cProfile in this process and prints
-where a warm round spends its time. Targets (issue 5): page <= 3 s, round trip <= 2 s.
+where a warm round spends its time. Targets: page <= 3 s, (issue 5); a click for a frame
+already linearized <= 0.5 s, a new frame <= 1.2 s (issue 12).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 PAGE_TARGET_S = 3.0
-ROUND_TRIP_TARGET_S = 2.0
+LINEARIZED_TARGET_S = 0.5  # issue 12: median click-to-result for a frame already linearized
+NEW_FRAME_TARGET_S = 1.2  # issue 12: for a new frame
 
 WAIT_PATHS_JS = """
 const [selector, minimum, done] = arguments;
@@ -127,6 +131,56 @@ def page_ready(driver, url: str, loads: int) -> list[float]:
     return times
 
 
+NEW_FRAME_JS = """
+const [before, done] = arguments;
+const button = document.getElementById('market-clear');
+const t0 = performance.now();
+button.click();
+function text() {
+  const a = document.getElementById('market-card-milp-delivered');
+  const b = document.getElementById('market-card-milp-cost');
+  return a && b ? a.textContent.trim() + ' | ' + b.textContent.trim() : '';
+}
+function poll() {
+  const now = text();
+  if (now && now !== before) { done([performance.now() - t0, now]); return; }
+  setTimeout(poll, 10);
+}
+poll();
+"""
+
+#: Quarter-hours the new-frame clicks clear (none is linearized before: the warm-up is 18:00).
+NEW_FRAMES = ("17:15", "19:30", "16:45", "20:15", "17:45", "19:00", "16:15", "20:45", "18:30")
+
+
+def choose_time(driver, value: str) -> None:
+    """Pick ``value`` in the Market page's time dropdown as a user does (open, type, click)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, "market-time").click()
+    search = WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".dash-dropdown-content input.dash-dropdown-search"))
+    search.send_keys(value)
+    WebDriverWait(driver, 10).until(lambda d: next(
+        (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-content .dash-dropdown-option")
+         if o.text.strip() == value), None)).click()
+    time.sleep(0.3)  # let the new value reach Dash
+
+
+def new_frame_trips(driver, clicks: int) -> list[float]:
+    """Click-to-result of a time frame not linearized before (the page is on the Market tab, warm)."""
+    texts = driver.execute_script(
+        "return document.getElementById('market-card-milp-delivered').textContent.trim() + ' | ' + "
+        "document.getElementById('market-card-milp-cost').textContent.trim();")
+    times = []
+    for frame in NEW_FRAMES[:clicks]:
+        choose_time(driver, frame)
+        elapsed_ms, texts = driver.execute_async_script(NEW_FRAME_JS, texts)
+        times.append(elapsed_ms / 1000)
+    return times
+
+
 def round_trips(driver, url: str, clicks: int) -> tuple[float, list[float]]:
     from selenium.webdriver.common.by import By
 
@@ -201,6 +255,7 @@ def main(argv=None) -> int:
         try:
             loads = page_ready(driver, url, args.loads)
             warm, trips = round_trips(driver, url, args.clicks)
+            fresh = new_frame_trips(driver, min(args.clicks, len(NEW_FRAMES)))
         finally:
             driver.quit()
             server.terminate()
@@ -212,15 +267,20 @@ def main(argv=None) -> int:
     print(f"{'measure':<42} {'median':>8} {'min':>7} {'max':>7} {'n':>3} {'target':>7}  ok")
     rows = [
         ("page ready, grid drawn (s)", page_median, min(loads), max(loads), len(loads), PAGE_TARGET_S),
-        ("clearing round trip, click->cards (s)", trip_median, min(trips), max(trips), len(trips), ROUND_TRIP_TARGET_S),
+        ("click->cards, frame already linearized (s)", trip_median, min(trips), max(trips), len(trips),
+         LINEARIZED_TARGET_S),
+        ("click->cards, new frame (s)", statistics.median(fresh), min(fresh), max(fresh), len(fresh),
+         NEW_FRAME_TARGET_S),
     ]
     for name, med, lo, hi, n, target in rows:
         print(f"{name:<42} {med:8.2f} {lo:7.2f} {hi:7.2f} {n:3d} {target:7.1f}  {'yes' if med <= target else 'NO'}")
     print(f"first page load (cold cache) {loads[0]:.2f} s; warm-up click {warm:.2f} s; "
-          f"round trips {', '.join(f'{t:.2f}' for t in trips)} s")
+          f"round trips {', '.join(f'{t:.2f}' for t in trips)} s; new frames "
+          f"{', '.join(f'{f} {t:.2f}' for f, t in zip(NEW_FRAMES, fresh))} s")
     if args.profile:
         profile_round()
-    return 0 if page_median <= PAGE_TARGET_S and trip_median <= ROUND_TRIP_TARGET_S else 1
+    ok = all(row[1] <= row[5] for row in rows)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from gridgen.folders import swapped_folder
 GRID_FILES = ("grid.json", "buildings.csv", "map.geojson", "summary.json")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Grid:
     """A generated distribution grid.
 
@@ -47,12 +47,51 @@ class Grid:
         FeatureCollection for the map (buildings, substations, lines, feed-in).
     summary
         Figures of the build (counts, lengths, power-flow extremes, violations, runtime).
+    source
+        ``(path of grid.json, SHA-256 of its bytes)`` of a grid read by :meth:`load`, whose net is
+        then parsed on first use of :attr:`net`: the DSO's linearization of a known grid reads
+        what it needs from the compiled grid (:mod:`optim.dso.compiled_grid`) and never pays the
+        pandapower import and JSON parse (about 3 s of a fresh process).
     """
 
-    net: Any
-    buildings: pd.DataFrame
+    _net: Any = field(repr=False)
+    buildings: pd.DataFrame = field(repr=False)
     geojson: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)
+    source: tuple[str, str] | None = field(default=None, compare=False)
+
+    def __init__(self, net: Any = None, buildings: pd.DataFrame | None = None, geojson: dict[str, Any] | None = None,
+                 summary: dict[str, Any] | None = None, source: tuple[str, str] | None = None, *, _net: Any = None) -> None:
+        # ``_net`` is the name dataclasses.replace passes the net by
+        for name, value in (("_net", net if net is not None else _net), ("buildings", buildings),
+                            ("geojson", geojson if geojson is not None else {}),
+                            ("summary", summary if summary is not None else {}), ("source", source)):
+            object.__setattr__(self, name, value)
+        if self._net is None and source is None:
+            raise TypeError("Grid needs a net or the source it is read from")
+
+    @property
+    def net(self) -> Any:
+        """The pandapower net (parsed from ``source`` on first use, then kept)."""
+        if self._net is None:
+            net = _net_from_json(Path(self.source[0]))
+            object.__setattr__(self, "_net", net)
+            object.__setattr__(self, "_read_signature", net_signature(net))
+        return self._net
+
+    @property
+    def net_loaded(self) -> bool:
+        """Whether the net has been parsed (a parsed net may have been changed in memory)."""
+        return self._net is not None
+
+    def pristine(self) -> bool:
+        """Whether the grid is its file's: read by :meth:`load` and its net not changed since."""
+        if self.source is None:
+            return False
+        if self._net is None:
+            return True
+        read = self.__dict__.get("_read_signature")
+        return read is not None and net_signature(self._net) == read
 
     def save(self, out_dir: str | Path) -> Path:
         """Write the grid folder atomically: the complete new folder, or the old one untouched.
@@ -74,9 +113,13 @@ class Grid:
         return out_dir
 
     @classmethod
-    def load(cls, grid_dir: str | Path) -> "Grid":
-        """Read a grid folder written by :meth:`save`; raise InputDataError if it is not a complete one."""
-        import pandapower as pp
+    def load(cls, grid_dir: str | Path, *, lazy: bool = False) -> "Grid":
+        """Read a grid folder written by :meth:`save`; raise InputDataError if it is not a complete one.
+
+        With ``lazy`` the net is parsed on first use of :attr:`net` (the other files now), and an
+        unreadable grid.json raises then.
+        """
+        import hashlib
 
         grid_dir = Path(grid_dir)
         rebuild = f"rebuild it with 'digiplat grid build --out {grid_dir}'"
@@ -85,12 +128,13 @@ class Grid:
             raise InputDataError(
                 f"{grid_dir} is not a grid folder (missing {', '.join(missing)}); run 'digiplat grid build --out {grid_dir}'"
             )
+        path = grid_dir / "grid.json"
         try:
-            net = pp.from_json(str(grid_dir / "grid.json"))
-        except Exception as exc:  # pandapower raises many types on a truncated or foreign JSON file
-            raise InputDataError(f"{grid_dir / 'grid.json'} is not a readable pandapower grid ({type(exc).__name__}); {rebuild}") from exc
-        if not all(hasattr(net, t) and len(getattr(net, t)) for t in ("bus", "line", "trafo", "load")):
-            raise InputDataError(f"{grid_dir / 'grid.json'} holds no complete grid (buses, lines, transformers, loads); {rebuild}")
+            source = (str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())
+        except OSError as exc:
+            raise InputDataError(f"cannot read {path} ({exc.strerror}); {rebuild}") from None
+        net = None if lazy else _net_from_json(path)
+        read_signature = None if net is None else net_signature(net)
         try:
             buildings = pd.read_csv(
                 grid_dir / "buildings.csv", index_col="building_id", dtype={"building_id": str, "housenumber": str}
@@ -103,7 +147,43 @@ class Grid:
             raise InputDataError(f"cannot read grid folder {grid_dir}: {str(exc).splitlines()[0][:200]}; {rebuild}") from exc
         if not isinstance(geojson, dict) or not isinstance(summary, dict):
             raise InputDataError(f"map.geojson or summary.json of {grid_dir} is not a JSON object; {rebuild}")
-        return cls(net=net, buildings=buildings, geojson=geojson, summary=summary)
+        grid = cls(net=net, buildings=buildings, geojson=geojson, summary=summary, source=source)
+        object.__setattr__(grid, "_read_signature", read_signature)
+        return grid
+
+
+def net_signature(net: Any) -> str:
+    """SHA-1 of every numeric and boolean column and the index of the tables a power flow reads
+    (a few ms on the whole shared-file grid): equal signatures, equal power flows."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha1()
+    for table in ("bus", "line", "trafo", "trafo3w", "switch", "ext_grid", "gen", "sgen", "load", "shunt", "impedance",
+                  "ward", "xward", "storage", "dcline"):
+        if table not in net:
+            continue
+        frame = net[table]
+        values = frame.select_dtypes(include=["number", "bool"])
+        digest.update(f"{table}{frame.shape}{list(values.columns)}".encode())
+        digest.update(np.ascontiguousarray(values.to_numpy(dtype=float)).tobytes())
+        digest.update(np.ascontiguousarray(frame.index.to_numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _net_from_json(path: Path) -> Any:
+    """The pandapower net of a grid folder's grid.json; InputDataError if it is not a complete grid."""
+    import pandapower as pp
+
+    rebuild = f"rebuild it with 'digiplat grid build --out {path.parent}'"
+    try:
+        net = pp.from_json(str(path))
+    except Exception as exc:  # pandapower raises many types on a truncated or foreign JSON file
+        raise InputDataError(f"{path} is not a readable pandapower grid ({type(exc).__name__}); {rebuild}") from exc
+    if not all(hasattr(net, t) and len(getattr(net, t)) for t in ("bus", "line", "trafo", "load")):
+        raise InputDataError(f"{path} holds no complete grid (buses, lines, transformers, loads); {rebuild}")
+    return net
 
 
 def check_grid_out_dir(out_dir: str | Path) -> None:

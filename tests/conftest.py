@@ -1,14 +1,27 @@
-"""Shared fixtures: the shipped Bergwald grid and the shared OSM file."""
+"""Shared fixtures: the shipped Bergwald grid, the shared OSM file and a private cache directory."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_OSM = REPO.parent / "shared" / "osm" / "bergwald_karlsruhe_durlach.osm"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir():
+    """Every test (and the CLI it runs) keeps compiled grids, profiles and linearizations in a
+    temporary private cache, never in the user's ~/.cache."""
+    folder = tempfile.mkdtemp(prefix="digiplat-tests-")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGIPLAT_CACHE_DIR", folder)
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def shared_osm_path() -> Path | None:

@@ -127,8 +127,12 @@ def register(subparsers: Any) -> None:
 
 
 def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int | None,
-                           seed: int | None = None, time: tuple[int, int] | None = None) -> tuple[Any, Any, Path]:
-    """Load the grid folder and build the (default) scenario for the time frame (``--hour`` or ``--time``)."""
+                           seed: int | None = None, time: tuple[int, int] | None = None, *,
+                           lazy: bool = False) -> tuple[Any, Any, Path]:
+    """Load the grid folder and build the (default) scenario for the time frame (``--hour`` or ``--time``).
+
+    ``lazy``: see :func:`grid_from_folder`.
+    """
     from dataclasses import replace
 
     from gridgen.grid import Grid, default_grid_dir
@@ -136,7 +140,7 @@ def load_grid_and_scenario(grid_dir: str | None, day_type: str | None, hour: int
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
 
     path = Path(grid_dir) if grid_dir else default_grid_dir()
-    grid = grid_from_folder(path)
+    grid = grid_from_folder(path, lazy=lazy)
     if hour is not None and not 0 <= hour <= 23:
         raise InputError(f"--hour must be 0..23, got {hour}")
     config = ScenarioConfig().with_time_frame(day_type=day_type, **time_frame_of(hour, time))
@@ -160,8 +164,12 @@ def _folder_stamp(path: str | Path) -> tuple | None:
     return (str(folder), tuple(files))
 
 
-def grid_from_folder(path: str | Path) -> Any:
+def grid_from_folder(path: str | Path, *, lazy: bool = False) -> Any:
     """Return ``Grid.load(path)``; a folder whose files cannot be read gives one InputError.
+
+    ``lazy``: a grid file the compiled-grid store knows (:mod:`optim.dso.compiled_grid`) is not
+    parsed until its net is used (the linearization does not use it); any other is parsed now, so
+    a damaged file is reported here either way.
 
     Grid.load raises GridGenError for what it checks; a damaged file (truncated JSON, ``{}``, wrong
     tables) can fail deeper, in pandapower or pandas, and is still the user's folder, not a bug.
@@ -177,7 +185,12 @@ def grid_from_folder(path: str | Path) -> Any:
     if cached is not None:
         return cached
     try:
-        grid = Grid.load(path)
+        grid = Grid.load(path, lazy=lazy)
+        if lazy:
+            from optim.dso.compiled_grid import is_stored
+
+            if not is_stored(grid):
+                grid.net  # noqa: B018 - parsed (and checked) now
         if stamp is not None:
             _GRIDS.clear()  # one grid per process is what the commands, the app and a market day use
             _GRIDS[stamp] = grid
@@ -222,7 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     else args.privacy_level)
     elif args.privacy_level is not None:
         raise InputError("--privacy-level applies to --package-style hardened only")
-    grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time)
+    grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time, lazy=True)
     config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
                                  polygon_sides=args.polygon_sides)
     lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()))

@@ -386,10 +386,12 @@ def _frame_injections(grid: Any, scenario: Any) -> tuple[np.ndarray, np.ndarray,
     q_load = _finite_column(frame, "q_load_mvar", "scenario")
     p_pv = _finite_column(frame, "p_pv_mw", "scenario")
     q_pv = _finite_column(frame, "q_pv_mvar", "scenario") if "q_pv_mvar" in frame else np.zeros(len(p_pv))
-    net = grid.net
-    if "building_id" not in net.load:
+    from optim.dso.compiled_grid import load_table
+
+    load = load_table(grid)
+    if "building_id" not in load:
         raise InputError("the grid's loads have no building_id column")
-    row_of = pd.Series(net.load.index, index=net.load.building_id.astype(str))
+    row_of = pd.Series(load.index, index=load.building_id.astype(str))
     if row_of.index.duplicated().any():
         raise InputError("the grid has several loads for one building")
     ids = frame.index.astype(str)
@@ -525,32 +527,35 @@ _GRID_MODELS: dict[int, tuple[Any, tuple[float, int, str], Any, tuple[np.ndarray
 _GRID_MODELS_MAX = 4
 
 
-def _net_signature(net: Any) -> str:
-    """SHA-1 of every numeric and boolean column of the tables a power flow reads (a changed net is
-    compiled again; a few ms on the whole shared-file grid)."""
-    import hashlib
-
-    digest = hashlib.sha1()
-    for table in ("bus", "line", "trafo", "trafo3w", "switch", "ext_grid", "gen", "sgen", "load", "shunt", "impedance",
-                  "ward", "xward", "storage", "dcline"):
-        if table not in net:
-            continue
-        frame = net[table]
-        values = frame.select_dtypes(include=["number", "bool"])
-        digest.update(f"{table}{frame.shape}{list(values.columns)}".encode())
-        digest.update(np.ascontiguousarray(values.to_numpy(dtype=float)).tobytes())
-        digest.update(np.ascontiguousarray(frame.index.to_numpy()).tobytes())
-    return digest.hexdigest()
-
-
 def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[Any, tuple, float]:
-    """The grid's compiled model from one pandapower power flow with its own loads, cached."""
-    from optim.dso.sensitivity import flow_model_of_net, monitored_elements_of_net
+    """The grid's compiled model from one pandapower power flow with its own loads, cached.
 
-    signature = (tolerance_mva, max_iteration, _net_signature(grid.net))
+    A grid as read from its folder takes it from the compiled-grid store
+    (:mod:`optim.dso.compiled_grid`: once per grid file, no pandapower import); a net built or
+    changed in memory is compiled from itself, kept per grid object while unchanged.
+    """
+    from gridgen.grid import net_signature
+    from optim.dso.compiled_grid import compiled
+
+    if grid.pristine():
+        stored = compiled(grid, f"flow-model-{tolerance_mva!r}-{int(max_iteration)}",
+                          lambda: _compiled_grid_model(grid, tolerance_mva, max_iteration))
+        return stored[0], stored[1], 0.0
+    signature = (tolerance_mva, max_iteration, net_signature(grid.net))
     entry = _GRID_MODELS.get(id(grid))
     if entry is not None and entry[0] is grid and entry[1] == signature:
         return entry[2], entry[3], 0.0
+    model, monitored, power_flow_s = _compiled_grid_model(grid, tolerance_mva, max_iteration)
+    while len(_GRID_MODELS) >= _GRID_MODELS_MAX:
+        _GRID_MODELS.pop(next(iter(_GRID_MODELS)))
+    _GRID_MODELS[id(grid)] = (grid, signature, model, monitored, power_flow_s)
+    return model, monitored, power_flow_s
+
+
+def _compiled_grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[Any, tuple, float]:
+    """Run pandapower on the grid with its own loads and compile the model (topology, monitored rows)."""
+    from optim.dso.sensitivity import flow_model_of_net, monitored_elements_of_net
+
     net = copy.deepcopy(grid.net)
     t0 = time.perf_counter()
     run_power_flow(net, where="the grid with its own loads (to compile its topology)", tolerance_mva=tolerance_mva,
@@ -562,9 +567,6 @@ def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[An
     load = grid.net.load
     model.load_s_pu = ((load.p_mw.to_numpy(float) + 1j * load.q_mvar.to_numpy(float)) * load.scaling.to_numpy(float)
                        * load.in_service.to_numpy(bool) / model.base_mva)
-    while len(_GRID_MODELS) >= _GRID_MODELS_MAX:
-        _GRID_MODELS.pop(next(iter(_GRID_MODELS)))
-    _GRID_MODELS[id(grid)] = (grid, signature, model, monitored, power_flow_s)
     return model, monitored, power_flow_s
 
 
@@ -585,7 +587,9 @@ def frame_model(grid: Any, scenario: Any, flex: pd.DataFrame, config: Linearizat
     p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
     grid_model, monitored, power_flow_s = _grid_model(grid, config.tolerance_mva, config.max_iteration)
     t0 = time.perf_counter()
-    load = grid.net.load
+    from optim.dso.compiled_grid import load_table
+
+    load = load_table(grid)
     position = load.index.get_indexer(rows)
     new_load = ((p_load + 1j * q_load) * load.scaling.to_numpy(float)[position]
                 * load.in_service.to_numpy(bool)[position] / grid_model.base_mva)

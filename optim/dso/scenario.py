@@ -344,10 +344,17 @@ def time_frame_timestamp(config: ScenarioConfig) -> pd.Timestamp:
 
 @functools.lru_cache(maxsize=4)
 def _h0_profile_kw(year: int, annual_kwh: float) -> pd.Series:
-    from demandlib import bdew
+    """The year's BDEW H0 profile (kW per quarter-hour), kept in the private cache: demandlib's
+    import and the year's profile cost about a second per fresh process, the stored series 5 ms."""
+    from optim.private_cache import stored
 
-    slp = bdew.ElecSlp(year)
-    return slp.get_scaled_power_profiles({"h0_dyn": annual_kwh})["h0_dyn"]
+    def build() -> pd.Series:
+        from demandlib import bdew
+
+        slp = bdew.ElecSlp(year)
+        return slp.get_scaled_power_profiles({"h0_dyn": annual_kwh})["h0_dyn"]
+
+    return stored("profiles", f"h0-{int(year)}-{float(annual_kwh)!r}", build)
 
 
 def household_load_kw(config: ScenarioConfig) -> float:
@@ -366,22 +373,43 @@ def household_load_kw(config: ScenarioConfig) -> float:
 
 def pv_output_kw_per_kwp(config: ScenarioConfig) -> float:
     """Mean AC output per kWp over the time frame's quarter-hours: pvlib clear sky at Karlsruhe, PVWatts."""
-    import pvlib
-
-    loc = pvlib.location.Location(KARLSRUHE["latitude"], KARLSRUHE["longitude"], tz=KARLSRUHE["tz"],
-                                  altitude=KARLSRUHE["altitude_m"])
-    start = time_frame_timestamp(config).tz_localize(KARLSRUHE["tz"])
-    times = pd.date_range(start, periods=int(config.duration_min) // 15, freq="15min") + pd.Timedelta(minutes=7.5)
-    clear = loc.get_clearsky(times, model="ineichen")
-    sun = loc.get_solarposition(times)
-    poa = pvlib.irradiance.get_total_irradiance(config.pv_tilt_deg, config.pv_azimuth_deg, sun.apparent_zenith,
-                                                sun.azimuth, clear.dni, clear.ghi, clear.dhi)["poa_global"].fillna(0.0)
-    t_air = 5.0 + 15.0 * np.sin(np.pi * (int(config.month) - 4) / 6.0) ** 2 if 4 <= int(config.month) <= 10 else 5.0
-    t_cell = pvlib.temperature.pvsyst_cell(poa, temp_air=t_air)
-    dc = pvlib.pvsystem.pvwatts_dc(poa, t_cell, pdc0=1.0, gamma_pdc=-0.004)
-    value = float(np.clip(dc * config.inverter_efficiency, 0.0, None).mean())
+    start = time_frame_timestamp(config)
+    first = (int(config.hour) * 60 + int(config.minute)) // 15
+    day = _pv_day_kw_per_kwp(start.strftime("%Y-%m-%d"), int(config.month), float(config.pv_tilt_deg),
+                             float(config.pv_azimuth_deg), float(config.inverter_efficiency))
+    value = float(day[first:first + int(config.duration_min) // 15].mean())
     logger.info("PV output at %s: %.3f kW/kWp (clear sky)", start, value)
     return value
+
+
+@functools.lru_cache(maxsize=8)
+def _pv_day_kw_per_kwp(day: str, month: int, tilt_deg: float, azimuth_deg: float, inverter_efficiency: float) -> np.ndarray:
+    """AC output per kWp at the middle of each of the day's 96 quarter-hours (pvlib clear sky, PVWatts).
+
+    Every pvlib step is element-wise in time, so a frame's mean over its quarter-hours is the same
+    as computing those alone. Kept in the private cache: pvlib's import costs about 1.5 s per
+    fresh process, the stored day 5 ms, and every time frame of the day reads it.
+    """
+    from optim.private_cache import stored
+
+    def build() -> np.ndarray:
+        import pvlib
+
+        loc = pvlib.location.Location(KARLSRUHE["latitude"], KARLSRUHE["longitude"], tz=KARLSRUHE["tz"],
+                                      altitude=KARLSRUHE["altitude_m"])
+        naive = pd.date_range(pd.Timestamp(day), periods=96, freq="15min")
+        times = naive.tz_localize(KARLSRUHE["tz"], nonexistent="shift_forward", ambiguous=False) + pd.Timedelta(minutes=7.5)
+        clear = loc.get_clearsky(times, model="ineichen")
+        sun = loc.get_solarposition(times)
+        poa = pvlib.irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sun.apparent_zenith, sun.azimuth,
+                                                    clear.dni, clear.ghi, clear.dhi)["poa_global"].fillna(0.0)
+        t_air = 5.0 + 15.0 * np.sin(np.pi * (month - 4) / 6.0) ** 2 if 4 <= month <= 10 else 5.0
+        t_cell = pvlib.temperature.pvsyst_cell(poa, temp_air=t_air)
+        dc = pvlib.pvsystem.pvwatts_dc(poa, t_cell, pdc0=1.0, gamma_pdc=-0.004)
+        return np.clip(np.asarray(dc, dtype=float) * inverter_efficiency, 0.0, None)
+
+    name = f"pv-{day}-{month}-{tilt_deg!r}-{azimuth_deg!r}-{inverter_efficiency!r}-{KARLSRUHE['latitude']!r}-{KARLSRUHE['longitude']!r}"
+    return stored("profiles", name, build)
 
 
 def feeder_distance_km(grid: Any) -> pd.Series:
@@ -390,6 +418,13 @@ def feeder_distance_km(grid: Any) -> pd.Series:
     Shortest path along in-service lines below the transformers (networkx, Dijkstra), so a large
     value marks the end of a long feeder. Buildings not reached get the largest finite distance.
     """
+    from optim.dso.compiled_grid import compiled
+
+    # the grid file's alone: kept with the compiled grid (no pandapower import for a known grid)
+    return compiled(grid, "feeder-km", lambda: _feeder_distance_km(grid))
+
+
+def _feeder_distance_km(grid: Any) -> pd.Series:
     import networkx as nx
     import pandapower.topology as top
 

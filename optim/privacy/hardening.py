@@ -183,7 +183,7 @@ class Hardened:
         try:
             privacy, private = list(temps.values())
             privacy.write_text(json.dumps(self.privacy_key()))
-            self.private_package.write(private)
+            self.private_package.write(private, compress=False)  # stays with the DSO: no deflate time
             save_pair(self.package, self.key, path, path.with_name(path.name + DSO_KEY_SUFFIX))
             for target, tmp in temps.items():
                 tmp.replace(target)

@@ -1,0 +1,132 @@
+"""The user's private cache directory and the fingerprint of the code that wrote into it.
+
+The app's linearizations and day jobs, its kept bid tables and the DSO's compiled grids
+(:mod:`optim.dso.compiled_grid`) are pickles that only this user's processes read back, so the
+directory must be this user's alone (mode 0700, no symlink), and a pickle written by other code
+is never read back (its name carries :func:`code_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import stat
+import threading
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from optim._errors import InputError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: This process's values by file name (a market day or the app asks for them per time frame).
+_MEMORY: dict[str, Any] = {}
+_MEMORY_MAX = 32
+_GUARD = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Return the private cache directory (mode 0700, owned by this user), creating it.
+
+    ``$DIGIPLAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/digiplat`` (``~/.cache/digiplat``). A
+    directory owned by another user, or a symlink, is refused.
+
+    Raises
+    ------
+    optim._errors.InputError
+        The directory is not this user's or cannot be created.
+    """
+    env = os.environ.get("DIGIPLAT_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digiplat"
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = base.lstat()
+    except OSError as exc:
+        raise InputError(f"cannot create the cache directory {base} ({exc.strerror}): set DIGIPLAT_CACHE_DIR") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise InputError(f"the cache directory {base} is not a directory of this user: set DIGIPLAT_CACHE_DIR")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return base
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the optim and gridgen sources and the versions of the libraries whose objects are
+    pickled (pandapower, numpy, scipy, pandas): a pickle of other code is never read back."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    import gridgen
+    import optim
+
+    digest = hashlib.sha256()
+    for package in (optim, gridgen):
+        for path in sorted(Path(package.__file__).parent.rglob("*.py")):
+            digest.update(path.read_bytes())
+    for name in ("pandapower", "numpy", "scipy", "pandas"):
+        try:
+            digest.update(f"{name}={version(name)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{name}=-".encode())
+    return digest.hexdigest()[:16]
+
+
+def stored(folder: str, name: str, build: Callable[[], T]) -> T:
+    """Return ``build()``, computed once for this code and kept in ``cache_dir()/folder``.
+
+    ``name`` must say everything the value depends on besides the code (the file is
+    ``NAME-FINGERPRINT.pickle``). The value is kept in this process too. An entry that cannot be
+    read is computed again; it is written to a temporary file and renamed, so a reader never sees
+    half of one; a cache directory that cannot be used only costs the time.
+    """
+    try:
+        base = cache_dir() / folder
+        base.mkdir(mode=0o700, exist_ok=True)
+    except (InputError, OSError) as exc:
+        logger.info("%s/%s not kept: %s", folder, name, exc)
+        return build()
+    path = base / f"{name}-{code_fingerprint()}.pickle"
+    key = str(path)
+    with _GUARD:
+        if key in _MEMORY:
+            return _MEMORY[key]
+    value: Any = None
+    if path.is_file():
+        try:
+            with open(path, "rb") as f:
+                value = pickle.load(f)
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign entry is computed again
+            logger.warning("cache entry %s unreadable (%s); computing it again", path.name, type(exc).__name__)
+            value = None
+    if value is None:
+        value = build()
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.info("cache entry %s not written: %s", path.name, exc)
+            tmp.unlink(missing_ok=True)
+    with _GUARD:
+        while len(_MEMORY) >= _MEMORY_MAX:
+            _MEMORY.pop(next(iter(_MEMORY)))
+        _MEMORY[key] = value
+    return value
+
+
+def is_stored(folder: str, name: str) -> bool:
+    """Whether :func:`stored` holds ``folder/name`` for this code (in this process or on disk)."""
+    try:
+        path = cache_dir() / folder / f"{name}-{code_fingerprint()}.pickle"
+    except InputError:
+        return False
+    with _GUARD:
+        if str(path) in _MEMORY:
+            return True
+    return path.is_file()
