@@ -14,8 +14,8 @@ A ``"paper"``-style package also carries the physical blocks it derives the rows
 - ``p_mw``: net injection ``P_fix + P_flex,i`` at the flexible buses (display only);
 - ``vm_pu`` and ``vtdf_pu_per_mw``: monitored voltages and ``dV/dP`` (with reactive power following
   the unit: ``dV/dP + tan(phi) dV/dQ``);
-- ``loading_percent`` and ``ltdf_percent_per_mw``: branch loadings signed by the active-power flow
-  direction (display, Table I) and their derivative;
+- ``loading_percent`` and ``ltdf_percent_per_mw``: branch loadings signed by the direction of the
+  active power at the end that sets the loading (display, Table I) and their derivative;
 - ``i_re_percent``, ``i_im_percent`` and ``itdf_re_percent_per_mw``, ``itdf_im_percent_per_mw``:
   the branch current in % of its rating, real and imaginary part in the frame of its end bus'
   voltage (so the real part has the sign of the active power flow), and their derivatives.

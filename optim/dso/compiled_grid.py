@@ -34,7 +34,7 @@ T = TypeVar("T")
 LOAD_COLUMNS = ("building_id", "bus", "p_mw", "q_mvar", "scaling", "in_service")
 
 
-def compiled(grid: Any, name: str, build: Callable[[], T]) -> T:
+def compiled(grid: Any, name: str, build: Callable[[], T], *, pristine: bool | None = None) -> T:
     """Return ``build()`` for ``grid``, computed once per grid file and kept (see the module docstring).
 
     Parameters
@@ -45,10 +45,12 @@ def compiled(grid: Any, name: str, build: Callable[[], T]) -> T:
         What is stored (part of the file name: it must say every option ``build`` depends on).
     build
         Computes the value from the grid (may parse its net).
+    pristine
+        ``grid.pristine()`` if the caller has it (it hashes the net's tables when it is parsed).
     """
     from optim.private_cache import stored
 
-    if not grid.pristine():
+    if not (grid.pristine() if pristine is None else pristine):
         return build()
     return stored("grids", f"{grid.source[1][:32]}-{name}", build)
 
@@ -60,10 +62,10 @@ def is_stored(grid: Any) -> bool:
     return grid.pristine() and private_cache.is_stored("grids", f"{grid.source[1][:32]}-loads")
 
 
-def load_table(grid: Any) -> pd.DataFrame:
+def load_table(grid: Any, *, pristine: bool | None = None) -> pd.DataFrame:
     """``net.load``'s columns :data:`LOAD_COLUMNS` (index: pandapower load index), from the store."""
     def build() -> pd.DataFrame:
         load = grid.net.load
         return load.loc[:, [c for c in LOAD_COLUMNS if c in load]].copy()
 
-    return compiled(grid, "loads", build)
+    return compiled(grid, "loads", build, pristine=pristine)

@@ -371,7 +371,7 @@ def net_at_time_frame(grid: Any, scenario: Any, *, flex_buses: Sequence[int] = (
     return net
 
 
-def _frame_injections(grid: Any, scenario: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+def _frame_injections(grid: Any, scenario: Any, *, pristine: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                          np.ndarray, np.ndarray]:
     """The time frame's load rows with their P and Q, and the PV units (ids, buses, P, Q); checked.
 
@@ -388,7 +388,7 @@ def _frame_injections(grid: Any, scenario: Any) -> tuple[np.ndarray, np.ndarray,
     q_pv = _finite_column(frame, "q_pv_mvar", "scenario") if "q_pv_mvar" in frame else np.zeros(len(p_pv))
     from optim.dso.compiled_grid import load_table
 
-    load = load_table(grid)
+    load = load_table(grid, pristine=pristine)
     if "building_id" not in load:
         raise InputError("the grid's loads have no building_id column")
     row_of = pd.Series(load.index, index=load.building_id.astype(str))
@@ -527,7 +527,8 @@ _GRID_MODELS: dict[int, tuple[Any, tuple[float, int, str], Any, tuple[np.ndarray
 _GRID_MODELS_MAX = 4
 
 
-def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[Any, tuple, float]:
+def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int, *,
+                pristine: bool | None = None) -> tuple[Any, tuple, float]:
     """The grid's compiled model from one pandapower power flow with its own loads, cached.
 
     A grid as read from its folder takes it from the compiled-grid store
@@ -537,9 +538,9 @@ def _grid_model(grid: Any, tolerance_mva: float, max_iteration: int) -> tuple[An
     from gridgen.grid import net_signature
     from optim.dso.compiled_grid import compiled
 
-    if grid.pristine():
+    if grid.pristine() if pristine is None else pristine:
         stored = compiled(grid, f"flow-model-{tolerance_mva!r}-{int(max_iteration)}",
-                          lambda: _compiled_grid_model(grid, tolerance_mva, max_iteration))
+                          lambda: _compiled_grid_model(grid, tolerance_mva, max_iteration), pristine=True)
         return stored[0], stored[1], 0.0
     signature = (tolerance_mva, max_iteration, net_signature(grid.net))
     entry = _GRID_MODELS.get(id(grid))
@@ -583,13 +584,15 @@ def frame_model(grid: Any, scenario: Any, flex: pd.DataFrame, config: Linearizat
     # the key always carries the units' physical ratios (validation applies them); the points and
     # the sensitivities hold Q when reactive=False (paper A's convention, kept for comparison)
     dq_physical = flex.dq_dp.to_numpy(dtype=float) if "dq_dp" in flex else np.zeros(len(flex_buses))
-    rows, p_load, q_load, _pv_ids, pv_buses, p_pv, q_pv = _frame_injections(grid, scenario)
-    p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
-    grid_model, monitored, power_flow_s = _grid_model(grid, config.tolerance_mva, config.max_iteration)
-    t0 = time.perf_counter()
     from optim.dso.compiled_grid import load_table
 
-    load = load_table(grid)
+    pristine = grid.pristine()  # once: it hashes a parsed net's tables
+    rows, p_load, q_load, _pv_ids, pv_buses, p_pv, q_pv = _frame_injections(grid, scenario, pristine=pristine)
+    p_fix = _p_fix_at_buses(grid, scenario, flex_buses)
+    grid_model, monitored, power_flow_s = _grid_model(grid, config.tolerance_mva, config.max_iteration,
+                                                      pristine=pristine)
+    t0 = time.perf_counter()
+    load = load_table(grid, pristine=pristine)
     position = load.index.get_indexer(rows)
     new_load = ((p_load + 1j * q_load) * load.scaling.to_numpy(float)[position]
                 * load.in_service.to_numpy(bool)[position] / grid_model.base_mva)

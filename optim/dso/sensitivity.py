@@ -28,8 +28,9 @@ and pandapower's loading definitions, reproduced exactly so the sensitivities pr
   ``|S_end| = |V_end| |I_end| baseMVA``.
 
 The derivative of the ``max`` is taken at the end that is larger at the operating point.
-Loadings are *signed* by the active-power flow direction at the from (HV) end, so ``-100 %`` is
-the limit of reversed flow; the sign is held fixed in the derivative.
+Loadings are *signed* by the direction of the active power at the end that sets the loading
+(:func:`signed_loading_percent`), so ``-100 %`` is the limit of reversed flow; the sign is held
+fixed in the derivative.
 
 **Complex branch currents** (for the current polygon of the package): at the end that is larger
 at the point, the current in % of the rating, rotated into the frame of that end's voltage and
@@ -88,7 +89,7 @@ class Sensitivities:
     vm_pu
         Voltage magnitudes of the monitored buses at the point.
     loading_percent
-        Signed loadings of the monitored branches at the point (sign of the from/HV-end P flow).
+        Signed loadings of the monitored branches at the point (:func:`signed_loading_percent`).
     vtdf_pu_per_mw
         ``dVm/dP``, shape ``(n_v, n_flex)``.
     ltdf_percent_per_mw
@@ -191,7 +192,15 @@ def monitored_elements_of_net(net: Any) -> tuple[np.ndarray, tuple[str, ...], np
 
 
 def signed_loading_percent(net: Any, branch_elements: Sequence[str], branch_indices: np.ndarray) -> np.ndarray:
-    """Return pandapower's ``loading_percent`` signed by the from/HV-end active-power flow.
+    """Return pandapower's ``loading_percent`` signed by the active power at the end that sets it.
+
+    The loading is the larger end's current; its sign is that of the active power flowing from the
+    from (HV) end towards the to (LV) end *at that end*: ``sign(P_from)`` where the from end sets
+    the loading, ``sign(-P_to)`` where the to end does. For a branch that power flows through the
+    two agree; they differ only where both ends feed the branch's losses (|P| below the losses, a
+    mostly reactive current), and there the sign at the loading's own end is the one the package's
+    current rows predict (``Re(I_loc)`` at that end), so prediction and power flow use one
+    definition.
 
     Parameters
     ----------
@@ -203,17 +212,25 @@ def signed_loading_percent(net: Any, branch_elements: Sequence[str], branch_indi
     Returns
     -------
     numpy.ndarray
-        Signed loadings in %, ``+`` where active power flows from the from (HV) bus.
+        Signed loadings in %, ``+`` where active power flows from the from (HV) towards the to bus.
     """
     out = np.empty(len(branch_indices))
     elements = np.asarray(branch_elements)
-    for element, p_col in (("line", "p_from_mw"), ("trafo", "p_hv_mw")):
+    for element in ("line", "trafo"):
         mask = elements == element
         if not mask.any():
             continue
         res = net[f"res_{element}"].loc[branch_indices[mask]]
-        sign = np.where(res[p_col].values < 0.0, -1.0, 1.0)
-        out[mask] = sign * res.loading_percent.values
+        if element == "line":
+            p_from, p_to = res.p_from_mw.to_numpy(float), res.p_to_mw.to_numpy(float)
+            to_end = res.i_to_ka.to_numpy(float) > res.i_from_ka.to_numpy(float)
+        else:  # current-based loading: each end's current over its rated current sn / (sqrt(3) vn)
+            table = net.trafo.loc[branch_indices[mask]]
+            p_from, p_to = res.p_hv_mw.to_numpy(float), res.p_lv_mw.to_numpy(float)
+            to_end = (res.i_lv_ka.to_numpy(float) * table.vn_lv_kv.to_numpy(float)
+                      > res.i_hv_ka.to_numpy(float) * table.vn_hv_kv.to_numpy(float))
+        p_end = np.where(to_end, -p_to, p_from)
+        out[mask] = np.where(p_end < 0.0, -1.0, 1.0) * res.loading_percent.to_numpy(float)
     return out
 
 
@@ -626,8 +643,10 @@ class FlowModel:
         n_l = len(bus)
         itdf_re, itdf_im = parts[:n_l], parts[n_l:]
 
-        p_from_mw = (v[self.f_bus] * np.conj(i_f)).real * self.base_mva
-        sign = np.where(p_from_mw < 0.0, -1.0, 1.0)
+        # the sign of the active power towards the to end at the end that sets the loading, as
+        # signed_loading_percent (Re(I_loc) has it: at the to end I_loc carries the minus)
+        p_end_mw = np.where(use_to, -(v[self.t_bus] * np.conj(i_t)).real, (v[self.f_bus] * np.conj(i_f)).real) * self.base_mva
+        sign = np.where(p_end_mw < 0.0, -1.0, 1.0)
         if self.power_mode:
             loading, dloading = self._loading_both_ends(v, x, i_f, i_t)
         else:
