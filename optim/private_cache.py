@@ -27,6 +27,8 @@ T = TypeVar("T")
 _MEMORY: dict[str, Any] = {}
 _MEMORY_MAX = 32
 _GUARD = threading.Lock()
+#: Entries kept per folder of :func:`stored` (the newest; older code versions' entries go first).
+STORED_FILES_MAX = 64
 
 
 def cache_dir() -> Path:
@@ -113,6 +115,7 @@ def stored(folder: str, name: str, build: Callable[[], T]) -> T:
         except OSError as exc:
             logger.info("cache entry %s not written: %s", path.name, exc)
             tmp.unlink(missing_ok=True)
+        _prune(base)
     with _GUARD:
         while len(_MEMORY) >= _MEMORY_MAX:
             _MEMORY.pop(next(iter(_MEMORY)))
@@ -130,3 +133,15 @@ def is_stored(folder: str, name: str) -> bool:
         if str(path) in _MEMORY:
             return True
     return path.is_file()
+
+
+def _prune(folder: Path, keep: int | None = None) -> None:
+    """Remove all but the ``keep`` newest entries of ``folder`` (entries of other code versions are
+    never read again; a removed entry is only computed again when asked for)."""
+    keep = STORED_FILES_MAX if keep is None else keep
+    try:
+        entries = sorted(folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return
+    for old in entries[:-keep] if keep > 0 else entries:
+        old.unlink(missing_ok=True)

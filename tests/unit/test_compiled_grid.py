@@ -128,3 +128,16 @@ def test_cli_linearize_of_a_known_grid_does_not_import_pandapower(tmp_path):
     assert "PANDAPOWER False PVLIB False" in outputs[1]
     summary = json.loads([line for line in outputs[1].splitlines() if line.startswith("{")][-1])
     assert summary["points"] == 3
+
+
+def test_the_store_keeps_its_newest_entries_only(cache, monkeypatch):
+    from optim import private_cache
+
+    monkeypatch.setattr(private_cache, "STORED_FILES_MAX", 3)
+    for k in range(5):
+        assert private_cache.stored("values", f"v{k}", lambda k=k: {"k": k}) == {"k": k}
+        os.utime(next((cache / "values").glob(f"v{k}-*")), (1_000_000 + k, 1_000_000 + k))
+    names = sorted(p.name.split("-")[0] for p in (cache / "values").iterdir())
+    assert names == ["v2", "v3", "v4"]
+    private_cache._MEMORY.clear()
+    assert private_cache.stored("values", "v0", lambda: {"k": "again"}) == {"k": "again"}  # pruned: computed again
