@@ -60,18 +60,6 @@ Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(in
 input.dispatchEvent(new Event('input', {bubbles: true}));
 """
 
-ROUND_TRIP_JS = """
-const [expected, done] = arguments;
-const button = document.getElementById('market-clear');
-const t0 = performance.now();
-button.click();
-function poll() {
-  const card = document.getElementById('market-card-milp-delivered');
-  if (card && card.textContent.trim() === expected) { done(performance.now() - t0); return; }
-  setTimeout(poll, 10);
-}
-poll();
-"""
 
 
 # ------------------------------------------------------------------------------------ server
@@ -131,7 +119,8 @@ def page_ready(driver, url: str, loads: int) -> list[float]:
     return times
 
 
-NEW_FRAME_JS = """
+#: Click "Clear market", wait until the MILP cards change; returns [ms, their new text].
+CLICK_JS = """
 const [before, done] = arguments;
 const button = document.getElementById('market-clear');
 const t0 = performance.now();
@@ -168,15 +157,21 @@ def choose_time(driver, value: str) -> None:
     time.sleep(0.3)  # let the new value reach Dash
 
 
+def card_texts(driver) -> str:
+    """The MILP cards' delivered volume and cost, as CLICK_JS compares them."""
+    return driver.execute_script(
+        "const a = document.getElementById('market-card-milp-delivered');"
+        "const b = document.getElementById('market-card-milp-cost');"
+        "return a && b ? a.textContent.trim() + ' | ' + b.textContent.trim() : '';")
+
+
 def new_frame_trips(driver, clicks: int) -> list[float]:
     """Click-to-result of a time frame not linearized before (the page is on the Market tab, warm)."""
-    texts = driver.execute_script(
-        "return document.getElementById('market-card-milp-delivered').textContent.trim() + ' | ' + "
-        "document.getElementById('market-card-milp-cost').textContent.trim();")
+    texts = card_texts(driver)
     times = []
     for frame in NEW_FRAMES[:clicks]:
         choose_time(driver, frame)
-        elapsed_ms, texts = driver.execute_async_script(NEW_FRAME_JS, texts)
+        elapsed_ms, texts = driver.execute_async_script(CLICK_JS, texts)
         times.append(elapsed_ms / 1000)
     return times
 
@@ -192,7 +187,8 @@ def round_trips(driver, url: str, clicks: int) -> tuple[float, list[float]]:
     def click(mw: float) -> float:
         driver.execute_script(SET_REQUEST_JS, f"{mw}")
         time.sleep(0.3)  # let React hand the new value to Dash
-        return driver.execute_async_script(ROUND_TRIP_JS, f"{mw:.3f} of {mw:.3f} MW") / 1000
+        elapsed_ms, _ = driver.execute_async_script(CLICK_JS, card_texts(driver))  # the request alternates: new text
+        return elapsed_ms / 1000
 
     warm = click(1.8)
     return warm, [click(1.7 if k % 2 == 0 else 1.8) for k in range(clicks)]
