@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from optim.private_cache import cache_dir  # noqa: F401 - the app's callers and tests use session.cache_dir
-from optim.private_cache import code_fingerprint as _code_fingerprint
+from optim.private_cache import code_fingerprint as _code_fingerprint  # noqa: F401 - app.day_job uses it
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,6 @@ def exported_round(result: dict[str, Any] | None, bid_records: list[dict[str, An
 
 _LIN_CACHE: dict[tuple, Any] = {}  # this process's linearizations (at most _LIN_CACHE_SIZE)
 _LIN_CACHE_SIZE = 8
-_LIN_DISK_FILES = 64  # linearizations kept in the private cache directory, shared by all workers
 _LIN_LOCKS: dict[tuple, threading.Lock] = {}
 _LIN_LOCKS_GUARD = threading.Lock()
 
@@ -334,15 +333,16 @@ def _bids_key(frame: pd.DataFrame) -> str:
 
 
 def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
-    """File name of a linearization: it depends on the time frame, the bids, the grid and the code."""
+    """Name of a linearization in the store: it depends on the time frame, the bids, the grid and
+    the configuration (the store adds the code's fingerprint)."""
     import hashlib
 
     grid_json = grid_dir() / "grid.json"
     st = grid_json.stat()
     config = sorted(_linearization_config().to_dict().items())
-    text = (f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_fingerprint()}"
+    text = (f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}"
             f"|{config}")
-    return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32] + ".pickle"
+    return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _linearization_config():
@@ -374,36 +374,16 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: in
 
 
 def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
-    import fcntl
-    import pickle
+    """The linearization from the private cache, computed by the first worker that asks (file lock)."""
+    from optim.private_cache import stored
 
-    from optim.dso.linearize import linearize
+    def computed():
+        from optim.dso.linearize import linearize
 
-    folder = cache_dir()
-    path = folder / _disk_name(day_type, hour, bids_key, minute)
-    with open(path.with_suffix(".lock"), "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        if path.is_file():
-            try:
-                with open(path, "rb") as f:
-                    return pickle.load(f)
-            except Exception:  # a stale or damaged file (other code version): compute it again
-                log.warning("linearization cache %s unreadable; recomputing", path.name)
-        lin = linearize(default_grid(), scenario, config=_linearization_config())
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            pickle.dump(lin, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    _prune(folder)
-    return lin
+        return linearize(default_grid(), scenario, config=_linearization_config())
 
-
-def _prune(folder: Path) -> None:
-    """Keep the newest ``_LIN_DISK_FILES`` linearizations in the cache directory."""
-    files = sorted(folder.glob("lin-*.pickle"), key=lambda p: p.stat().st_mtime)
-    for old in files[:-_LIN_DISK_FILES]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".lock").unlink(missing_ok=True)
+    # this process keeps its own _LIN_CACHE: no second copy in the store's memory
+    return stored("linearizations", _disk_name(day_type, hour, bids_key, minute), computed, lock=True, memory=False)
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None, minute: int = 0):

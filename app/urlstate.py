@@ -213,21 +213,21 @@ def component_values(search: str | None, fields: Iterable[UrlField] = FIELDS) ->
 
 
 # ---------------------------------------------------------------------------------------- layouts
-def _walk(component: Any) -> Iterator[Any]:
-    """Yield every Dash component of a layout tree."""
+def layout_components(component: Any) -> Iterator[Any]:
+    """Yield every Dash component of a layout tree (children, lists, tuples; not plotly figures)."""
     if isinstance(component, (list, tuple)):
         for child in component:
-            yield from _walk(child)
+            yield from layout_components(child)
         return
     if not hasattr(component, "_prop_names"):
         return
     yield component
-    yield from _walk(getattr(component, "children", None))
+    yield from layout_components(getattr(component, "children", None))
 
 
 def layout_ids(layout: Any) -> set[str]:
     """Return the string ids of a layout's components."""
-    return {c.id for c in _walk(layout) if isinstance(getattr(c, "id", None), str)}
+    return {c.id for c in layout_components(layout) if isinstance(getattr(c, "id", None), str)}
 
 
 def present_fields(page: str, layout: Any, fields: Iterable[UrlField] = FIELDS) -> tuple[UrlField, ...]:
@@ -249,7 +249,7 @@ def restored_layout(layout: Any, search: str | None, fields: Iterable[UrlField] 
     fields = tuple(f for f in fields if f.page is not None)
     values = url_values(search, fields)
     by_id = {f.component_id: f for f in fields if f.key in values}
-    for component in _walk(layout):
+    for component in layout_components(layout):
         f = by_id.get(getattr(component, "id", None))
         if f is not None:
             setattr(component, f.prop, values[f.key])

@@ -8,6 +8,7 @@ is never read back (its name carries :func:`code_fingerprint`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -15,7 +16,7 @@ import pickle
 import stat
 import threading
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from optim._errors import InputError
 
@@ -78,13 +79,22 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def stored(folder: str, name: str, build: Callable[[], T]) -> T:
+def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False, memory: bool = True) -> T:
     """Return ``build()``, computed once for this code and kept in ``cache_dir()/folder``.
 
     ``name`` must say everything the value depends on besides the code (the file is
-    ``NAME-FINGERPRINT.pickle``). The value is kept in this process too. An entry that cannot be
-    read is computed again; it is written to a temporary file and renamed, so a reader never sees
-    half of one; a cache directory that cannot be used only costs the time.
+    ``NAME-FINGERPRINT.pickle``). An entry that cannot be read is computed again; it is written to
+    a temporary file and renamed, so a reader never sees half of one; a cache directory that
+    cannot be used only costs the time.
+
+    Parameters
+    ----------
+    lock
+        Hold a file lock while looking and computing, so that of several processes asking at once
+        (the server's workers) one computes and the others read its result (for values that cost
+        seconds); without it two processes may both compute a value they ask for at once.
+    memory
+        Keep the value in this process too (off for large values the caller keeps itself).
     """
     try:
         base = cache_dir() / folder
@@ -97,30 +107,50 @@ def stored(folder: str, name: str, build: Callable[[], T]) -> T:
     with _GUARD:
         if key in _MEMORY:
             return _MEMORY[key]
-    value: Any = None
-    if path.is_file():
-        try:
-            with open(path, "rb") as f:
-                value = pickle.load(f)
-        except Exception as exc:  # noqa: BLE001 - a damaged or foreign entry is computed again
-            logger.warning("cache entry %s unreadable (%s); computing it again", path.name, type(exc).__name__)
-            value = None
-    if value is None:
-        value = build()
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
-        try:
-            with open(tmp, "wb") as f:
-                pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except OSError as exc:
-            logger.info("cache entry %s not written: %s", path.name, exc)
-            tmp.unlink(missing_ok=True)
-        _prune(base)
-    with _GUARD:
-        while len(_MEMORY) >= _MEMORY_MAX:
-            _MEMORY.pop(next(iter(_MEMORY)))
-        _MEMORY[key] = value
+    with _file_lock(path.with_suffix(".lock")) if lock else contextlib.nullcontext():
+        value = _read(path)
+        if value is None:
+            value = build()
+            _write(path, value)
+            _prune(base)
+    if memory:
+        with _GUARD:
+            while len(_MEMORY) >= _MEMORY_MAX:
+                _MEMORY.pop(next(iter(_MEMORY)))
+            _MEMORY[key] = value
     return value
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
+
+
+def _read(path: Path) -> Any:
+    """The entry at ``path``, or None if there is none or it cannot be read (it is computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign entry is computed again
+        logger.warning("cache entry %s unreadable (%s); computing it again", path.name, type(exc).__name__)
+        return None
+
+
+def _write(path: Path, value: Any) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.info("cache entry %s not written: %s", path.name, exc)
+        tmp.unlink(missing_ok=True)
 
 
 def is_stored(folder: str, name: str) -> bool:
@@ -145,3 +175,4 @@ def _prune(folder: Path, keep: int | None = None) -> None:
         return
     for old in entries[:-keep] if keep > 0 else entries:
         old.unlink(missing_ok=True)
+        old.with_suffix(".lock").unlink(missing_ok=True)

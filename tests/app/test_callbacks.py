@@ -9,7 +9,7 @@ import base64
 import copy
 import math
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import dash
 import pandas as pd
@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import pytest
 
 from app import mapview, server, session
+from app.urlstate import layout_components, layout_ids
 from app.pages import market as market_page
 from app.mapview import (LAYERS, SCALES, STYLES, VIOLATION_CLASS, activation_class, beyond_loading, beyond_voltage, legend,
                          legend_entries, legend_scales, loading_color, styled_layers, voltage_color)
@@ -26,27 +27,11 @@ LAYER_NAMES = [name for name, *_ in LAYERS]
 
 
 # ------------------------------------------------------------------------------------ helpers
-def walk(component: Any) -> Iterator[Any]:
-    """Yield every Dash component of a tree (children, lists, tuples, nested components)."""
-    if isinstance(component, (list, tuple)):
-        for c in component:
-            yield from walk(c)
-        return
-    if not hasattr(component, "to_plotly_json"):
-        return
-    if isinstance(component, go.Figure):
-        return
-    yield component
-    for prop in ("children",):
-        yield from walk(getattr(component, prop, None))
-
-
-def ids_of(component: Any) -> set[str]:
-    return {c.id for c in walk(component) if isinstance(getattr(c, "id", None), str)}
+ids_of = layout_ids
 
 
 def by_id(component: Any, id_: str) -> Any:
-    found = [c for c in walk(component) if getattr(c, "id", None) == id_]
+    found = [c for c in layout_components(component) if getattr(c, "id", None) == id_]
     assert len(found) == 1, f"expected one component {id_!r}, found {len(found)}"
     return found[0]
 
@@ -437,7 +422,7 @@ def test_show_validation(cleared):
     empty, table, vm_fig, loading_fig, merit = server.show_validation(cleared)
     assert empty == ""
     assert table.id == "validation-metrics"
-    rows = [text_of(r) for r in walk(table) if r.__class__.__name__ == "Tr"]
+    rows = [text_of(r) for r in layout_components(table) if r.__class__.__name__ == "Tr"]
     assert any(r.startswith("MAE, all") for r in rows) and any("Paper A" in r for r in rows)
     mae_row = next(r for r in rows if r.startswith("MAE, all"))
     assert "–" not in mae_row and "e-" in mae_row  # numbers, not placeholders
@@ -446,7 +431,7 @@ def test_show_validation(cleared):
         assert all(len(t.x) > 0 and len(t.x) == len(t.y) for t in fig.data)
     n = len(cleared["merit"]["violations"])
     assert f"would violate {n} limits" in text_of(merit)
-    assert len([c for c in walk(merit) if c.__class__.__name__ == "Li"]) == min(n, 30) + (1 if n > 30 else 0)
+    assert len([c for c in layout_components(merit) if c.__class__.__name__ == "Li"]) == min(n, 30) + (1 if n > 30 else 0)
 
 
 def test_show_validation_without_result():
@@ -673,7 +658,7 @@ def test_legend_is_built_from_the_style_table():
     geojson = session.default_grid().geojson
     for with_outcome in (False, True):
         component = legend(with_outcome)
-        rows = {c.to_plotly_json()["props"].get("data-style"): c for c in walk(component) if isinstance(c, html.Div)}
+        rows = {c.to_plotly_json()["props"].get("data-style"): c for c in layout_components(component) if isinstance(c, html.Div)}
         rows.pop(None, None)
         assert list(rows) == legend_entries(with_outcome)
         for key, row in rows.items():
@@ -682,7 +667,7 @@ def test_legend_is_built_from_the_style_table():
             colour = STYLES[key]["style"].get("color")
             if colour:
                 assert colour in " ".join(str(v) for v in swatch.values()), key
-        bars = [c for c in walk(component) if isinstance(c, html.Div) and "data-scale" in c.to_plotly_json()["props"]]
+        bars = [c for c in layout_components(component) if isinstance(c, html.Div) and "data-scale" in c.to_plotly_json()["props"]]
         assert [b.to_plotly_json()["props"]["data-scale"] for b in bars] == legend_scales(with_outcome)
         for bar in bars:
             scale = SCALES[bar.to_plotly_json()["props"]["data-scale"]]
@@ -801,7 +786,7 @@ OSM_CREDIT_TEXT = re.compile(r"OpenStreetMap(</a>)? contributors")
 def _credits(component: Any) -> int:
     """How often the OSM credit appears in a component tree's own props (not in the GeoJSON data)."""
     count = 0
-    for c in walk(component):
+    for c in layout_components(component):
         for prop, value in c.to_plotly_json()["props"].items():
             if prop not in ("data", "children") and isinstance(value, str):
                 count += len(OSM_CREDIT_TEXT.findall(value))
@@ -817,19 +802,19 @@ def test_map_component_tiles_only_when_asked(monkeypatch):
     geojson = session.default_grid().geojson
     monkeypatch.delenv("DIGIPLAT_TILE_URL", raising=False)
     default = mapview.map_component("grid", geojson)
-    assert not [c for c in walk(default) if isinstance(c, dl.TileLayer)]  # offline by default: no tile requests
+    assert not [c for c in layout_components(default) if isinstance(c, dl.TileLayer)]  # offline by default: no tile requests
     monkeypatch.setenv("DIGIPLAT_TILE_URL", "  ")
-    assert not [c for c in walk(mapview.map_component("grid", geojson)) if isinstance(c, dl.TileLayer)]
+    assert not [c for c in layout_components(mapview.map_component("grid", geojson)) if isinstance(c, dl.TileLayer)]
     monkeypatch.setenv("DIGIPLAT_TILE_URL", "http://tiles.example/{z}/{x}/{y}.png")
     online = mapview.map_component("grid", geojson)
-    tiles = [c for c in walk(online) if isinstance(c, dl.TileLayer)]
+    tiles = [c for c in layout_components(online) if isinstance(c, dl.TileLayer)]
     assert len(tiles) == 1 and tiles[0].url.startswith("http://tiles.example")
     # one credit per map, tiles or not: the attribution control's
     for component in (default, online, mapview.map_component("market", geojson, {"vm_pu": {}})):
         assert _credits(component) == 1
-        control = next(c for c in walk(component) if isinstance(c, dl.AttributionControl))
+        control = next(c for c in layout_components(component) if isinstance(c, dl.AttributionControl))
         assert "OpenStreetMap" in control.prefix and "ODbL" in control.prefix
-    overlays = [c for c in walk(default) if isinstance(c, dl.Overlay)]
+    overlays = [c for c in layout_components(default) if isinstance(c, dl.Overlay)]
     assert [o.name for o in overlays] == [label for _, label, _, _ in LAYERS]
     (south, west), (north, east) = by_id(default, "grid-map").bounds
     assert south < north and west < east and math.isclose(round(south), 49)
@@ -958,7 +943,7 @@ def test_market_body_class_and_map_ids():
     # two maps of one extent; one legend beside them
     a, b = by_id(page, "market-milp-map"), by_id(page, "market-merit-map")
     assert a.bounds == b.bounds and a.boundsOptions == b.boundsOptions
-    assert [c.children for c in walk(page) if getattr(c, "id", None) in ("market-milp-title", "market-merit-title")] == \
+    assert [c.children for c in layout_components(page) if getattr(c, "id", None) in ("market-milp-title", "market-merit-title")] == \
         [market.METHODS["milp"], market.METHODS["merit"]]
 
 

@@ -21,6 +21,7 @@ import dash
 import pytest
 
 from app import server, session
+from app.urlstate import layout_components
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_CSV = ("bid_id,aggregator,building_id,p_mw,price_eur_per_mwh,fpu\n"
@@ -87,22 +88,11 @@ def test_upload_messages_name_the_users_file_without_any_path():
 
 def test_upload_size_limit_is_the_same_in_browser_and_server():
     page = server.render_page("market", [])
-    upload = next(c for c in _walk(page) if getattr(c, "id", None) == "market-upload")
+    upload = next(c for c in layout_components(page) if getattr(c, "id", None) == "market-upload")
     assert upload.max_size == session.UPLOAD_LIMIT_BYTES == 5 * 2**20
     just_fits = GOOD_CSV.encode() + b"\n" * (session.UPLOAD_LIMIT_BYTES - len(GOOD_CSV))
     records, alert, is_open = server.upload_bids(data_url(just_fits), "full.csv", [])
     assert is_open is False and len(records) == 2
-
-
-def _walk(component):
-    if isinstance(component, (list, tuple)):
-        for c in component:
-            yield from _walk(c)
-        return
-    if not hasattr(component, "to_plotly_json"):
-        return
-    yield component
-    yield from _walk(getattr(component, "children", None))
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +190,7 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(session, "_LIN_CACHE", {})
     bids, scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
-    files = list((tmp_path / "cache").glob("lin-*.pickle"))
+    files = list((tmp_path / "cache" / "linearizations").glob("lin-*.pickle"))
     assert len(files) == 1 and stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
     # another worker (empty memory cache) reads it and does not linearize again
     monkeypatch.setattr(session, "_LIN_CACHE", {})
