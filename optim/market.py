@@ -199,6 +199,17 @@ def _round(package: Any, clearing: Any, validation: Any) -> dict[str, Any]:
     }
 
 
+def is_envelope(package: Any) -> bool:
+    """True for a hardened package whose points are operating envelopes (boxes), not linearizations."""
+    return (package.meta.get("hardening") or {}).get("mechanism") == "envelope"
+
+
+def nearest_point(package: Any, p_flex_mw: np.ndarray) -> int:
+    """Index of the package's operating point nearest (Euclidean) to a dispatch per flexible bus."""
+    points = np.array([np.asarray(p.p_flex_mw, dtype=float) for p in package.points])
+    return int(np.argmin(((points - p_flex_mw[None, :]) ** 2).sum(axis=1)))
+
+
 def validation_of_clearing(grid: Any, scenario: Any, linearization: Any, package: Any, table: Any, clearing: Any, *,
                            method: str) -> tuple[Any, Any]:
     """DSO: the AC validation of an OPTIMAL clearing of ``package`` (and the solved net).
@@ -210,11 +221,14 @@ def validation_of_clearing(grid: Any, scenario: Any, linearization: Any, package
 
     key = linearization.key
     own = getattr(linearization, "private_package", None) or package
-    if own is not package and own.n_points != package.n_points:
-        own = package
     point = None
     if clearing.chosen_point is not None and own.style == "paper":
-        point = own.points[clearing.chosen_point]
+        if own is not package and is_envelope(package):
+            # the shared points are boxes: the DSO predicts with its own point nearest the dispatch,
+            # the one paper A's Voronoi rows (14h) would have chosen
+            point = own.points[nearest_point(own, np.asarray(clearing.p_flex_mw))]
+        elif own.n_points == package.n_points:
+            point = own.points[clearing.chosen_point]
     return validate_dispatch(
         grid, scenario, key, np.asarray(clearing.p_flex_mw), point=point,
         q_flex_mvar=q_flex_from_pieces(key, clearing.piece_activations, table), method=method,

@@ -119,6 +119,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--privacy-level", type=float, default=None, metavar="X",
                    help="hardened only: flatten coefficients below X times their row's largest, 0..1 "
                         "(default 0: exact; 0.1 hides the substation groups at about +2.5 %% cost)")
+    p.add_argument("--privacy-mechanism", choices=("rows", "envelope"), default="rows",
+                   help="hardened only: rows (default: the screened grid rows, exact) or envelope (per-bus "
+                        "bounds per request band instead of any grid row, checked by AC power flow; "
+                        "docs/privacy.md)")
+    p.add_argument("--envelope-band-mw", type=float, default=None, metavar="W",
+                   help="envelope only: width of a request band, MW (default 0.25)")
     p.add_argument("--seed", type=seed_arg, default=None, help="scenario seed, 0..2**32-1 (default: scenario's)")
     p.add_argument("--out", metavar="FILE", type=out_file_arg, default=DEFAULT_OUT,
                    help=f"package file (default {DEFAULT_OUT})")
@@ -231,10 +237,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.package_style == "hardened":  # bad hardening options fail before the linearization, not after
         from optim.privacy.hardening import DEFAULT_PRIVACY_LEVEL, HardeningConfig
 
+        from optim.privacy.envelope import EnvelopeConfig
+
+        if args.envelope_band_mw is not None and args.privacy_mechanism != "envelope":
+            raise InputError("--envelope-band-mw applies to --privacy-mechanism envelope only")
+        envelope = EnvelopeConfig() if args.envelope_band_mw is None else EnvelopeConfig(band_mw=args.envelope_band_mw)
         hardening = HardeningConfig(privacy_level=DEFAULT_PRIVACY_LEVEL if args.privacy_level is None
-                                    else args.privacy_level)
-    elif args.privacy_level is not None:
-        raise InputError("--privacy-level applies to --package-style hardened only")
+                                    else args.privacy_level, mechanism=args.privacy_mechanism, envelope=envelope)
+    elif args.privacy_level is not None or args.privacy_mechanism != "rows" or args.envelope_band_mw is not None:
+        raise InputError("--privacy-level, --privacy-mechanism and --envelope-band-mw apply to --package-style "
+                         "hardened only")
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time, lazy=True)
     config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
                                  polygon_sides=args.polygon_sides)
@@ -245,10 +257,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.package_style == "hardened":
         from optim.privacy.hardening import harden
 
-        harden(lin.package, key, config=hardening).save(out)
+        if hardening.mechanism == "envelope":  # boxes from the bids' prices, checked by the DSO's AC power flow
+            from optim.privacy.hardening import ac_verifier
+
+            harden(lin.package, key, scenario.bids, config=hardening,
+                   verify=ac_verifier(grid, scenario, key)).save(out)
+        else:
+            harden(lin.package, key, config=hardening).save(out)
     else:
         save_pair(lin.package, key, out, key_file)
-    summary = {**lin.summary(), "package_style": args.package_style, "day_type": scenario.config.day_type, "hour": scenario.config.hour,
+    summary = {**lin.summary(), "package_style": args.package_style,
+               "privacy_mechanism": args.privacy_mechanism if args.package_style == "hardened" else None,
+               "day_type": scenario.config.day_type, "hour": scenario.config.hour,
                "timestamp": scenario.timestamp, "out": str(out), "key": str(key_file),
                "offered_up_mw": scenario.summary()["offered_up_mw"], "runtime_s": round(time.perf_counter() - t0, 3),
                "linearize_s": round(lin.runtime_s, 3)}

@@ -62,6 +62,7 @@ __all__ = [
     "replayed_id_ranks",
     "row_links",
     "asset_id_numbers",
+    "cap_groups",
 ]
 
 
@@ -123,6 +124,12 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
     vtdf, ltdf = _block(pt, "vtdf_pu_per_mw"), _block(pt, "ltdf_percent_per_mw")
     rows = _block(pt, "a_per_mw")
     has_blocks = vtdf is not None and ltdf is not None
+    extra: dict[str, Any] = {}
+    if getattr(package, "row_box_lower_mw", None) is not None:  # the offers' box, as shipped
+        extra["row_box"] = (np.asarray(package.row_box_lower_mw, dtype=float),
+                            np.asarray(package.row_box_upper_mw, dtype=float))
+    if rows is not None and not has_blocks:
+        extra["b"] = np.asarray(pt.b, dtype=float)
     # rows carry no ids in the file: the attacker names them by point and position
     row_ids = tuple(f"p{point}r{k}" for k in range(rows.shape[0])) if rows is not None else ()
     return PackageView(
@@ -135,6 +142,7 @@ def view_of_package(package: Any, *, point: int = 0) -> PackageView:
         rows=None if has_blocks else rows,
         row_ids=() if has_blocks else row_ids,
         style=style,
+        extra=extra,
     )
 
 
@@ -466,6 +474,51 @@ def row_links(view_a: PackageView, view_b: PackageView) -> dict[str, str]:
     links = candidates[chosen]
     logger.info("link attack: %d of %d rows linked (%s)", len(links), len(ids_a), ("ids", "id replay", "content")[chosen])
     return links
+
+
+# --- operating envelopes -------------------------------------------------------------------------
+
+
+def _caps(view: PackageView) -> dict[tuple[int, int], float]:
+    """``(column, +1 upper | -1 lower) -> cap (MW)`` of the rows with one nonzero (per-bus bounds)."""
+    out: dict[tuple[int, int], float] = {}
+    if view.rows is None or not len(view.rows):
+        return out
+    b = view.extra.get("b")
+    if b is None:
+        return out
+    for r, row in enumerate(view.rows):
+        nz = np.flatnonzero(row)
+        if len(nz) == 1:
+            j = int(nz[0])
+            out[(j, 1 if row[j] > 0 else -1)] = float(b[r] / row[j])  # the positive scale cancels
+    return out
+
+
+def cap_groups(views: Sequence[PackageView]) -> list[np.ndarray]:
+    """Guessed groups of the columns from the per-bus bounds of an envelope package (all its points).
+
+    Buses of one congested feeder are capped in the same request bands and, within a band, often
+    by the same share of their offer. Two guesses: columns with the same pattern of (band, side)
+    caps, and columns with the same caps as shares of the offered box rounded to 5 %; uncapped
+    columns form one group. Returns both labelings (the audit keeps the better one).
+    """
+    n = views[0].n_flex if views else 0
+    box = views[0].extra.get("row_box") if views else None
+    pattern = [[] for _ in range(n)]
+    shares = [[] for _ in range(n)]
+    for k, view in enumerate(views):
+        for (j, side), cap in sorted(_caps(view).items()):
+            pattern[j].append((k, side))
+            if box is not None:
+                offered = box[1][j] if side > 0 else -box[0][j]
+                share = abs(cap) / offered if offered > 1e-12 else 0.0
+                shares[j].append((k, side, round(20 * share) / 20))
+    labels = []
+    for signature in (pattern, shares):
+        ids: dict[tuple, int] = {}
+        labels.append(np.array([ids.setdefault(tuple(sig), len(ids)) for sig in signature], dtype=int))
+    return labels
 
 
 def asset_id_numbers(asset_ids: Sequence[str]) -> dict[str, int]:

@@ -6,7 +6,8 @@ The scores (keys of :attr:`AuditReport.scores`):
   the flexible buses against their real transformer / LV feeder (1 = exact, ~0 = chance); every
   operating point is read, rows without physical blocks are attacked as shipped and cleaned
   (small coefficients or the flat background zeroed), and the best score counts (also for the
-  tree and the edges);
+  tree and the edges); a package of per-bus bounds (operating envelopes) is also grouped by the
+  pattern and shares of its caps (:func:`~optim.privacy.attacks.cap_groups`);
 - ``tree_cluster_recall``: share of the real branching clusters of the flexible buses' tree
   (the flexible buses below one bus, at least two, distinct sets) guessed exactly;
 - ``edge_recall``: share of the real parent-child bus pairs (root excluded) among the guessed edges,
@@ -18,8 +19,10 @@ The scores (keys of :attr:`AuditReport.scores`):
   (with no branch row, the prior's error over all branches); ``*_prior_*`` give the prior's error;
 - ``id_inversion_rate``: share of the ids (columns and rows) whose element the id replay names
   correctly (chance: about 1/n);
-- ``row_link_rate``: share of the rows of the first package linked to the row of the second
-  package that comes from the same element and side (needs ``--link-with``);
+- ``row_link_rate``: share of the grid rows (voltages, branches) of the first package linked to the
+  row of the second package that comes from the same element and side (needs ``--link-with``;
+  None when the package ships no grid row); ``cap_link_rate`` the same for per-bus bounds, which
+  name their asset (columns are linked across packages by design);
 - ``asset_id_lon_rank_corr``: absolute Spearman correlation of the asset id numbers with the
   assets' longitudes (ids numbered west to east give 1).
 
@@ -47,7 +50,7 @@ __all__ = ["Origins", "AuditReport", "origins_from_dso_key", "monitored_of_key",
 
 SCORE_KEYS = ("substation_ari", "feeder_ari", "tree_cluster_recall", "edge_recall",
               "resistance_median_rel_error", "rating_median_rel_error", "id_inversion_rate",
-              "row_link_rate", "asset_id_lon_rank_corr")
+              "row_link_rate", "cap_link_rate", "asset_id_lon_rank_corr")
 LV_BASE_KV = 0.4
 #: Key files beside a package: the DSO key of the linearization, the row origins of a hardened package.
 DSO_KEY_SUFFIX = ".dso-key.json"
@@ -124,7 +127,8 @@ class AuditReport:
                 ("branch ratings, median relative error", "rating_median_rel_error", "0 / prior"),
                 ("  (prior: median for every branch)", "rating_prior_median_rel_error", ""),
                 ("ids inverted by replaying the shuffle", "id_inversion_rate", "1 / 1/n"),
-                ("rows linked to the second package", "row_link_rate", "1 / 1/n"),
+                ("grid rows linked to the second package", "row_link_rate", "1 / 1/n"),
+                ("per-bus bounds linked (they name assets)", "cap_link_rate", "1 / 1/n"),
                 ("asset ids vs longitude, |Spearman rho|", "asset_id_lon_rank_corr", "1 / 0"))
         for label, key, ref in rows:
             value = self.scores.get(key)
@@ -150,7 +154,7 @@ def _true_clusters(truth: GridTruth, flex_buses: list[int]) -> set[frozenset[int
 
 def _bus_of_row(element: tuple[str, int], truth: GridTruth) -> int | None:
     kind, index = element
-    if kind == "bus":
+    if kind in ("bus", "flex"):  # a voltage row, a per-bus bound
         return int(index)
     buses = truth.branch_buses.get((kind, int(index)))
     return None if buses is None else buses[1]
@@ -232,6 +236,13 @@ def audit_package(package: Any, *, origins: Origins, grid: Any, other: Any = Non
             found_feed = (_ari(real_feeders, feeders), int(len(set(feeders))), mode, k, tuple(int(x) for x in feeders))
             best_sub = found_sub if found_sub[0] > best_sub[0] else best_sub
             best_feed = found_feed if found_feed[0] > best_feed[0] else best_feed
+    # per-bus bounds (an envelope package): the caps' pattern over the bands is one more guess
+    for labels in attacks.cap_groups(views):
+        if len(set(labels)) > 1:
+            found_sub = (_ari(real_subs, labels), int(len(set(labels))), "caps", -1, tuple(int(x) for x in labels))
+            found_feed = (_ari(real_feeders, labels), int(len(set(labels))), "caps", -1, tuple(int(x) for x in labels))
+            best_sub = found_sub if found_sub[0] > best_sub[0] else best_sub
+            best_feed = found_feed if found_feed[0] > best_feed[0] else best_feed
     scores["substation_ari"], scores["feeder_ari"] = best_sub[0], best_feed[0]
     counts["substation_groups"], counts["feeders"] = best_sub[1], best_feed[1]
     counts["substation_best_point"], counts["feeder_best_point"] = best_sub[3], best_feed[3]
@@ -270,7 +281,7 @@ def audit_package(package: Any, *, origins: Origins, grid: Any, other: Any = Non
     est, real = [], []
     for row_id, mva in guessed_ratings.items():
         element = origins.row_element.get(row_id)
-        if element is None or element[0] == "bus":
+        if element is None or element not in truth.rating_mva:  # voltages, per-bus bounds: no rating
             continue
         est.append(mva)
         real.append(truth.rating_mva[element])
@@ -288,13 +299,23 @@ def audit_package(package: Any, *, origins: Origins, grid: Any, other: Any = Non
             raise InputError(f"the second package has no operating point {k0}")
         other_view = attacks.view_of_package(other, point=k0)
         links = attacks.row_links(view, other_view)
-        rows = view.all_row_ids()
-        good = sum(1 for r, s in links.items() if r in origins.row_element and s in other_origins.row_element
-                   and origins.tag(r) == other_origins.tag(s))
+        # grid rows (voltages, branches) and per-bus bounds are scored apart: a bound names its
+        # asset, which the market links across packages by design
+        rows = [r for r in view.all_row_ids() if origins.row_element.get(r, ("",))[0] != "flex"]
+        caps = [r for r in view.all_row_ids() if origins.row_element.get(r, ("",))[0] == "flex"]
+
+        def linked(ids: list[str]) -> int:
+            return sum(1 for r in ids if r in links and links[r] in other_origins.row_element
+                       and origins.tag(r) == other_origins.tag(links[r]))
+
+        good = linked(rows)
         scores["row_link_rate"] = good / len(rows) if rows else None
+        scores["cap_link_rate"] = linked(caps) / len(caps) if caps else None
         counts["rows_linked_right"] = good
+        counts["grid_rows"] = len(rows)
     else:
         scores["row_link_rate"] = None
+        scores["cap_link_rate"] = None
 
     scores["asset_id_lon_rank_corr"] = _asset_geography(view, truth)
     logger.info("audit of a %s package: %s", view.style,

@@ -51,16 +51,17 @@ import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from optim._errors import InputError
 from optim.privacy.audit import DSO_KEY_SUFFIX, PRIVACY_KEY_SUFFIX, Origins, monitored_of_key
+from optim.privacy.envelope import EnvelopeConfig, envelope_rows, operating_envelopes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_from_bids", "obscured_rows",
+__all__ = ["HardeningConfig", "Hardened", "ac_verifier", "MECHANISMS", "PaperRows", "paper_rows", "flex_box_from_bids", "obscured_rows",
            "harden", "load_hardened", "asset_pseudonyms", "bids_with_pseudonyms", "DEFAULT_PRIVACY_LEVEL", "DEFAULT_NOISE_LEVEL"]
 
 #: The default privacy level X: coefficients below X of their row's largest are flattened. 0 (exact):
@@ -69,6 +70,8 @@ __all__ = ["HardeningConfig", "Hardened", "PaperRows", "paper_rows", "flex_box_f
 DEFAULT_PRIVACY_LEVEL = 0.0
 #: The default Gaussian noise, relative to each row's largest coefficient.
 DEFAULT_NOISE_LEVEL = 0.0
+#: What replaces the grid rows: the screened, obscured rows, or operating envelopes (boxes).
+MECHANISMS = ("rows", "envelope")
 #: The DSO's private paper-style copy beside a hardened package file.
 PRIVATE_SUFFIX = ".dso-paper.zip"
 
@@ -95,6 +98,11 @@ class HardeningConfig:
     random_state
         Seed of the noise, scales and orders; None draws one from :mod:`secrets`. Ids always come
         from :mod:`secrets`.
+    mechanism
+        ``"rows"`` (the screened, obscured grid rows) or ``"envelope"`` (per-bus boxes per request
+        band instead of any grid row: :mod:`optim.privacy.envelope`; needs the bids' prices).
+    envelope
+        Band width and sampled requests of the envelopes.
     """
 
     privacy_level: float = DEFAULT_PRIVACY_LEVEL
@@ -104,8 +112,12 @@ class HardeningConfig:
     pseudonymize_assets: bool = False
     asset_secret: str | None = None
     random_state: int | None = None
+    mechanism: str = "rows"
+    envelope: EnvelopeConfig = EnvelopeConfig()
 
     def __post_init__(self) -> None:
+        if self.mechanism not in MECHANISMS:
+            raise InputError(f"unknown privacy mechanism {self.mechanism!r}; choose one of {', '.join(MECHANISMS)}")
         if not np.isfinite(self.privacy_level) or not 0 <= self.privacy_level <= 1:
             raise InputError(f"--privacy-level must be a number from 0 to 1, got {self.privacy_level}")
         if not np.isfinite(self.noise_level) or self.noise_level < 0:
@@ -306,6 +318,52 @@ def obscured_rows(a: np.ndarray, b: np.ndarray, width: np.ndarray, *, flatten_sh
     return a_new, b - margin
 
 
+def _envelope_points(package: Any, key: Any, bids: Any, design_rows: list[tuple[np.ndarray, np.ndarray]],
+                     lo: np.ndarray, hi: np.ndarray, col_order: np.ndarray, config: HardeningConfig,
+                     verify: Callable[[np.ndarray], int] | None, rng: np.random.Generator, log_spread: float,
+                     row_element: dict, row_tag: dict, stats: dict[str, Any]) -> list[Any]:
+    """The envelope mechanism's points: one box per request band, as scaled, shuffled unit rows."""
+    from optim.package import OperatingPoint
+    from optim.tso.bids import BidTable, bids_from_frame
+
+    table = bids if isinstance(bids, BidTable) else bids_from_frame(bids, package=package)
+    boxes = operating_envelopes(package, design_rows, table, config=config.envelope, verify=verify)
+    if not boxes:
+        raise InputError("the offers cannot deliver any request within the grid's limits: no envelope to share")
+    flex_bus = dict(zip(key.flex_ids, key.flex_buses))
+    n = len(package.flex_ids)
+    points = []
+    stats["envelopes"] = []
+    for k, box in enumerate(boxes):
+        a, b, what = envelope_rows(box, lo, hi)
+        c = np.exp(rng.uniform(-log_spread, log_spread, size=len(b)))
+        order = rng.permutation(len(b))
+        for position, j in enumerate(order):
+            column, side = what[j]
+            bus = int(flex_bus[package.flex_ids[column]])
+            rid = f"p{k}r{position}"
+            row_element[rid] = ("flex", bus)
+            row_tag[rid] = ("flex", bus, side)
+        stats["rows_hardened"].append(int(len(b)))
+        stats["envelopes"].append({"band_mw": list(box.band_mw), "design_max_increase": box.design_max_increase,
+                                   **box.stats})
+        points.append(OperatingPoint(label=f"E{k + 1}", p_flex_mw=np.zeros(n),
+                                     a_per_mw=(a * c[:, None])[order][:, col_order].reshape(len(b), n),
+                                     b=(b * c)[order]))
+    return points
+
+
+def ac_verifier(grid: Any, scenario: Any, key: Any) -> Callable[[np.ndarray], int]:
+    """The DSO's AC check for the envelopes: dispatch per flexible bus (the key's column order) ->
+    number of limit violations of the AC power flow, the units' reactive power following P."""
+    from optim.validation import validate_dispatch
+
+    def violations(p_flex_mw: np.ndarray) -> int:
+        return int(validate_dispatch(grid, scenario, key, np.asarray(p_flex_mw, dtype=float)).n_violations)
+
+    return violations
+
+
 def _permuted_point(point: Any, order: np.ndarray) -> Any:
     from optim.package import OperatingPoint
 
@@ -320,7 +378,8 @@ def _permuted_point(point: Any, order: np.ndarray) -> Any:
     return OperatingPoint(label=point.label, **values)
 
 
-def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig = HardeningConfig()) -> Hardened:
+def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig = HardeningConfig(),
+           verify: Callable[[np.ndarray], int] | None = None) -> Hardened:
     """Make the hardened package of a paper-style package (DSO side).
 
     Parameters
@@ -331,9 +390,12 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
         Its :class:`~optim.dso.linearize.DsoKey`.
     bids
         The bid table the package will be cleared with; its pieces give the dispatch box when the
-        package stores none (``row_box``).
+        package stores none (``row_box``). Needed by the envelope mechanism (its prices).
     config
-        Noise level, scaling, screening, pseudonyms, seed.
+        Mechanism, noise level, scaling, screening, pseudonyms, seed.
+    verify
+        Envelope mechanism: the DSO's AC check of a dispatch (package column order) -> number of
+        violations (:func:`ac_verifier`); None: the boxes rest on the linear model alone.
 
     Returns
     -------
@@ -360,8 +422,12 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     flex_ids = _fresh_ids("F", n_flex)
     flex_id_of = dict(zip(np.asarray(package.flex_ids)[col_order], flex_ids))
 
+    envelope = config.mechanism == "envelope"
+    if envelope and bids is None:
+        raise InputError("the envelope mechanism needs the bids the package will be cleared with (their prices)")
     stats: dict[str, Any] = {"rows_paper": [], "rows_hardened": [], "margin_share_of_b": []}
     points, row_element, row_tag = [], {}, {}
+    design_rows: list[Any] = []
     log_spread = float(np.log(config.scale_spread))
     for k, point in enumerate(package.points):
         rows = paper_rows(point, package, key)
@@ -371,6 +437,10 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
                 else np.ones(len(rows.b), dtype=bool))
         idx = np.flatnonzero(keep)
         a, b = rows.a[idx], rows.b[idx]
+        stats["rows_paper"].append(int(len(rows.b)))
+        if envelope:  # aligned over the points below: the same row index is the same constraint
+            design_rows.append((rows.a, rows.b, keep))
+            continue
         width = np.maximum(np.abs(d_lo), np.abs(d_hi))
         a_obs, b_obs = obscured_rows(a, b, width, flatten_share=config.privacy_level,
                                      noise_share=config.noise_level, rng=rng)
@@ -384,9 +454,13 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
             rid = f"p{k}r{position}"
             row_element[rid] = rows.element[idx[j]]
             row_tag[rid] = rows.tag[idx[j]]
-        stats["rows_paper"].append(int(len(rows.b)))
         stats["rows_hardened"].append(int(len(idx)))
         points.append(OperatingPoint(label=point.label, p_flex_mw=p_flex[col_order], a_per_mw=a_out, b=b_out))
+    if envelope:
+        union = np.logical_or.reduce([k for _, _, k in design_rows])
+        design_rows = [(a[union], b[union]) for a, b, _ in design_rows]
+        points = _envelope_points(package, key, bids, design_rows, lo, hi, col_order, config, verify, rng,
+                                  log_spread, row_element, row_tag, stats)
 
     assets = dict(package.flex_of_asset)
     names = asset_pseudonyms(assets, config.asset_secret) if config.pseudonymize_assets else {a: a for a in assets}
@@ -395,6 +469,12 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
                                                            "point_method", "credit")}
     meta["hardening"] = {"privacy_level": float(config.privacy_level), "noise_level": float(config.noise_level),
                          "rows": "screened within row_box, obscured with a safety margin, positively scaled, shuffled"}
+    if envelope:
+        # the points are boxes, not linearizations: the paper-style fractions no longer apply
+        meta.pop("point_fractions", None)
+        meta["hardening"] = {"mechanism": "envelope", "band_mw": float(config.envelope.band_mw),
+                             "rows": "per-bus bounds where a request band's box cuts into the offers, positively "
+                                     "scaled, shuffled"}
     common = dict(flex_ids=tuple(flex_ids), flex_of_asset=flex_of_asset, vm_min_pu=package.vm_min_pu,
                   vm_max_pu=package.vm_max_pu, loading_min_percent=package.loading_min_percent,
                   loading_max_percent=package.loading_max_percent, polygon_sides=package.polygon_sides,
