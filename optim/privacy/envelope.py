@@ -35,8 +35,10 @@ package's (``benchmarks/bench_privacy.py`` measures it at requests off the sampl
 
 **What it costs and reveals.** A box cannot express "either this bus or that one" on a congested
 feeder, which is why the price is not zero; bands keep each box close to the dispatches of its
-requests. What remains visible is which buses are capped, and by how much, per band: the audit's
-cap attack (:func:`optim.privacy.attacks.cap_groups`) scores it.
+requests, and a band whose box still costs more than ``max_increase`` (0.4 %) at its sampled
+requests is split in two (down to ``2 min_band_mw``; near the largest deliverable volume the exact
+package's coupling matters most). What remains visible is which buses are capped, and by how
+much, per band: the audit's cap attack (:func:`optim.privacy.attacks.cap_groups`) scores it.
 """
 
 from __future__ import annotations
@@ -72,14 +74,22 @@ class EnvelopeConfig:
         Width of a request band (MW); one box per band over what the offers can deliver.
     requests_per_band
         Requests sampled in each band for the design LP (the band's edges included).
+    max_increase
+        A band whose box costs more than this (relative, at its sampled requests) is split in two.
+    min_band_mw
+        Bands are not split below twice this width.
     """
 
     band_mw: float = 0.25
     requests_per_band: int = 6
+    max_increase: float = 0.004
+    min_band_mw: float = 0.02
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.band_mw) or self.band_mw <= 0:
             raise InputError(f"the envelope band must be a positive width in MW, got {self.band_mw}")
+        if not np.isfinite(self.max_increase) or self.max_increase < 0 or not self.min_band_mw > 0:
+            raise InputError("the envelope's max_increase must be >= 0 and min_band_mw > 0")
         if int(self.requests_per_band) < 2:
             raise InputError(f"an envelope band needs at least 2 sampled requests, got {self.requests_per_band}")
 
@@ -265,7 +275,9 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
     up = _deliverable(package, bids, 1.0, float(box_hi.sum()))
     down = _deliverable(package, bids, -1.0, float(-box_lo.sum()))
     out = []
-    for band in request_bands(-down, up, float(config.band_mw)):
+    queue = request_bands(-down, up, float(config.band_mw))
+    while queue:
+        band = queue.pop(0)
         requests = np.array([r for r in np.linspace(band[0], band[1], int(config.requests_per_band)) if abs(r) > 1e-9])
         base = []
         for r in requests:
@@ -288,6 +300,11 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
             continue
         lo, hi, pairs, design = found
         t_max = 0.0 if design is None else design[2]
+        if t_max > config.max_increase and band[1] - band[0] > 2 * config.min_band_mw:
+            # one box cannot serve the whole band cheaply enough: two narrower boxes
+            middle = 0.5 * (band[0] + band[1])
+            queue[:0] = [(band[0], middle), (middle, band[1])]
+            continue
         stats: dict[str, Any] = {"design_rows": len(pairs), "shrink": 0.0, "corners_checked": 0,
                                  "requests": [float(r) for r in requests]}
         if verify is not None:
