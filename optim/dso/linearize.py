@@ -520,6 +520,23 @@ class FrameModel:
         return sens, t_pf
 
 
+    def state(self, p_flex_mw: np.ndarray, dq_dp: np.ndarray, *, where: str, tolerance_mva: float = 1e-9,
+              max_iteration: int = 30) -> tuple[np.ndarray, np.ndarray]:
+        """Voltages (monitored buses) and signed loadings (branches) of the AC power flow at ``P_fix + p_flex_mw``.
+
+        In ``flex_buses``' and ``monitored``'s order; not kept in the store of solved points (a
+        check at many dispatches, e.g. the envelopes' corners, would fill it).
+        """
+        n_b, n_l = len(self.monitored[0]), len(self.monitored[2])
+        order = (np.arange(len(self.flex_buses)), np.arange(n_b), np.arange(n_l))
+        before = set(self._solved)
+        sens, _ = self.sensitivities(np.asarray(p_flex_mw, dtype=float), np.asarray(dq_dp, dtype=float), where=where,
+                                     tolerance_mva=tolerance_mva, max_iteration=max_iteration, order=order)
+        for key in set(self._solved) - before:
+            del self._solved[key]
+        return np.asarray(sens.vm_pu), np.asarray(sens.loading_percent)
+
+
 #: Compiled grids of this process, by ``id(grid)`` (the grid object is kept with its entry, so
 #: an id is never reused while cached): a market day or the app linearizes many time frames of
 #: one grid, and the topology's pandapower run is then paid once.

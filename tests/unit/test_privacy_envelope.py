@@ -142,3 +142,17 @@ def test_the_cli_refuses_envelope_options_that_do_not_apply(tmp_path, capsys) ->
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("apply to" in line or "applies to" in line for line in err)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_compiled_ac_check_agrees_with_pandapower(frames) -> None:
+    from optim.privacy.hardening import flex_box_from_bids
+
+    grid, scenario, lin = frames[0]
+    fast = ac_verifier(grid, scenario, lin.key)
+    slow = ac_verifier(grid, scenario, lin.key, engine="pandapower")
+    lo, hi = flex_box_from_bids(scenario.bids, lin.package)
+    rng = np.random.default_rng(1)
+    dispatches = [np.zeros_like(lo), hi, lo, 0.5 * hi, *np.where(rng.random((3, len(lo))) < 0.7, hi, lo)]
+    counts = [(fast(x), slow(x)) for x in dispatches]
+    assert all(f == s for f, s in counts), counts
+    assert any(f > 0 for f, _ in counts) and counts[0] == (0, 0)  # it does find violations where there are some
