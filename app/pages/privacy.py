@@ -1,10 +1,12 @@
 """Privacy page: what a TSO reconstructs from the package, drawn on the DSO's map.
 
 For the default scenario (weekday 18:00, default bids) the attack suite of :mod:`optim.privacy`
-reads the paper-style package and the hardened one. The buildings with a bid are coloured by the
-group the attack puts their flexible bus in (substation groups or LV feeders), on the DSO's own
-map, beside the scores of every attack against the real grid. Same colour = same recovered group:
-on the paper-style package the groups are the real substations; on the hardened one they are not.
+reads the paper-style package, the hardened one (the default: the binding rows) and the operating
+envelopes (per-bus bounds per request band, :mod:`optim.privacy.envelope`). The buildings with a
+bid are coloured by the group the attack puts their flexible bus in (substation groups or LV
+feeders), on the DSO's own map, beside the scores of every attack against the real grid. Same
+colour = same recovered group: on the paper-style package the groups are the real substations; on
+the hardened one the congested feeders still show; on the envelopes they do not.
 
 The figure and table functions are plain and tested in ``tests/app/test_privacy_page.py``.
 """
@@ -17,10 +19,8 @@ import threading
 from typing import Any
 
 PREFIX = "privacy-"
-STYLES = (("paper", "paper-style package (paper A)"), ("hardened", "hardened package (default)"),
-          ("hardened-strong", "hardened package, privacy level 0.1"))
-#: Privacy level of each hardened style.
-LEVELS = {"hardened": None, "hardened-strong": 0.1}
+STYLES = (("paper", "paper-style package (paper A)"), ("hardened", "hardened package (default: the binding rows)"),
+          ("envelope", "operating envelopes (per-bus bounds, no grid row)"))
 GROUPINGS = (("substation", "substation groups"), ("feeder", "LV feeders"))
 #: Colours of the recovered groups (cycled); buildings without a bid stay grey.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
@@ -54,7 +54,7 @@ def attack_result(style: str) -> dict[str, Any]:
     from app import session
     from optim.privacy import attacks
     from optim.privacy.audit import audit_package, origins_from_dso_key
-    from optim.privacy.hardening import HardeningConfig, harden
+    from optim.privacy.hardening import HardeningConfig, ac_verifier, harden
     from optim.privacy.truth import truth_from_grid
 
     if style not in dict(STYLES):
@@ -62,14 +62,15 @@ def attack_result(style: str) -> dict[str, Any]:
     with _LOCK:
         grid = session.default_grid()
         # the market page's cached linearization of the default round (warm-up computes it)
-        _bids, _scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
+        bids, scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
         if style == "paper":
             package, key, origins = lin.package, lin.key, origins_from_dso_key(lin.key)
+        elif style == "envelope":  # boxes from the round's bids, checked by the DSO's AC power flow
+            hard = harden(lin.package, lin.key, bids, config=HardeningConfig(mechanism="envelope", random_state=0),
+                          verify=ac_verifier(grid, scenario, lin.key))
+            package, key, origins = hard.package, hard.key, hard.origins
         else:
-            level = LEVELS[style]
-            config = HardeningConfig(random_state=0) if level is None else HardeningConfig(privacy_level=level,
-                                                                                            random_state=0)
-            hard = harden(lin.package, lin.key, config=config)
+            hard = harden(lin.package, lin.key, config=HardeningConfig(random_state=0))
             package, key, origins = hard.package, hard.key, hard.origins
         report = audit_package(package, origins=origins, grid=grid, truth=truth_from_grid(grid))
         view = attacks.view_of_package(package)
@@ -129,15 +130,15 @@ def score_table(results: dict[str, dict[str, Any]]):
     from dash import html
 
     def fmt(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
+        return "n/a (no such row)" if value is None else f"{value:.3f}"
 
     head = html.Tr([html.Th("attack"), *[html.Th(label.replace(" package", "").split(" (")[0])
                                          for s, label in STYLES if s in results],
-                    html.Th("target (hardened)")])
+                    html.Th("target")])
     body = [html.Tr([html.Td(label), *[html.Td(fmt(results[s]["scores"].get(key)), id=f"{PREFIX}score-{s}-{key}")
                                        for s, _ in STYLES if s in results], html.Td(target)])
             for label, key, target in SCORE_ROWS]
-    body.append(html.Tr([html.Td("constraint rows shipped (point 0)"),
+    body.append(html.Tr([html.Td("rows shipped (point 0; envelopes: per-bus bounds)"),
                          *[html.Td(str(results[s]["rows"])) for s, _ in STYLES if s in results], html.Td("")]))
     return html.Table([html.Thead(head), html.Tbody(body)], className="table table-sm", id=f"{PREFIX}scores")
 

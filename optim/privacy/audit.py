@@ -16,7 +16,8 @@ The scores (keys of :attr:`AuditReport.scores`):
   the real resistance of the tree path between the two buses (referred to 0.4 kV); with no
   guessed edge, the error of the prior (every LV line guessed at the LV median);
 - ``rating_median_rel_error``: median relative error of the guessed ratings of the branch rows
-  (with no branch row, the prior's error over all branches); ``*_prior_*`` give the prior's error;
+  (None with no branch row: nothing to guess from); ``*_prior_*`` give the prior's error (over all
+  branches when there is no branch row);
 - ``id_inversion_rate``: share of the ids (columns and rows) whose element the id replay names
   correctly (chance: about 1/n);
 - ``row_link_rate``: share of the grid rows (voltages, branches) of the first package linked to the
@@ -288,8 +289,8 @@ def audit_package(package: Any, *, origins: Origins, grid: Any, other: Any = Non
     all_ratings = np.array(list(truth.rating_mva.values()))
     real_arr = np.array(real) if real else all_ratings
     scores["rating_prior_median_rel_error"] = _median_rel_error(np.full(real_arr.shape, np.median(real_arr)), real_arr)
-    scores["rating_median_rel_error"] = (_median_rel_error(np.array(est), real_arr) if est
-                                         else scores["rating_prior_median_rel_error"])
+    # no branch row shipped: nothing to guess a rating from (the prior's error stays beside it)
+    scores["rating_median_rel_error"] = _median_rel_error(np.array(est), real_arr) if est else None
     counts["ratings_guessed"] = len(est)
 
     scores["id_inversion_rate"] = _id_inversion_rate(view, origins)

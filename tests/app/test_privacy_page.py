@@ -34,10 +34,10 @@ def results():
 
 
 def test_the_page_compares_what_each_package_gives_away(results) -> None:
-    paper, hard, strong = (results[s]["scores"] for s in ("paper", "hardened", "hardened-strong"))
+    paper, hard, envelope = (results[s]["scores"] for s in ("paper", "hardened", "envelope"))
     assert paper["substation_ari"] >= 0.9 and paper["edge_recall"] >= 0.5
-    assert hard["edge_recall"] <= 0.1 and strong["edge_recall"] <= 0.1
-    assert strong["substation_ari"] <= 0.2
+    assert hard["edge_recall"] <= 0.1 and envelope["edge_recall"] <= 0.1
+    assert envelope["substation_ari"] <= 0.2 and envelope["feeder_ari"] <= 0.2 < hard["feeder_ari"]
     assert paper["id_inversion_rate"] == 1.0 and hard["id_inversion_rate"] < 0.035  # chance level
     assert results["paper"]["groups"]["substation"] == 6
     assert len(results["paper"]["substation"]) == len(results["hardened"]["substation"]) > 100  # buildings with a bid
@@ -57,10 +57,10 @@ def test_the_callback_draws_the_groups_and_the_scores(results) -> None:
     assert "6 substation groups" in caption and "1.000" in caption
     cells = {c.id: c.children for row in table.children[1].children for c in row.children if getattr(c, "id", None)}
     assert float(cells[f"{page.PREFIX}score-paper-substation_ari"]) >= 0.9
-    assert float(cells[f"{page.PREFIX}score-hardened-strong-substation_ari"]) <= 0.2
+    assert float(cells[f"{page.PREFIX}score-envelope-feeder_ari"]) <= 0.2
     assert float(cells[f"{page.PREFIX}score-hardened-edge_recall"]) <= 0.1
-    _, hard_caption, _ = page.show_privacy("hardened-strong", "feeder")
-    assert hard_caption.startswith("hardened package, privacy level 0.1") and "LV feeders" in hard_caption
+    _, env_caption, _ = page.show_privacy("envelope", "feeder")
+    assert env_caption.startswith("operating envelopes") and "LV feeders" in env_caption
     # unknown inputs fall back to the defaults instead of failing
     assert page.show_privacy(None, "nonsense")[1] == caption
 

@@ -109,6 +109,7 @@ def test_the_attacks_fail_on_the_envelope_package(frames, envelopes) -> None:
     assert s["edge_recall"] <= 0.1 and s["tree_cluster_recall"] <= 0.1
     assert s["row_link_rate"] is None and report.counts["grid_rows"] == 0  # nothing of the grid to link
     assert s["resistance_median_rel_error"] >= s["resistance_prior_median_rel_error"]
+    assert s["rating_median_rel_error"] is None  # no branch row to guess a rating from
     assert s["id_inversion_rate"] <= 3.0 / report.counts["flex_buses"]
 
 
