@@ -34,6 +34,11 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 # Layers a result recolours; the base map (streets, footprints: two thirds of the bytes) never
 # changes, so a market round sends only these layers' data, not the whole map again.
 RESULT_LAYERS: tuple[str, ...] = tuple(name for name, *_ in LAYERS if name != "base")
+# Of these, the layers whose features never change (only their colours and tooltips do): the
+# market page restyles them in the browser from a small ``hideout`` (a style and a tooltip per
+# feature, by the feature's position ``fid`` in its layer) instead of receiving their GeoJSON
+# again; the bid markers change with the bids, so ``bids`` is sent as data.
+RESTYLED_LAYERS: tuple[str, ...] = tuple(name for name in RESULT_LAYERS if name != "bids")
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,7 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
         if kind_layer[kind] not in by_layer:
             continue
         f = {"type": "Feature", "geometry": feature["geometry"], "properties": copy.copy(props)}
+        f["properties"]["fid"] = len(by_layer[kind_layer[kind]])  # position in its layer: the restyle's key
         f["properties"]["style"] = _style(kind, props, outcome)
         details = feature_details(kind, props, values, activation, stations)
         if details is not None:
@@ -214,6 +220,44 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
             f["properties"]["tooltip"] = tooltip_html(details)
         by_layer[kind_layer[kind]].append(f)
     return {name: {"type": "FeatureCollection", "features": feats} for name, feats in by_layer.items()}
+
+
+def restyles(geojson: dict[str, Any], outcome: dict[str, Any] | None,
+             names: tuple[str, ...] = RESTYLED_LAYERS) -> dict[str, dict[str, list]]:
+    """Per layer the ``hideout`` that recolours its plain-grid features for ``outcome`` in the browser.
+
+    ``{"styles": [...], "tips": [...]}``, one entry per feature in the order of
+    :func:`styled_layers` (the features' ``fid``): the same styles and tooltips that
+    ``styled_layers(geojson, outcome)`` gives them, without their geometry and properties
+    (``assets/map.js`` reads them; :func:`restyled` applies them in Python). Click details are
+    made on the server from the result (:func:`feature_details`).
+    """
+    kind_layer = {kind: name for name, _, kinds, _ in LAYERS for kind in kinds if name in names}
+    out: dict[str, dict[str, list]] = {name: {"styles": [], "tips": []} for name in names}
+    values = outcome or {}
+    activation = values.get("buildings", {})
+    stations = substation_names(geojson)
+    for feature in geojson["features"]:
+        props = feature["properties"]
+        layer = kind_layer.get(props["kind"])
+        if layer is None:
+            continue
+        details = feature_details(props["kind"], props, values, activation, stations)
+        out[layer]["styles"].append(_style(props["kind"], props, outcome))
+        out[layer]["tips"].append(tooltip_html(details) if details is not None else "")
+    return out
+
+
+def restyled(collection: dict[str, Any], hideout: dict[str, list] | None) -> dict[str, Any]:
+    """A layer's FeatureCollection with the styles and tooltips of a :func:`restyles` hideout (as the browser draws it)."""
+    if not hideout:
+        return collection
+    features = []
+    for f in collection["features"]:
+        k = f["properties"]["fid"]
+        props = {**f["properties"], "style": hideout["styles"][k], "tooltip": hideout["tips"][k]}
+        features.append({**f, "properties": props})
+    return {**collection, "features": features}
 
 
 def substation_names(geojson: dict[str, Any]) -> dict[int, str]:

@@ -214,7 +214,7 @@ def show_result(result: dict | None):
     import dash
 
     from app import session
-    from app.mapview import RESULT_LAYERS, legend, result_layer_data
+    from app.mapview import RESTYLED_LAYERS, RESULT_LAYERS, legend, restyles, styled_layers
     from app.pages import market
 
     n_layers = len(RESULT_LAYERS) * len(market.MAP_METHODS)
@@ -222,7 +222,13 @@ def show_result(result: dict | None):
         return ([], *([dash.no_update] * (n_layers + 1)), "Clear the market to see the package's figures.",
                 market.tso_loading_figure({}))
     geojson = session.default_grid().geojson
-    layers = [data for method in market.MAP_METHODS for data in result_layer_data(geojson, result[method])]
+    layers = []
+    for method in market.MAP_METHODS:
+        # the fixed layers are recoloured in the browser (a style and a tooltip per feature); the
+        # bid markers, which follow the bids, are sent as data
+        hideouts = restyles(geojson, result[method])
+        bids = styled_layers(geojson, result[method], ("bids",))["bids"]
+        layers += [hideouts[name] if name in RESTYLED_LAYERS else bids for name in RESULT_LAYERS]
     return (market.summary_cards(result), *layers, legend(True),
             market.tso_package_view(result.get("tso", {})), market.tso_loading_figure(result.get("tso", {})))
 
@@ -231,12 +237,13 @@ def market_view_outputs(*, duplicate: bool) -> list:
     """The Outputs of :func:`show_result`'s views, in its order."""
     from dash import Output
 
-    from app.mapview import RESULT_LAYERS
+    from app.mapview import RESTYLED_LAYERS, RESULT_LAYERS
     from app.pages.market import MAP_METHODS, market_map_prefix
 
     kw = {"allow_duplicate": True} if duplicate else {}
     return ([Output("market-cards", "children", **kw)]
-            + [Output(f"{market_map_prefix(m)}-layer-{name}", "data", **kw) for m in MAP_METHODS for name in RESULT_LAYERS]
+            + [Output(f"{market_map_prefix(m)}-layer-{name}", "hideout" if name in RESTYLED_LAYERS else "data", **kw)
+               for m in MAP_METHODS for name in RESULT_LAYERS]
             + [Output("market-legend", "children", **kw), Output("market-tso-package", "children", **kw),
                Output("market-tso-loading", "figure", **kw)])
 
@@ -439,6 +446,37 @@ def element_details(*click_data: Any) -> Any:
     return details_panel((feature.get("properties") or {}).get("details"), where)
 
 
+def market_element_details(*click_data_and_result: Any) -> Any:
+    """Return the details panel of the market map element clicked last, with the shown result's values.
+
+    The fixed layers are recoloured in the browser and keep the plain grid's properties, so the
+    values (voltage, loading, activation) come from the result in ``result-store``.
+    """
+    import dash
+
+    from app import session
+    from app.mapview import feature_details, substation_names
+    from app.pages.market import METHODS, MAP_METHODS, market_map_prefix
+
+    *click_data, result = click_data_and_result
+    ctx = dash.callback_context
+    trigger = ctx.triggered[0]["value"] if ctx.triggered else None
+    feature = trigger if isinstance(trigger, dict) else next((c for c in click_data if c), None)
+    if not isinstance(feature, dict):
+        raise dash.exceptions.PreventUpdate
+    source = ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
+    method = next((m for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")), None)
+    props = feature.get("properties") or {}
+    details = props.get("details")
+    outcome = (result or {}).get(method) if method else None
+    if isinstance(outcome, dict) and props.get("kind") not in (None, "bid"):
+        geojson = session.default_grid().geojson
+        details = feature_details(props["kind"], props, outcome, outcome.get("buildings", {}),
+                                  substation_names(geojson)) or details
+    where = f"on the map of the {METHODS[method]}" if method else None
+    return details_panel(details, where)
+
+
 # ---------------------------------------------------------------------------------------- app
 def celery_for(redis_url: str):
     """Return the Celery app of the background rounds (broker and results on ``redis_url``)."""
@@ -626,7 +664,7 @@ def register_market_maps(app: Any) -> None:
                  State("market-violations", "rowData"), prevent_initial_call=True)(zoom_to_violation)
     app.callback(Output("market-details", "children"),
                  [Input(f"{market_map_prefix(m)}-layer-{name}", "clickData") for m in MAP_METHODS for name, *_ in LAYERS],
-                 prevent_initial_call=True)(element_details)
+                 State("result-store", "data"), prevent_initial_call=True)(market_element_details)
 
 
 def warm_up_views(*, rounds: bool = True) -> None:

@@ -270,6 +270,13 @@ def test_market_round_trip_and_separate_sessions(dash_duo, second_browser, artif
     assert "on the map of the Grid-blind merit order" in details
     assert re.search(r"bid \d+\.\d kW", details) and re.search(r"activated \d+\.\d kW \(fully activated\)", details), details
     assert not [k for k in INTERNAL_KEYS if k in details + tip]
+    # a recoloured building's details carry the result's values (the server reads them from the result)
+    building = dash_duo.driver.find_element(By.CSS_SELECTOR, f'#{MERIT_MAP} path.{VIOLATION_CLASS}[fill]:not([fill="none"]):not([d*="a"])')
+    # its bid marker covers the centre: the click goes to the polygon itself
+    dash_duo.driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}));", building)
+    dash_duo.wait_for_contains_text("#market-details", "Building B", timeout=10)
+    details = text(dash_duo, "#market-details")
+    assert re.search(r"voltage \d\.\d{4} p\.u\. - outside 0\.95-1\.05", details), details
 
     # synchronised: one extent; zooming one map, then dragging the other, moves both
     wait_until(dash_duo, lambda: same_view(dash_duo, MILP_MAP, MERIT_MAP), 10, "maps start with different views")
