@@ -36,9 +36,9 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
 # changes, so a market round sends only these layers' data, not the whole map again.
 RESULT_LAYERS: tuple[str, ...] = tuple(name for name, *_ in LAYERS if name != "base")
 # Of these, the layers whose features never change (only their colours and tooltips do): the
-# market page restyles them in the browser from a small ``hideout`` (a style and a tooltip per
-# feature, by the feature's position ``fid`` in its layer) instead of receiving their GeoJSON
-# again; the bid markers change with the bids, so ``bids`` is sent as data.
+# market page recolours them in place in the browser from a small restyle (a style and a tooltip
+# per feature, by the feature's position ``fid`` in its layer; assets/map.js) instead of receiving
+# and redrawing their GeoJSON; the bid markers change with the bids, so ``bids`` is sent as data.
 RESTYLED_LAYERS: tuple[str, ...] = tuple(name for name in RESULT_LAYERS if name != "bids")
 
 
@@ -243,7 +243,7 @@ def styled_layers(geojson: dict[str, Any], outcome: dict[str, Any] | None = None
 
 def restyles(geojson: dict[str, Any], outcome: dict[str, Any] | None,
              names: tuple[str, ...] = RESTYLED_LAYERS) -> dict[str, dict[str, list]]:
-    """Per layer the ``hideout`` that recolours its plain-grid features for ``outcome`` in the browser.
+    """Per layer the restyle that recolours its plain-grid features for ``outcome`` in the browser.
 
     ``{"styles": [...], "tips": [...]}``, one entry per feature in the order of
     :func:`styled_layers` (the features' ``fid``): the same styles and tooltips that
@@ -267,14 +267,14 @@ def restyles(geojson: dict[str, Any], outcome: dict[str, Any] | None,
     return out
 
 
-def restyled(collection: dict[str, Any], hideout: dict[str, list] | None) -> dict[str, Any]:
-    """A layer's FeatureCollection with the styles and tooltips of a :func:`restyles` hideout (as the browser draws it)."""
-    if not hideout:
+def restyled(collection: dict[str, Any], restyle: dict[str, list] | None) -> dict[str, Any]:
+    """A layer's FeatureCollection with the styles and tooltips of a :func:`restyles` entry (as the browser draws it)."""
+    if not restyle:
         return collection
     features = []
     for f in collection["features"]:
         k = f["properties"]["fid"]
-        props = {**f["properties"], "style": hideout["styles"][k], "tooltip": hideout["tips"][k]}
+        props = {**f["properties"], "style": restyle["styles"][k], "tooltip": restyle["tips"][k]}
         features.append({**f, "properties": props})
     return {**collection, "features": features}
 

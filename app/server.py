@@ -205,31 +205,31 @@ def clear_market_request(request: dict | None, day_type: str, time: Any, request
 def show_result(result: dict | None):
     """Return the market page's views of a result.
 
-    ``(cards, *milp layer data, *merit layer data, legend, tso_package, tso_loading)``: the cards,
-    the data of :data:`app.mapview.RESULT_LAYERS` of the two maps (:data:`app.pages.market.MAP_METHODS`),
-    each coloured by its method's power flow, the legend, the TSO package table and the TSO
-    loading chart. Without a result the maps keep the plain grid they were drawn with (``no_update``).
+    ``(cards, restyle, milp bid markers, merit bid markers, legend, tso_package, tso_loading)``:
+    the cards; the restyle of both maps' :data:`app.mapview.RESTYLED_LAYERS` (``{GeoJSON id:
+    {styles, tips}}``, :func:`app.mapview.restyles`), each map coloured by its method's power
+    flow; the bid markers of both maps (:data:`app.pages.market.MAP_METHODS`), the legend, the TSO
+    package table and the TSO loading chart. Without a result the maps keep the plain grid they were drawn with (``no_update``).
     A switch of the view or of the single view's method redraws nothing: both maps are drawn.
     """
     import dash
 
     from app import session
-    from app.mapview import RESTYLED_LAYERS, RESULT_LAYERS, legend, restyles, styled_layers
+    from app.mapview import legend, restyles, styled_layers
     from app.pages import market
 
-    n_layers = len(RESULT_LAYERS) * len(market.MAP_METHODS)
     if not result:
-        return ([], *([dash.no_update] * (n_layers + 1)), "Clear the market to see the package's figures.",
+        return ([], *([dash.no_update] * (2 + len(market.MAP_METHODS))), "Clear the market to see the package's figures.",
                 market.tso_loading_figure({}))
     geojson = session.default_grid().geojson
-    layers = []
+    # the fixed layers are recoloured in place in the browser (a style and a tooltip per feature,
+    # assets/map.js); the bid markers, which follow the bids, are sent as data
+    restyle, bids = {}, []
     for method in market.MAP_METHODS:
-        # the fixed layers are recoloured in the browser (a style and a tooltip per feature); the
-        # bid markers, which follow the bids, are sent as data
-        hideouts = restyles(geojson, result[method])
-        bids = styled_layers(geojson, result[method], ("bids",))["bids"]
-        layers += [hideouts[name] if name in RESTYLED_LAYERS else bids for name in RESULT_LAYERS]
-    return (market.summary_cards(result), *layers, legend(True),
+        prefix = market.market_map_prefix(method)
+        restyle.update({f"{prefix}-layer-{name}": value for name, value in restyles(geojson, result[method]).items()})
+        bids.append(styled_layers(geojson, result[method], ("bids",))["bids"])
+    return (market.summary_cards(result), restyle, *bids, legend(True),
             market.tso_package_view(result.get("tso", {})), market.tso_loading_figure(result.get("tso", {})))
 
 
@@ -237,13 +237,11 @@ def market_view_outputs(*, duplicate: bool) -> list:
     """The Outputs of :func:`show_result`'s views, in its order."""
     from dash import Output
 
-    from app.mapview import RESTYLED_LAYERS, RESULT_LAYERS
     from app.pages.market import MAP_METHODS, market_map_prefix
 
     kw = {"allow_duplicate": True} if duplicate else {}
-    return ([Output("market-cards", "children", **kw)]
-            + [Output(f"{market_map_prefix(m)}-layer-{name}", "hideout" if name in RESTYLED_LAYERS else "data", **kw)
-               for m in MAP_METHODS for name in RESULT_LAYERS]
+    return ([Output("market-cards", "children", **kw), Output("market-restyle", "data", **kw)]
+            + [Output(f"{market_map_prefix(m)}-layer-bids", "data", **kw) for m in MAP_METHODS]
             + [Output("market-legend", "children", **kw), Output("market-tso-package", "children", **kw),
                Output("market-tso-loading", "figure", **kw)])
 
@@ -646,6 +644,9 @@ def register_market_maps(app: Any) -> None:
     from app.pages.market import MAP_METHODS, market_map_prefix
 
     ids = [f"{market_map_prefix(m)}-map" for m in MAP_METHODS]
+    # a result recolours the drawn maps in place (assets/map.js), no GeoJSON sent or redrawn
+    app.clientside_callback(ClientsideFunction("digiplat_map", "restyle"), Output("market-restyled", "data"),
+                            Input("market-restyle", "data"), prevent_initial_call=True)
     for source, target in ((ids[0], ids[1]), (ids[1], ids[0])):
         app.clientside_callback(
             ClientsideFunction("digiplat_market", "follow"),

@@ -180,6 +180,8 @@ def market_layout(geojson: dict[str, Any], bid_records: list[dict[str, Any]]):
     ], className="market-area-tso")
     maps = html.Div([
         *[map_component(market_map_prefix(m), geojson, legend_inside=False, title=METHODS[m]) for m in MAP_METHODS],
+        # a result's restyle of both maps, applied in the browser (assets/map.js)
+        dcc.Store(id="market-restyle", storage_type="memory"), dcc.Store(id="market-restyled", storage_type="memory"),
         html.Div([
             html.Div(legend(False), id="market-legend"),
             html.Div("Hover over an element for its values; click it for its details here.", id="market-details",

@@ -172,8 +172,7 @@ def test_create_app_registers_every_callback(tmp_path, monkeypatch, redis_url):
     spec = app.callback_map[clear[0]]
     # one request answers a click: the result and the market views
     for view in ("market-cards.children", "market-tso-package.children", "market-tso-loading.figure", "market-legend.children",
-                 *(f"market-{m}-layer-{name}.{'hideout' if name in mapview.RESTYLED_LAYERS else 'data'}"
-                   for m in ("milp", "merit") for name in mapview.RESULT_LAYERS)):
+                 "market-restyle.data", *(f"market-{m}-layer-bids.data" for m in ("milp", "merit"))):
         assert view in clear[0]
     assert "layer-base" not in clear[0]  # the static base map is not sent again
     # the Market tab drawn anew shows the stored result (one call per render, keyed on a fixed id)
@@ -321,26 +320,29 @@ def test_clear_market_bids_with_wrong_columns(default_bids):
 
 
 # ------------------------------------------------------------------------------------ show_result
-N_VIEWS = 1 + 2 * len(mapview.RESULT_LAYERS) + 3  # cards, the layers of two maps, legend, package, loading chart
+N_VIEWS = 1 + 1 + 2 + 3  # cards, the restyle of both maps, the bid markers of two maps, legend, package, loading chart
 
 
 def split_views(views, method: str = "milp") -> tuple:
     """``(cards, {layer: FeatureCollection} of ``method``'s map, legend, package, figure)`` of :func:`server.show_result`'s tuple.
 
-    The fixed layers come as hideouts (:func:`mapview.restyles`); they are applied to the plain
+    The fixed layers come as a restyle (:func:`mapview.restyles`); it is applied to the plain
     layers the Market tab is drawn with, as the browser does (:func:`mapview.restyled`).
     """
-    n = len(mapview.RESULT_LAYERS)
     views = list(views)
     assert len(views) == N_VIEWS
-    start = 1 + n * ("milp", "merit").index(method)
-    layers = dict(zip(mapview.RESULT_LAYERS, views[start:start + n]))
-    plain = mapview.styled_layers(session.default_grid().geojson, None, mapview.RESULT_LAYERS)
-    for name in mapview.RESTYLED_LAYERS:
-        if isinstance(layers[name], dict):
-            assert set(layers[name]) == {"styles", "tips"}  # no geometry is sent again
-            layers[name] = mapview.restyled(plain[name], layers[name])
-    return views[0], layers, views[1 + 2 * n], views[2 + 2 * n], views[3 + 2 * n]
+    k = ("milp", "merit").index(method)
+    restyle, bids = views[1], views[2 + k]
+    if restyle is dash.no_update:
+        layers = {name: dash.no_update for name in mapview.RESULT_LAYERS}
+    else:
+        plain = mapview.styled_layers(session.default_grid().geojson, None, mapview.RESULT_LAYERS)
+        prefix = market_page.market_map_prefix(method)
+        assert set(restyle) == {f"market-{m}-layer-{n}" for m in ("milp", "merit") for n in mapview.RESTYLED_LAYERS}
+        assert all(set(v) == {"styles", "tips"} for v in restyle.values())  # no geometry is sent again
+        layers = {name: mapview.restyled(plain[name], restyle[f"{prefix}-layer-{name}"]) for name in mapview.RESTYLED_LAYERS}
+        layers["bids"] = bids
+    return views[0], layers, views[4], views[5], views[6]
 
 
 def _cards_text(cards) -> dict[str, str]:
