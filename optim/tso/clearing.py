@@ -38,7 +38,9 @@ The box bound ``min_y a^T y = a^+ . P_LB + a^- . P_UB`` makes the dropped row im
 (14b,c) for every ``0 <= b_i <= 1`` (it scales with ``b_i``), so the feasible set, the optimum and
 even the LP relaxation are unchanged; only rows with a margin above ``1e-9`` (relative) are
 dropped. In a low-voltage grid most elements are far from their limits, so this removes most of
-the dense sensitivity rows.
+the dense sensitivity rows. A hardened package arrives screened by the DSO within its
+``row_box`` (:mod:`optim.privacy.hardening`); when the bids' box is that box, the TSO's screening
+of its grid rows would keep every one and is skipped (keeping a row is always exact).
 
 The joint MILP through highspy: the whole constraint matrix is built with numpy/scipy
 as one CSR and passed in one ``passModel`` call. HiGHS first solves the LP relaxation; if its
@@ -293,15 +295,32 @@ def _check_box(package: SensitivityPackage, pieces: PieceSet) -> None:
                          "the package was linearized for; re-run 'digiplat linearize' with these bids")
 
 
+def _screened_by_the_dso(package: SensitivityPackage, pieces: PieceSet) -> bool:
+    """True if the package's rows were screened by the DSO within exactly the bids' box (a hardened package).
+
+    The TSO's screening of such rows keeps every one of them (same box, same margin), so it is
+    skipped: on the whole shared file's package it was half of the clearing, and keeping a row is
+    always exact.
+    """
+    if package.style != "hardened" or package.row_box_lower_mw is None:
+        return False
+    n_f = len(package.flex_ids)
+    low = np.bincount(pieces.flex_index, weights=pieces.lower_mw, minlength=n_f)
+    up = np.bincount(pieces.flex_index, weights=pieces.upper_mw, minlength=n_f)
+    tol = 1e-12 + 1e-12 * np.abs(package.row_box_upper_mw - package.row_box_lower_mw)
+    return bool(np.all(np.abs(low - package.row_box_lower_mw) <= tol) and np.all(np.abs(up - package.row_box_upper_mw) <= tol))
+
+
 def _point_rows(package: SensitivityPackage, pieces: PieceSet, *, screen: bool) -> list[_PointRows]:
     lower, upper = pieces.lower_mw, pieces.upper_mw
     fi = pieces.flex_index
     _check_box(package, pieces)
+    screen_grid_rows = screen and not _screened_by_the_dso(package, pieces)
     out = []
     for i, pt in enumerate(package.points):
         g = pt.a_per_mw[:, fi]
         h = -(pt.b + pt.a_per_mw @ pt.p_flex_mw)
-        if screen and len(h):
+        if screen_grid_rows and len(h):
             keep = _box_range(g, lower, upper)[1] + h > -SCREEN_MARGIN * np.maximum(1.0, np.abs(h))
             g, h = g[keep], h[keep]
         vor_j, vor_a, vor_c = [], [], []

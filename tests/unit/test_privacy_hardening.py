@@ -226,3 +226,24 @@ def test_bad_settings_are_refused_in_one_clear_line(kwargs, words) -> None:
 def test_a_hardened_package_cannot_be_hardened_again(hardened) -> None:
     with pytest.raises(InputError, match="paper-style"):
         harden(hardened[0].package, hardened[0].key)
+
+
+def test_the_tso_skips_screening_rows_the_dso_screened_and_clears_the_same(frames, hardened, monkeypatch) -> None:
+    """A hardened package's rows were screened within its box: the TSO's own screening would keep them all."""
+    from optim.tso import clearing
+    from optim.tso.bids import bids_from_frame
+
+    _, scenario, _ = frames[0]
+    package = hardened[0].package
+    bids = bids_from_frame(scenario.bids, package=package)
+    pieces = clearing._pieces(package, bids)
+    assert clearing._screened_by_the_dso(package, pieces)
+    fewer = bids_from_frame(scenario.bids.iloc[: len(scenario.bids) // 2], package=package)
+    assert not clearing._screened_by_the_dso(package, clearing._pieces(package, fewer))  # another box: screened
+    skipped = [clearing.clear_milp(package, bids, r) for r in (0.6, 1.2)]
+    monkeypatch.setattr(clearing, "_screened_by_the_dso", lambda *_: False)
+    screened = [clearing.clear_milp(package, bids, r) for r in (0.6, 1.2)]
+    for a, b in zip(skipped, screened):
+        assert a.ok and b.ok and a.stats["rows_screened"] == b.stats["rows_screened"] == 0
+        assert a.cost_eur == pytest.approx(b.cost_eur, rel=1e-9) and a.chosen_point == b.chosen_point
+        assert np.allclose(a.p_flex_mw, b.p_flex_mw, atol=1e-9)
