@@ -427,20 +427,22 @@ def details_panel(details: dict | None, where: str | None = None) -> Any:
                      html.Table(html.Tbody(rows), className="small element-details")])
 
 
-def element_details(*click_data: Any) -> Any:
-    """Return the details panel of the map element clicked last (the callback of both map pages)."""
+def _clicked(click_data: tuple[Any, ...]) -> tuple[dict[str, Any], str]:
+    """The feature clicked last of a details callback's ``clickData`` inputs and the id of its layer."""
     import dash
-
-    from app.pages.market import METHODS, MAP_METHODS, market_map_prefix
 
     ctx = dash.callback_context
     trigger = ctx.triggered[0]["value"] if ctx.triggered else None
     feature = trigger if isinstance(trigger, dict) else next((c for c in click_data if c), None)
     if not isinstance(feature, dict):
         raise dash.exceptions.PreventUpdate
-    source = ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
-    where = next((f"on the map of the {METHODS[m]}" for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")),
-                 "values of the grid's peak-load AC power flow" if source.startswith("grid-") else None)
+    return feature, ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
+
+
+def element_details(*click_data: Any) -> Any:
+    """Return the details panel of the Grid page's map element clicked last."""
+    feature, source = _clicked(click_data)
+    where = "values of the grid's peak-load AC power flow" if source.startswith("grid-") else None
     return details_panel((feature.get("properties") or {}).get("details"), where)
 
 
@@ -450,19 +452,12 @@ def market_element_details(*click_data_and_result: Any) -> Any:
     The fixed layers are recoloured in the browser and keep the plain grid's properties, so the
     values (voltage, loading, activation) come from the result in ``result-store``.
     """
-    import dash
-
     from app import session
     from app.mapview import feature_details, substation_names
     from app.pages.market import METHODS, MAP_METHODS, market_map_prefix
 
     *click_data, result = click_data_and_result
-    ctx = dash.callback_context
-    trigger = ctx.triggered[0]["value"] if ctx.triggered else None
-    feature = trigger if isinstance(trigger, dict) else next((c for c in click_data if c), None)
-    if not isinstance(feature, dict):
-        raise dash.exceptions.PreventUpdate
-    source = ctx.triggered_id if isinstance(ctx.triggered_id, str) else ""
+    feature, source = _clicked(tuple(click_data))
     method = next((m for m in MAP_METHODS if source.startswith(market_map_prefix(m) + "-")), None)
     props = feature.get("properties") or {}
     details = props.get("details")
