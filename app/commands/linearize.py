@@ -260,8 +260,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if hardening.mechanism == "envelope":  # boxes from the bids' prices, checked by the DSO's AC power flow
             from optim.privacy.hardening import ac_verifier
 
-            harden(lin.package, key, scenario.bids, config=hardening,
-                   verify=ac_verifier(grid, scenario, key)).save(out)
+            from app.commands._progress import progress_bar
+
+            harden(lin.package, key, scenario.bids, config=hardening, verify=ac_verifier(grid, scenario, key),
+                   progress=progress_bar("envelopes", disable=not sys.stderr.isatty(), unit="band")).save(out)
         else:
             harden(lin.package, key, config=hardening).save(out)
     else:

@@ -240,7 +240,8 @@ def _shrunk(lo: np.ndarray, hi: np.ndarray, corners: list[np.ndarray], verify: C
 
 def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarray]], bids: Any, *,
                         config: EnvelopeConfig = EnvelopeConfig(),
-                        verify: Callable[[np.ndarray], int] | None = None) -> tuple[Envelope, ...]:
+                        verify: Callable[[np.ndarray], int] | None = None,
+                        progress: Callable[[int, int, str], None] | None = None) -> tuple[Envelope, ...]:
     """The boxes of a paper-style package, one per request band (DSO side; see the module docstring).
 
     Parameters
@@ -257,6 +258,8 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
     verify
         The DSO's AC check: dispatch per flexible bus (package column order) -> number of
         violations. None: no AC check (the boxes then rest on the linear model alone).
+    progress
+        Called as ``progress(done, total, message)`` after each band (a split band adds one).
 
     Returns
     -------
@@ -276,7 +279,11 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
     down = _deliverable(package, bids, -1.0, float(-box_lo.sum()))
     out = []
     queue = request_bands(-down, up, float(config.band_mw))
+    done = 0
     while queue:
+        if progress is not None and done:
+            progress(done, done + len(queue), f"{len(out)} boxes")
+        done += 1
         band = queue.pop(0)
         requests = np.array([r for r in np.linspace(band[0], band[1], int(config.requests_per_band)) if abs(r) > 1e-9])
         base = []
@@ -320,6 +327,8 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         stats["capped_upper"] = int(np.sum(hi < box_hi - 1e-9))
         stats["capped_lower"] = int(np.sum(lo > box_lo + 1e-9))
         out.append(Envelope(lower_mw=lo, upper_mw=hi, band_mw=band, design_max_increase=t_max, stats=stats))
+    if progress is not None:
+        progress(done, done, f"{len(out)} boxes")
     logger.info("operating envelopes: %d boxes over %.2f..%.2f MW in %.2f s", len(out), -down, up,
                 time.perf_counter() - t0)
     return tuple(out)

@@ -321,13 +321,14 @@ def obscured_rows(a: np.ndarray, b: np.ndarray, width: np.ndarray, *, flatten_sh
 def _envelope_points(package: Any, key: Any, bids: Any, design_rows: list[tuple[np.ndarray, np.ndarray]],
                      lo: np.ndarray, hi: np.ndarray, col_order: np.ndarray, config: HardeningConfig,
                      verify: Callable[[np.ndarray], int] | None, rng: np.random.Generator, log_spread: float,
-                     row_element: dict, row_tag: dict, stats: dict[str, Any]) -> list[Any]:
+                     row_element: dict, row_tag: dict, stats: dict[str, Any],
+                     progress: Callable[[int, int, str], None] | None = None) -> list[Any]:
     """The envelope mechanism's points: one box per request band, as scaled, shuffled unit rows."""
     from optim.package import OperatingPoint
     from optim.tso.bids import BidTable, bids_from_frame
 
     table = bids if isinstance(bids, BidTable) else bids_from_frame(bids, package=package)
-    boxes = operating_envelopes(package, design_rows, table, config=config.envelope, verify=verify)
+    boxes = operating_envelopes(package, design_rows, table, config=config.envelope, verify=verify, progress=progress)
     if not boxes:
         raise InputError("the offers cannot deliver any request within the grid's limits: no envelope to share")
     flex_bus = dict(zip(key.flex_ids, key.flex_buses))
@@ -411,7 +412,8 @@ def _permuted_point(point: Any, order: np.ndarray) -> Any:
 
 
 def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig = HardeningConfig(),
-           verify: Callable[[np.ndarray], int] | None = None) -> Hardened:
+           verify: Callable[[np.ndarray], int] | None = None,
+           progress: Callable[[int, int, str], None] | None = None) -> Hardened:
     """Make the hardened package of a paper-style package (DSO side).
 
     Parameters
@@ -428,6 +430,8 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     verify
         Envelope mechanism: the DSO's AC check of a dispatch (package column order) -> number of
         violations (:func:`ac_verifier`); None: the boxes rest on the linear model alone.
+    progress
+        Envelope mechanism: ``progress(done, total, message)`` after each request band.
 
     Returns
     -------
@@ -492,7 +496,7 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
         union = np.logical_or.reduce([k for _, _, k in design_rows])
         design_rows = [(a[union], b[union]) for a, b, _ in design_rows]
         points = _envelope_points(package, key, bids, design_rows, lo, hi, col_order, config, verify, rng,
-                                  log_spread, row_element, row_tag, stats)
+                                  log_spread, row_element, row_tag, stats, progress)
 
     assets = dict(package.flex_of_asset)
     names = asset_pseudonyms(assets, config.asset_secret) if config.pseudonymize_assets else {a: a for a in assets}

@@ -157,3 +157,12 @@ def test_the_compiled_ac_check_agrees_with_pandapower(frames) -> None:
     counts = [(fast(x), slow(x)) for x in dispatches]
     assert all(f == s for f, s in counts), counts
     assert any(f > 0 for f, _ in counts) and counts[0] == (0, 0)  # it does find violations where there are some
+
+
+def test_the_envelope_design_reports_its_progress(frames) -> None:
+    grid, scenario, lin = frames[1]
+    seen = []
+    hard = harden(lin.package, lin.key, scenario.bids, config=HardeningConfig(mechanism="envelope", random_state=3),
+                  progress=lambda done, total, message: seen.append((done, total, message)))
+    assert seen and seen[-1][0] == seen[-1][1] and f"{hard.package.n_points} boxes" in seen[-1][2]
+    assert all(0 < d <= t for d, t, _ in seen) and [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
