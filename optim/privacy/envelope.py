@@ -112,7 +112,8 @@ def request_bands(down_mw: float, up_mw: float, band_mw: float) -> list[tuple[fl
         start = 0.0
         while start < limit - 1e-9:
             end = min(start + band_mw, limit)
-            bands.append((sign * start, sign * end) if sign > 0 else (sign * end, sign * start))
+            band = (sign * start, sign * end) if sign > 0 else (sign * end, sign * start)
+            bands.append((band[0] + 0.0, band[1] + 0.0))  # + 0.0: no -0.0 edge in the stats
             start = end
     return sorted(bands)
 
