@@ -268,7 +268,7 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         One box per band that can deliver something, in band order.
     """
     from optim.tso.bcm import pieces_from_bids
-    from optim.tso.clearing import clear_milp
+    from optim.tso.clearing import optimal_costs
 
     t0 = time.perf_counter()
     pieces = pieces_from_bids(bids, package)
@@ -287,12 +287,9 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         done += 1
         band = queue.pop(0)
         requests = np.array([r for r in np.linspace(band[0], band[1], int(config.requests_per_band)) if abs(r) > 1e-9])
-        base = []
-        for r in requests:
-            res = clear_milp(package, bids, float(r))
-            base.append(res.cost_eur if res.ok else np.nan)
+        base = optimal_costs(package, bids, requests) if len(requests) else np.zeros(0)
         keep = np.isfinite(base)
-        requests, base_eur = requests[keep], np.asarray(base)[keep]
+        requests, base_eur = requests[keep], base[keep]
         if not len(requests):
             continue
         found = None

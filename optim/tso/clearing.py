@@ -727,7 +727,8 @@ def _point_lp(pr: _PointRows, pieces: PieceSet, request_mw: float, duration_h: f
     return cost, pieces.lower_mw, pieces.upper_mw, matrix, np.concatenate(low), np.concatenate(up)
 
 
-def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float) -> tuple[str, np.ndarray | None, float]:
+def _point_highs(lp: tuple[Any, ...], *, time_limit_s: float) -> Any:
+    """A HiGHS instance holding point ``i``'s LP (None if HiGHS refuses the model)."""
     import highspy
 
     cost, col_lower, col_upper, A, row_lower, row_upper = lp
@@ -739,8 +740,13 @@ def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float) -> tuple[str, n
                          int(highspy.ObjSense.kMinimize), 0.0, np.asarray(cost, float), col_lower, col_upper,
                          row_lower, row_upper, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32),
                          A.data.astype(float), np.zeros(int(A.shape[1]), np.int32))
-    if status == highspy.HighsStatus.kError:
-        return "error", None, float("nan")
+    return None if status == highspy.HighsStatus.kError else h
+
+
+def _lp_result(h: Any) -> tuple[str, np.ndarray | None, float]:
+    """Run a HiGHS instance: ``(status, column values, objective)``."""
+    import highspy
+
     h.run()
     model_status = h.getModelStatus()
     if model_status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
@@ -748,6 +754,11 @@ def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float) -> tuple[str, n
     if model_status != highspy.HighsModelStatus.kOptimal:
         return h.modelStatusToString(model_status), None, float("nan")
     return "optimal", np.asarray(h.getSolution().col_value, dtype=float), float(h.getInfo().objective_function_value)
+
+
+def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float) -> tuple[str, np.ndarray | None, float]:
+    h = _point_highs(lp, time_limit_s=time_limit_s)
+    return ("error", None, float("nan")) if h is None else _lp_result(h)
 
 
 def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float, duration_h: float, *,
@@ -884,6 +895,39 @@ def clear_milp(
             build_s=build_s, solve_s=solve_s, runtime_s=time.perf_counter() - t0, message=sol.message, **common,
         )
     return _optimal_result(package, pieces, sol, common, duration, build_s, solve_s, t0)
+
+
+def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any, *, duration_h: float = 1.0,
+                  screen: bool = True, time_limit_s: float = 60.0) -> np.ndarray:
+    """The MILP's optimal cost (EUR) at each of many requests; NaN where a request cannot be delivered.
+
+    The per-point decomposition of :func:`clear_milp` with each point's LP built once and solved
+    again, warm, for every request: only the bounds of the row ``sum_k y_k = P_E`` (14j) change.
+    For pricing many requests on one package and bid table (the DSO's design of the operating
+    envelopes, :mod:`optim.privacy.envelope`); the same optima as one :func:`clear_milp` each (tested).
+
+    Raises
+    ------
+    InputError
+        A zero or non-finite request, bad duration, bids the package does not know.
+    """
+    requests = [_check_request(r) for r in np.atleast_1d(np.asarray(requests_mw, dtype=float))]
+    duration = _check_duration(duration_h)
+    pieces = _pieces(package, bids)
+    rows = _point_rows(package, pieces, screen=bool(screen))
+    best = np.full(len(requests), np.inf)
+    for pr in rows:
+        lp = _point_lp(pr, pieces, requests[0] if requests else 1.0, duration, maximise=False)
+        h = _point_highs(lp, time_limit_s=time_limit_s)
+        if h is None:
+            continue
+        last = int(lp[3].shape[0]) - 1  # the row of (14j)
+        for t, request in enumerate(requests):
+            h.changeRowBounds(last, request, request)
+            status, _, objective = _lp_result(h)
+            if status == "optimal":
+                best[t] = min(best[t], objective)
+    return np.where(np.isfinite(best), best, np.nan)
 
 
 def _why_infeasible(pieces: PieceSet, request: float) -> str:

@@ -323,3 +323,23 @@ def test_a_rows_only_package_clears_the_same_without_predictions(hand) -> None:
     assert hardened.fingerprint() != package.fingerprint()
     back = SensitivityPackage.from_dict(json.loads(json.dumps(hardened.to_dict())))
     assert back.style == "hardened" and back.fingerprint() == hardened.fingerprint()
+
+
+def test_optimal_costs_of_many_requests_are_those_of_one_clearing_each() -> None:
+    """The warm re-solves of optimal_costs give clear_milp's optima, NaN where nothing can be delivered."""
+    from optim.tso.clearing import optimal_costs
+
+    package, bids = random_case(5)
+    offered = float(sum(max(b.p_mw, 0.0) for b in bids.rows))
+    down = float(sum(min(b.p_mw, 0.0) for b in bids.rows))
+    requests = [0.1 * offered, 0.4 * offered, 0.5 * down, 0.8 * offered, 2.0 * offered]
+    costs = optimal_costs(package, bids, requests)
+    for request, cost in zip(requests, costs):
+        one = clear_milp(package, bids, request)
+        if one.ok:
+            assert cost == pytest.approx(one.cost_eur, rel=1e-7, abs=1e-9), request
+        else:
+            assert np.isnan(cost), request
+    assert np.isnan(costs[-1]) and np.isfinite(costs[:2]).all()  # twice the offers cannot be delivered
+    with pytest.raises(InputError):
+        optimal_costs(package, bids, [0.0])
