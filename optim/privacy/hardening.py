@@ -250,15 +250,16 @@ def paper_rows(point: Any, package: Any, key: Any) -> PaperRows:
 def flex_box_from_bids(bids: Any, package: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per flexible bus (package column order) the dispatch box ``[lo, hi]`` (MW) the bids allow."""
     from optim.tso.bcm import pieces_from_bids
+
+    pieces = pieces_from_bids(_bid_table(bids, package), package)
+    return pieces.p_flex_mw(pieces.lower_mw), pieces.p_flex_mw(pieces.upper_mw)
+
+
+def _bid_table(bids: Any, package: Any) -> Any:
+    """A :class:`~optim.tso.bids.BidTable` of a table or a bid-table DataFrame (checked against the package)."""
     from optim.tso.bids import BidTable, bids_from_frame
 
-    table = bids if isinstance(bids, BidTable) else bids_from_frame(bids, package=package)
-    pieces = pieces_from_bids(table, package)
-    lo = np.zeros(len(package.flex_ids))
-    hi = np.zeros(len(package.flex_ids))
-    np.add.at(lo, pieces.flex_index, pieces.lower_mw)
-    np.add.at(hi, pieces.flex_index, pieces.upper_mw)
-    return lo, hi
+    return bids if isinstance(bids, BidTable) else bids_from_frame(bids, package=package)
 
 
 def asset_pseudonyms(asset_ids: Any, secret: str) -> dict[str, str]:
@@ -325,10 +326,9 @@ def _envelope_points(package: Any, key: Any, bids: Any, design_rows: list[tuple[
                      progress: Callable[[int, int, str], None] | None = None) -> list[Any]:
     """The envelope mechanism's points: one box per request band, as scaled, shuffled unit rows."""
     from optim.package import OperatingPoint
-    from optim.tso.bids import BidTable, bids_from_frame
 
-    table = bids if isinstance(bids, BidTable) else bids_from_frame(bids, package=package)
-    boxes = operating_envelopes(package, design_rows, table, config=config.envelope, verify=verify, progress=progress)
+    boxes = operating_envelopes(package, design_rows, _bid_table(bids, package), config=config.envelope, verify=verify,
+                                progress=progress)
     if not boxes:
         raise InputError("the offers cannot deliver any request within the grid's limits: no envelope to share")
     flex_bus = dict(zip(key.flex_ids, key.flex_buses))

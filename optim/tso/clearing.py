@@ -286,8 +286,7 @@ def _check_box(package: SensitivityPackage, pieces: PieceSet) -> None:
     if package.row_box_lower_mw is None:
         return
     n_f = len(package.flex_ids)
-    low = np.bincount(pieces.flex_index, weights=pieces.lower_mw, minlength=n_f)
-    up = np.bincount(pieces.flex_index, weights=pieces.upper_mw, minlength=n_f)
+    low, up = pieces.p_flex_mw(pieces.lower_mw), pieces.p_flex_mw(pieces.upper_mw)
     tol = 1e-9 + 1e-9 * np.abs(package.row_box_upper_mw - package.row_box_lower_mw)
     bad = np.flatnonzero((low < package.row_box_lower_mw - tol) | (up > package.row_box_upper_mw + tol))
     if len(bad):
@@ -305,8 +304,7 @@ def _screened_by_the_dso(package: SensitivityPackage, pieces: PieceSet) -> bool:
     if package.style != "hardened" or package.row_box_lower_mw is None:
         return False
     n_f = len(package.flex_ids)
-    low = np.bincount(pieces.flex_index, weights=pieces.lower_mw, minlength=n_f)
-    up = np.bincount(pieces.flex_index, weights=pieces.upper_mw, minlength=n_f)
+    low, up = pieces.p_flex_mw(pieces.lower_mw), pieces.p_flex_mw(pieces.upper_mw)
     tol = 1e-12 + 1e-12 * np.abs(package.row_box_upper_mw - package.row_box_lower_mw)
     return bool(np.all(np.abs(low - package.row_box_lower_mw) <= tol) and np.all(np.abs(up - package.row_box_upper_mw) <= tol))
 
