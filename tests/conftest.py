@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import optim  # noqa: F401  (first: its NUMBA_DISABLE_JIT default must precede any test module's pandapower import)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_OSM = REPO.parent / "shared" / "osm" / "bergwald_karlsruhe_durlach.osm"
 

@@ -49,7 +49,7 @@ import pandas as pd
 
 from optim._errors import InputError, PowerFlowError
 from optim.dso.points import DEFAULT_LABELS, POINT_METHODS, point_fractions  # noqa: F401 - re-exported
-from optim.package import OperatingPoint, SensitivityPackage
+from optim.package import OperatingPoint, SensitivityPackage, all_finite
 
 logger = logging.getLogger(__name__)
 
@@ -738,7 +738,7 @@ def linearize_at(
                                          order=(flex_order, bus_order, branch_order))
         for name in ("vm_pu", "loading_percent", "vtdf_pu_per_mw", "ltdf_percent_per_mw", "i_re_percent",
                      "itdf_re_percent_per_mw", "itdf_im_percent_per_mw"):
-            if not np.all(np.isfinite(getattr(sens, name))):
+            if not all_finite(getattr(sens, name)):
                 raise PowerFlowError(f"{where}: {name} is not finite (isolated bus or zero rating?)")
         pf_s += t_pf
         sens_s += time.perf_counter() - t1 - t_pf
