@@ -343,3 +343,39 @@ def test_optimal_costs_of_many_requests_are_those_of_one_clearing_each() -> None
     assert np.isnan(costs[-1]) and np.isfinite(costs[:2]).all()  # twice the offers cannot be delivered
     with pytest.raises(InputError):
         optimal_costs(package, bids, [0.0])
+
+
+def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, monkeypatch) -> None:
+    """On the default Bergwald package (m = 9, the grid binds at 1.8 MW): the points pruned by
+    their cells' bounds change nothing (cost, chosen point, dispatch) against solving every
+    point's LP, some LPs are pruned, and each solved LP costs at least its cell's bound."""
+    import optim.tso.clearing as clearing
+    from optim.dso.linearize import LinearizationConfig, linearize
+    from optim.dso.scenario import scenario_from_grid
+    from optim.tso.bids import bids_from_frame
+
+    scenario = scenario_from_grid(bergwald_grid)
+    package = linearize(bergwald_grid, scenario, config=LinearizationConfig()).package
+    bids = bids_from_frame(scenario.bids)
+    bounds_seen = []
+    real_bounds = clearing._cell_bounds
+
+    def recorded(*args, **kwargs):
+        out = real_bounds(*args, **kwargs)
+        bounds_seen.append(out)
+        return out
+
+    pruned = 0
+    monkeypatch.setattr(clearing, "_cell_bounds", recorded)
+    for request in (0.3, 0.9, 1.5, 1.8, 2.05):
+        fast = clear_milp(package, bids, request)
+        with monkeypatch.context() as mp:
+            mp.setattr(clearing, "PRUNE_MARGIN", math.inf)  # every feasible cell solved in full
+            full = clear_milp(package, bids, request)
+        assert fast.status is full.status is ClearingStatus.OPTIMAL, request
+        assert fast.cost_eur == pytest.approx(full.cost_eur, rel=1e-9)
+        assert fast.chosen_point == full.chosen_point
+        np.testing.assert_allclose(fast.p_flex_mw, full.p_flex_mw, atol=1e-7)
+        assert fast.cost_eur >= bounds_seen[-1][fast.chosen_point] - 1e-6 * fast.cost_eur
+        pruned += full.stats["lps_solved"] - fast.stats["lps_solved"]
+    assert pruned > 0
