@@ -368,10 +368,15 @@ def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, m
     pruned = 0
     monkeypatch.setattr(clearing, "_cell_bounds", recorded)
     for request in (0.3, 0.9, 1.5, 1.8, 2.05):
+        monkeypatch.setenv("DIGIPLAT_LP_THREADS", "2")  # points started side by side change nothing
+        threaded = clear_milp(package, bids, request)
+        monkeypatch.setenv("DIGIPLAT_LP_THREADS", "1")  # one at a time: the pruning is deterministic
         fast = clear_milp(package, bids, request)
         with monkeypatch.context() as mp:
             mp.setattr(clearing, "PRUNE_MARGIN", math.inf)  # every feasible cell solved in full
             full = clear_milp(package, bids, request)
+        assert (threaded.cost_eur, threaded.chosen_point) == (fast.cost_eur, fast.chosen_point)
+        np.testing.assert_array_equal(threaded.p_flex_mw, fast.p_flex_mw)
         assert fast.status is full.status is ClearingStatus.OPTIMAL, request
         assert fast.cost_eur == pytest.approx(full.cost_eur, rel=1e-9)
         assert fast.chosen_point == full.chosen_point
@@ -379,3 +384,11 @@ def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, m
         assert fast.cost_eur >= bounds_seen[-1][fast.chosen_point] - 1e-6 * fast.cost_eur
         pruned += full.stats["lps_solved"] - fast.stats["lps_solved"]
     assert pruned > 0
+
+
+@pytest.mark.parametrize("value", ["two", "0"])
+def test_a_bad_lp_thread_count_is_an_input_error(hand, monkeypatch, value: str) -> None:
+    package, bids = hand
+    monkeypatch.setenv("DIGIPLAT_LP_THREADS", value)
+    with pytest.raises(InputError, match="DIGIPLAT_LP_THREADS"):
+        clear_milp(package, bids, 0.1)
