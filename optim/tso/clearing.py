@@ -73,6 +73,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -509,6 +510,7 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 _BANNER_SHOWN = False
+_BANNER_LOCK = threading.Lock()
 
 
 def _new_highs() -> Any:
@@ -523,9 +525,14 @@ def _new_highs() -> Any:
     global _BANNER_SHOWN
     if _BANNER_SHOWN:
         return highspy.Highs()
-    with _quiet_stdout():
-        h = highspy.Highs()
-    _BANNER_SHOWN = True
+    # one thread at a time: two LP threads silencing fd 1 at once restored it to /dev/null
+    # (digiplat day --json lost its JSON line)
+    with _BANNER_LOCK:
+        if _BANNER_SHOWN:
+            return highspy.Highs()
+        with _quiet_stdout():
+            h = highspy.Highs()
+        _BANNER_SHOWN = True
     return h
 
 
