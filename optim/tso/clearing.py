@@ -37,11 +37,18 @@ and (14j): ``m`` rows) is a relaxation, so its cost bounds the full LP from belo
 solved in the order of these bounds, and the search stops when the next bound exceeds the best
 cost found (by ``PRUNE_MARGIN``, relative, far above the LP tolerances): those LPs cannot win or
 tie, so the optimum and the chosen point are the same as with every LP solved (a test checks
-it on Bergwald). A cell whose bound LP is infeasible cannot deliver the request at all. The LPs
+it on Bergwald). A cell whose bound LP is infeasible cannot deliver the request at all. A point
+solved once a cost is known runs with that cost (plus the margin) as HiGHS' ``objective_bound``:
+the dual simplex's objective is a lower bound of the LP's optimum at every dual feasible
+iterate, so when it passes the bound the LP cannot win or tie and is stopped ("cut off"); HiGHS
+checks the bound with the unperturbed costs, and an LP that finishes is unaffected. The LPs
 run on ``$DIGIPLAT_LP_THREADS`` threads (default: the cores, up to 2; HiGHS releases the GIL),
 the next points in bound order side by side: a point started before a cheaper one finished may
 be solved needlessly, which costs time but cannot change the winner, so results do not depend on
-the thread count (tested); only ``stats["lps_solved"]`` may.
+the thread count (tested); only ``stats["lps_solved"]`` and ``stats["lps_cut_off"]`` may. Each
+LP is built in its worker thread from the point's rows as CSR, cached on the package's point
+(the rows of a district are sparse: 8 % nonzeros on the whole shared file), so the dense rows
+are scanned once per package, not once per request.
 
 **Screening** (``screen=True``, the default): a row of (14d-g) or (14h) whose left-hand side
 stays within its limit for every ``y_i`` in the box ``[P_LB, P_UB]`` cannot bind and is left out.
@@ -68,7 +75,6 @@ largest volume in the request's direction (at most the request) that a second MI
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -84,7 +90,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optim._errors import InputError
-from optim.package import SensitivityPackage, predicted_state
+from optim.package import OperatingPoint, SensitivityPackage, sparse_rows, predicted_state
 from optim.tso.bcm import PieceSet, aggregator_activations, bid_activations, pieces_from_bids
 from optim.tso.bids import BidTable
 
@@ -273,9 +279,11 @@ class _PointRows:
 
     Grid rows ``a @ dP <= b`` with ``dP = M y - P_flex,i`` become ``g y + h b_i <= 0`` with
     ``g = a M`` and ``h = -(b + a P_flex,i)``; Voronoi rows ``vor_a y + vor_c b_i >= 0``.
-    ``g`` is given (``g_pieces``) or gathered from the package's rows (``a_per_mw``, columns of
-    the flexible buses) on first use: the per-point search solves few points in full, and on
-    the whole shared file's m = 20 package gathering every point's rows was 0.1 s.
+    ``g`` is given (``g_pieces``, rows the TSO screened) or gathered from the package's point
+    (all its rows, columns of the flexible buses) on first use: the per-point search solves few
+    points in full, and on the whole shared file's m = 20 package gathering every point's rows
+    was 0.1 s. ``g_csr`` is the same matrix sparse, gathered from the point's cached CSR
+    (:attr:`~optim.package.OperatingPoint.a_csr`): the per-point LPs are built from it.
     """
 
     h: np.ndarray  # (n_kept,)
@@ -283,17 +291,32 @@ class _PointRows:
     vor_j: tuple[int, ...]  # the kept neighbours j of (14h)
     vor_a: np.ndarray  # (len(vor_j), K) rows (P_i - P_j)^T M
     vor_c: np.ndarray  # (len(vor_j),) coefficient of b_i
-    g_pieces: np.ndarray | None = None  # (n_kept, K), or None: gathered from a_per_mw
-    a_per_mw: np.ndarray | None = None  # (n_kept, n_flex) the kept rows as the package has them
+    g_pieces: np.ndarray | None = None  # (n_kept, K), or None: gathered from point
+    point: OperatingPoint | None = None  # the package's point, every row kept
     flex_index: np.ndarray | None = None  # (K,) flexible bus of each piece
 
-    @functools.cached_property
+    # caches written straight into __dict__ (frozen dataclass): functools.cached_property's lock
+    # is shared by every instance on Python 3.11 and would make the LP threads gather one at a time
+    @property
     def g(self) -> np.ndarray:
         if self.g_pieces is not None:
             return self.g_pieces
-        # np.take gives C order at once; a[:, fi] gave a strided copy that was copied again (3x the
-        # time on the whole shared file's package)
-        return np.take(self.a_per_mw, self.flex_index, axis=1)
+        cached = self.__dict__.get("_g")
+        if cached is None:
+            # np.take gives C order at once; a[:, fi] gave a strided copy that was copied again
+            cached = self.__dict__["_g"] = np.take(self.point.a_per_mw, self.flex_index, axis=1)
+        return cached
+
+    @property
+    def g_csr(self) -> sp.csr_matrix:
+        cached = self.__dict__.get("_g_csr")
+        if cached is None:
+            if self.g_pieces is not None:
+                cached = sparse_rows(self.g_pieces)
+            else:  # a column gather of the cached CSR: its own arrays, the package's are untouched
+                cached = self.point.a_csr[:, self.flex_index]
+            self.__dict__["_g_csr"] = cached
+        return cached
 
 
 def _box_range(a: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +367,7 @@ def _point_rows(package: SensitivityPackage, pieces: PieceSet, *, screen: bool) 
     out = []
     for i, pt in enumerate(package.points):
         h = -(pt.b + pt.a_per_mw @ pt.p_flex_mw)
-        grid: dict[str, Any] = {"a_per_mw": pt.a_per_mw, "flex_index": fi}
+        grid: dict[str, Any] = {"point": pt, "flex_index": fi}
         if screen_grid_rows and len(h):
             g = np.take(pt.a_per_mw, fi, axis=1)
             keep = _box_range(g, lower, upper)[1] + h > -SCREEN_MARGIN * np.maximum(1.0, np.abs(h))
@@ -546,6 +569,7 @@ class _Solution:
     relaxation_integral: bool = False  # solved by the LP relaxation alone
     nonzeros: int = 0  # of the per-point LPs' matrices
     lps_solved: int = 0  # full per-point LPs solved (the others were pruned by their cell's bound)
+    lps_cut_off: int = 0  # of these, LPs the dual simplex stopped once they could not beat the best
 
 
 def _solve_highs(arr: _Arrays, *, mip_rel_gap: float, time_limit_s: float, m: int, K: int,
@@ -739,23 +763,18 @@ def _point_lp(pr: _PointRows, pieces: PieceSet, request_mw: float, duration_h: f
     s = 1.0 if request_mw > 0 else -1.0
     sign = np.sign(pieces.p_mw)
     cost = np.full(K, -s) if maximise else pieces.price_eur_per_mwh * sign * duration_h
-    dense = [pr.g, pr.vor_a, np.ones((1, K))]
+    small = [pr.vor_a, np.full((1, K), s) if maximise else np.ones((1, K))]
     low = [np.full(len(pr.h), -np.inf), -pr.vor_c]
     up = [-pr.h, np.full(len(pr.vor_c), np.inf)]
     if maximise:  # 0 <= s sum_k y_k <= |P_E|
-        dense[-1] = np.full((1, K), s)
         low.append(np.array([0.0]))
         up.append(np.array([abs(request_mw)]))
     else:  # (14j)
         low.append(np.array([request_mw]))
         up.append(np.array([request_mw]))
-    stacked = np.vstack(dense)
-    # CSR straight from the nonzero mask: scipy's dense -> COO -> CSR path cost 3x as much
-    # (0.34 of 1.5 s on the whole shared file's m = 20 package), for the same matrix
-    mask = stacked != 0.0
-    indptr = np.concatenate(([0], np.cumsum(mask.sum(axis=1))))
-    indices = np.broadcast_to(np.arange(K, dtype=np.int32), stacked.shape)[mask]  # HiGHS' index type
-    matrix = sp.csr_matrix((stacked[mask], indices, indptr), shape=stacked.shape)
+    # the grid rows sparse (8 % nonzeros on the whole shared file), the m dense rows appended:
+    # building the dense stack and scanning it for nonzeros was 10 of the 35 ms of a point's LP
+    matrix = sp.vstack([pr.g_csr, sparse_rows(np.vstack(small))], format="csr")
     return cost, pieces.lower_mw, pieces.upper_mw, matrix, np.concatenate(low), np.concatenate(up)
 
 
@@ -783,14 +802,23 @@ def _lp_result(h: Any) -> tuple[str, np.ndarray | None, float]:
     model_status = h.getModelStatus()
     if model_status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
         return "infeasible", None, float("nan")
+    if model_status == highspy.HighsModelStatus.kObjectiveBound:
+        return "cut off", None, float("nan")
     if model_status != highspy.HighsModelStatus.kOptimal:
         return h.modelStatusToString(model_status), None, float("nan")
     return "optimal", np.asarray(h.getSolution().col_value, dtype=float), float(h.getInfo().objective_function_value)
 
 
-def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float) -> tuple[str, np.ndarray | None, float]:
+def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float,
+                    cutoff: float = math.inf) -> tuple[str, np.ndarray | None, float]:
+    """Solve one point's LP; with a finite ``cutoff`` the dual simplex stops as ``"cut off"`` once
+    its objective (a lower bound of the optimum at every dual feasible iterate) exceeds it."""
     h = _point_highs(lp, time_limit_s=time_limit_s)
-    return ("error", None, float("nan")) if h is None else _lp_result(h)
+    if h is None:
+        return "error", None, float("nan")
+    if math.isfinite(cutoff):
+        h.setOptionValue("objective_bound", float(cutoff))
+    return _lp_result(h)
 
 
 def _lp_threads() -> int:
@@ -812,7 +840,7 @@ PRUNE_MARGIN = 1e-6
 
 
 def _cell_bounds(rows: list[_PointRows], pieces: PieceSet, request_mw: float, duration_h: float, *,
-                 time_limit_s: float) -> np.ndarray:
+                 time_limit_s: float, pool: ThreadPoolExecutor) -> np.ndarray:
     """A lower bound of each point's LP: the same LP without its grid rows (14d-g).
 
     Only the bids' box, (14j) and the point's Voronoi rows (14h) remain, ``m - 1`` rows instead
@@ -829,8 +857,7 @@ def _cell_bounds(rows: list[_PointRows], pieces: PieceSet, request_mw: float, du
                                                time_limit_s=time_limit_s)
         return objective if status == "optimal" else (np.inf if status == "infeasible" else -np.inf)
 
-    with ThreadPoolExecutor(max_workers=_lp_threads()) as pool:
-        return np.array(list(pool.map(bound, rows)), dtype=float)
+    return np.array(list(pool.map(bound, rows)), dtype=float)
 
 
 def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float, duration_h: float, *,
@@ -850,47 +877,52 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
     best: tuple[float, int, np.ndarray] | None = None
     errors = []
     nonzeros = 0
-    if maximise or m == 1:
-        order = np.arange(m)
-        bounds = np.full(m, -np.inf)
-    else:
-        bounds = _cell_bounds(rows, pieces, request_mw, duration_h, time_limit_s=time_limit_s)
-        order = np.argsort(bounds, kind="stable")
     solved: dict[int, tuple[str, np.ndarray | None, float]] = {}
 
-    def pruned(i: int) -> bool:
-        if bounds[i] == np.inf:
-            return True  # this cell and every later one cannot deliver the request
+    def cutoff() -> float:
+        """The cost above which an LP can neither win nor tie: the best found plus the margin."""
         found = [obj for status, _, obj in solved.values() if status == "optimal"]
-        return bool(found) and bounds[i] > min(found) + PRUNE_MARGIN * max(1.0, abs(min(found)))
+        return min(found) + PRUNE_MARGIN * max(1.0, abs(min(found))) if found else math.inf
 
-    pending = [int(i) for i in order]
+    def build_and_solve(i: int, limit: float) -> tuple[int, tuple[str, np.ndarray | None, float]]:
+        # built in the worker: numpy's gathers release the GIL, so building overlaps the other solve
+        lp = _point_lp(rows[i], pieces, request_mw, duration_h, maximise=maximise)
+        return int(lp[3].nnz), _solve_point_lp(lp, time_limit_s=time_limit_s, cutoff=limit)
+
     threads = _lp_threads()
     with ThreadPoolExecutor(max_workers=threads) as pool:
+        if maximise or m == 1:
+            order = np.arange(m)
+            bounds = np.full(m, -np.inf)
+        else:
+            bounds = _cell_bounds(rows, pieces, request_mw, duration_h, time_limit_s=time_limit_s, pool=pool)
+            order = np.argsort(bounds, kind="stable")
+        pending = [int(i) for i in order]
         running: dict[Future, int] = {}
         while pending or running:
             # keep every thread busy with the next points in bound order; a point started while a
             # cheaper one was still running costs time but never changes the winner (its bound,
             # hence its cost, is above that one's by more than the tie tolerance or it is compared)
             while pending and len(running) < threads:
-                if pruned(pending[0]):
-                    pending.clear()
+                if bounds[pending[0]] == np.inf or bounds[pending[0]] > cutoff():
+                    pending.clear()  # this cell and every later one cannot deliver the request, or win
                     break
                 i = pending.pop(0)
-                lp = _point_lp(rows[i], pieces, request_mw, duration_h, maximise=maximise)
-                nonzeros += int(lp[3].nnz)
-                running[pool.submit(_solve_point_lp, lp, time_limit_s=time_limit_s)] = i
+                # the dual simplex stops once it proves this LP above the best cost found so far
+                limit = math.inf if maximise else cutoff()
+                running[pool.submit(build_and_solve, i, limit)] = i
             if running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    solved[running.pop(future)] = future.result()
+                    nnz, solved[running.pop(future)] = future.result()
+                    nonzeros += nnz
     for i in sorted(solved):
         status, y, objective = solved[i]
         if status == "optimal":
             # ties (within the solver's tolerance) go to the lower index, like a deterministic MILP
             if best is None or objective < best[0] - 1e-9 * max(1.0, abs(best[0])):
                 best = (objective, i, y)
-        elif status != "infeasible":
+        elif status not in ("infeasible", "cut off"):
             errors.append(f"point {i}: {status}")
     if best is None:
         if errors:
@@ -903,7 +935,8 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
     b = np.zeros(m)
     b[i] = 1.0
     return _Solution(ClearingStatus.OPTIMAL, y=y_all, b=b, objective=objective, relaxation_integral=True,
-                     nonzeros=nonzeros, lps_solved=len(solved))
+                     nonzeros=nonzeros, lps_solved=len(solved),
+                     lps_cut_off=sum(status == "cut off" for status, _, _ in solved.values()))
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -966,6 +999,7 @@ def clear_milp(
         sol = _solve_per_point(rows, pieces, request, duration, time_limit_s=time_limit_s)
         stats["nonzeros"] = sol.nonzeros  # counted in the LPs' own matrices (a second pass cost 7 %)
         stats["lps_solved"] = sol.lps_solved
+        stats["lps_cut_off"] = sol.lps_cut_off
     elif kind == "highs":
         arr = _arrays(package, pieces, rows, request, duration)
         stats = dict(arr.stats)

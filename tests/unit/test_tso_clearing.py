@@ -365,7 +365,7 @@ def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, m
         bounds_seen.append(out)
         return out
 
-    pruned = 0
+    pruned = cut_off = 0
     monkeypatch.setattr(clearing, "_cell_bounds", recorded)
     for request in (0.3, 0.9, 1.5, 1.8, 2.05):
         monkeypatch.setenv("DIGIPLAT_LP_THREADS", "2")  # points started side by side change nothing
@@ -383,7 +383,46 @@ def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, m
         np.testing.assert_allclose(fast.p_flex_mw, full.p_flex_mw, atol=1e-7)
         assert fast.cost_eur >= bounds_seen[-1][fast.chosen_point] - 1e-6 * fast.cost_eur
         pruned += full.stats["lps_solved"] - fast.stats["lps_solved"]
+        cut_off += fast.stats["lps_cut_off"]
+        assert full.stats["lps_cut_off"] == 0  # no margin, no cut-off: every LP to its optimum
     assert pruned > 0
+    assert cut_off > 0  # LPs stopped by the dual simplex's bound, with the same results as above
+
+
+def test_an_lp_is_cut_off_only_above_its_optimum(hand) -> None:
+    """A cutoff never changes an LP's answer: at or below the optimum the dual simplex may stop
+    ("cut off": its objective proved the optimum no better than the cutoff) or finish; above the
+    optimum it finishes at the same optimum. (That cut-offs happen is asserted on Bergwald above.)"""
+    import optim.tso.clearing as clearing
+
+    package, bids = hand
+    pieces = clearing._pieces(package, bids)
+    rows = clearing._point_rows(package, pieces, screen=True)
+    lp = clearing._point_lp(rows[0], pieces, 1.2, 1.0, maximise=False)
+    status, y, optimum = clearing._solve_point_lp(lp, time_limit_s=60.0)
+    assert status == "optimal" and y is not None
+    for cutoff in (optimum - 10.0, optimum - 1e-3, optimum, optimum + 1.0, math.inf):
+        got, y_cut, value = clearing._solve_point_lp(lp, time_limit_s=60.0, cutoff=cutoff)
+        assert got in (("cut off", "optimal") if cutoff <= optimum else ("optimal",)), cutoff
+        if got == "optimal":
+            assert value == pytest.approx(optimum, rel=1e-12)
+            np.testing.assert_allclose(y_cut, y, atol=1e-12)
+
+
+def test_the_sparse_rows_of_a_point_equal_its_dense_rows_and_are_not_pickled(hand) -> None:
+    import pickle
+
+    from optim.package import sparse_rows
+
+    package, _ = hand
+    point = package.points[0]
+    np.testing.assert_array_equal(point.a_csr.toarray(), point.a_per_mw)
+    assert point.a_csr is point.a_csr  # built once
+    assert point.a_csr.indices.dtype == np.int32
+    assert "_a_csr" not in pickle.loads(pickle.dumps(point)).__dict__  # a cache, not data
+    dense = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, -3.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(sparse_rows(dense).toarray(), dense)
+    assert sparse_rows(dense).nnz == 3
 
 
 @pytest.mark.parametrize("value", ["two", "0"])
