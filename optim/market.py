@@ -33,8 +33,11 @@ from optim._errors import InputError
 logger = logging.getLogger(__name__)
 
 METHODS = ("milp", "merit-order")
+#: Power-flow engines of the validation (:func:`optim.validation.validate_dispatch`).
+ENGINES = ("pandapower", "compiled")
 
-__all__ = ["RefineConfig", "MarketOutcome", "clear_market", "clear_package", "building_activations", "METHODS"]
+__all__ = ["RefineConfig", "MarketOutcome", "clear_market", "clear_package", "building_activations", "with_solved_net",
+           "METHODS", "ENGINES"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class MarketOutcome:
         Time of the linearization (0 if given) and of the whole round.
     net
         The solved pandapower net of the validation (DSO-private, with its ``res_*`` tables; None
-        without a validation). Kept for the exports (:mod:`app.export`); never in :meth:`to_dict`.
+        without a validation or with the compiled engine: :func:`with_solved_net` adds it). Kept
+        for the exports (:mod:`app.export`); never in :meth:`to_dict`.
     """
 
     clearing: Any
@@ -211,8 +215,9 @@ def nearest_point(package: Any, p_flex_mw: np.ndarray) -> int:
 
 
 def validation_of_clearing(grid: Any, scenario: Any, linearization: Any, package: Any, table: Any, clearing: Any, *,
-                           method: str) -> tuple[Any, Any]:
-    """DSO: the AC validation of an OPTIMAL clearing of ``package`` (and the solved net).
+                           method: str, engine: str = "pandapower") -> tuple[Any, Any]:
+    """DSO: the AC validation of an OPTIMAL clearing of ``package`` (and the solved net; None with
+    ``engine="compiled"``, see :func:`optim.validation.validate_dispatch`).
 
     The prediction comes from the DSO's own paper-style point at the chosen index (the shared
     package may be hardened, with the same points); the flexibility's physical Q from its pieces.
@@ -233,8 +238,26 @@ def validation_of_clearing(grid: Any, scenario: Any, linearization: Any, package
         grid, scenario, key, np.asarray(clearing.p_flex_mw), point=point,
         q_flex_mvar=q_flex_from_pieces(key, clearing.piece_activations, table), method=method,
         vm_min_pu=package.vm_min_pu, vm_max_pu=package.vm_max_pu,
-        loading_max_percent=package.loading_max_percent, return_net=True,
+        loading_max_percent=package.loading_max_percent, return_net=True, engine=engine,
     )
+
+
+def with_solved_net(outcome: MarketOutcome, grid: Any, scenario: Any, linearization: Any, bids: Any = None) -> MarketOutcome:
+    """The outcome with the solved pandapower net of its dispatch (for the exports).
+
+    An outcome validated on the compiled grid keeps no net; the exports name violated elements
+    and write the solved net, so pandapower runs the same dispatch here (same validation, same
+    physical Q), once, when a round is exported. An outcome that has its net, or has no
+    validation, is returned as it is.
+    """
+    import dataclasses
+
+    if outcome.net is not None or outcome.validation is None:
+        return outcome
+    table = _bid_table(bids, scenario, outcome.package)
+    _, net = validation_of_clearing(grid, scenario, linearization, outcome.package, table, outcome.clearing,
+                                    method=outcome.validation.method)
+    return dataclasses.replace(outcome, net=net)
 
 
 def clear_market(
@@ -251,6 +274,7 @@ def clear_market(
     point_method: str = "all-half-none",
     refine_config: RefineConfig = RefineConfig(),
     validate: bool = True,
+    engine: str = "pandapower",
     progress: Callable[[int, int, str], None] | None = None,
 ) -> MarketOutcome:
     """Run one market round: linearize (DSO), clear (TSO), validate (DSO).
@@ -280,6 +304,11 @@ def clear_market(
         Stopping rule of the refinement.
     validate
         Run the power-flow validation (default True).
+    engine
+        The validation's power flow: ``"pandapower"`` (default; the outcome keeps the solved net)
+        or ``"compiled"`` (the same AC power flow on the compiled grid, equal within the
+        power-flow tolerance and ~10x faster, no net kept; :func:`optim.validation.validate_dispatch`).
+        The refinement needs the net of its dispatch and always uses pandapower.
     progress
         ``progress(done, total, message)`` for the CLI.
 
@@ -306,6 +335,8 @@ def clear_market(
         raise InputError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     if refine and method != "milp":
         raise InputError("--refine applies to the MILP clearing only")
+    if engine not in ENGINES:
+        raise InputError(f"unknown power-flow engine {engine!r}: use {' or '.join(ENGINES)}")
     if linearization is None:
         linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=n_points, point_method=point_method),
                                   progress=progress)
@@ -323,7 +354,7 @@ def clear_market(
         validation = net = None
         if clearing.ok and validate:
             validation, net = validation_of_clearing(grid, scenario, linearization, package, table, clearing,
-                                                     method=method)
+                                                     method=method, engine="pandapower" if refine else engine)
         rounds.append(_round(package, clearing, validation))
         if progress:
             progress(it + 1, max_rounds, f"clearing {it + 1}: {clearing.status.value}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -277,6 +277,62 @@ def _time_frame_net(grid: Any, scenario: Any, flex_buses: Sequence[int]) -> Any:
     return copy.deepcopy(entry[1])
 
 
+_FRAMES: dict[tuple, tuple[Any, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]] = {}
+_MAX_FRAMES = 8
+
+
+def compiled_state(grid: Any, scenario: Any, key: Any) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The AC power flow of a time frame on the compiled grid: ``(p_flex_mw, q_flex_mvar) ->
+    (vm_pu, signed loading_percent)``, dispatch in the key's column order, results in its row order.
+
+    The compiled grid is pandapower's own internal model of the net (admittances, bus types,
+    rating factors: :class:`optim.dso.sensitivity.FlowModel`), solved by the same Newton-Raphson
+    and stopping rule as ``pandapower.runpp``, so it agrees with :func:`validate_dispatch`'s
+    pandapower run within the power-flow tolerance (tested) in 5-15 ms instead of ~60 ms (no
+    pandas tables, no DC initialisation, no result tables). Kept per (grid, time frame, flexible
+    buses) for the last :data:`_MAX_FRAMES`.
+
+    Raises
+    ------
+    InputError
+        The key's monitored buses or branches are not this grid's.
+    """
+    import pandas as pd
+
+    from optim.dso.linearize import LinearizationConfig, frame_model
+
+    frame = scenario.buildings
+    flex_buses = np.asarray(key.flex_buses, dtype=np.int64)
+    cache_key = (id(grid), getattr(scenario, "timestamp", None), hash(getattr(scenario, "config", None)),
+                 tuple(frame.index), tuple(frame.p_load_mw), tuple(frame.q_load_mvar), tuple(frame.p_pv_mw),
+                 flex_buses.tobytes(), np.asarray(key.buses, dtype=np.int64).tobytes(), tuple(key.branch_elements),
+                 np.asarray(key.branch_indices, dtype=np.int64).tobytes())
+    entry = _FRAMES.get(cache_key)
+    if entry is not None and entry[0] is grid:
+        return entry[1]
+    config = LinearizationConfig()
+    model = frame_model(grid, scenario, pd.DataFrame(index=pd.Index(flex_buses)), config)
+    buses, elements, indices = model.monitored
+    bus_row = {int(b): k for k, b in enumerate(buses)}
+    branch_row = {(str(e), int(i)): k for k, (e, i) in enumerate(zip(elements, indices))}
+    try:
+        bus_order = np.array([bus_row[int(b)] for b in key.buses], dtype=np.int64)
+        branch_order = np.array([branch_row[(str(e), int(i))] for e, i in zip(key.branch_elements, key.branch_indices)],
+                                dtype=np.int64)
+    except KeyError as exc:
+        raise InputError(f"the key's monitored element {exc.args[0]} is not in this grid: wrong grid for the key") from None
+
+    def state(p_flex_mw: np.ndarray, q_flex_mvar: np.ndarray, where: str = "the dispatch") -> tuple[np.ndarray, np.ndarray]:
+        vm, loading = model.flow_state(p_flex_mw, q_flex_mvar, where=where, tolerance_mva=config.tolerance_mva,
+                                       max_iteration=config.max_iteration)
+        return vm[bus_order], loading[branch_order]
+
+    if len(_FRAMES) >= _MAX_FRAMES:
+        _FRAMES.pop(next(iter(_FRAMES)))
+    _FRAMES[cache_key] = (grid, state)
+    return state
+
+
 def validate_dispatch(
     grid: Any,
     scenario: Any,
@@ -293,6 +349,7 @@ def validate_dispatch(
     loading_max_percent: float = 100.0,
     critical_share: float = 0.1,
     return_net: bool = False,
+    engine: str = "pandapower",
 ) -> ValidationResult | tuple[ValidationResult, Any]:
     """Run the AC power flow at a dispatch and compare it with the prediction.
 
@@ -319,7 +376,12 @@ def validate_dispatch(
     critical_share
         Share of buses and of branches counted as critical (closest to their limits).
     return_net
-        Also return the solved pandapower net (for a refinement point or the map).
+        Also return the solved pandapower net (for a refinement point or the map); with
+        ``engine="compiled"`` there is none (None is returned in its place).
+    engine
+        ``"pandapower"`` (default): ``pandapower.runpp`` on a copy of the time frame's net;
+        ``"compiled"``: the same power flow on the compiled grid (:func:`compiled_state`, equal
+        within the power-flow tolerance, 4-10x faster; the app's rounds use it).
 
     Returns
     -------
@@ -364,14 +426,21 @@ def validate_dispatch(
         if arr is not None and (arr.shape != (n,) or not np.all(np.isfinite(arr))):
             raise InputError(f"{name} must hold {n} finite values")
 
-    net = _time_frame_net(grid, scenario, key.flex_buses)
-    apply_flex(net, key.flex_buses, p, q)
-    run_power_flow(net, where=f"the {method} dispatch ({p.sum():.4g} MW)")
     buses = np.asarray(key.buses, dtype=np.int64)
     elements = tuple(key.branch_elements)
     indices = np.asarray(key.branch_indices, dtype=np.int64)
-    vm = net.res_bus.vm_pu.loc[buses].to_numpy(dtype=float)
-    loading = signed_loading_percent(net, elements, indices)
+    where = f"the {method} dispatch ({p.sum():.4g} MW)"
+    net = None
+    if engine == "compiled":
+        vm, loading = compiled_state(grid, scenario, key)(p, q, where)
+    elif engine == "pandapower":
+        net = _time_frame_net(grid, scenario, key.flex_buses)
+        apply_flex(net, key.flex_buses, p, q)
+        run_power_flow(net, where=where)
+        vm = net.res_bus.vm_pu.loc[buses].to_numpy(dtype=float)
+        loading = signed_loading_percent(net, elements, indices)
+    else:
+        raise InputError(f"unknown power-flow engine {engine!r}: use pandapower or compiled")
 
     violations: list[Violation] = []
     for k in np.flatnonzero(vm < vm_min_pu - VM_TOLERANCE_PU):

@@ -519,22 +519,20 @@ class FrameModel:
         self._solved[key] = sens
         return sens, t_pf
 
+    def flow_state(self, p_flex_mw: np.ndarray, q_flex_mvar: np.ndarray, *, where: str, tolerance_mva: float = 1e-9,
+                   max_iteration: int = 30) -> tuple[np.ndarray, np.ndarray]:
+        """Voltages (monitored buses) and signed loadings (branches) of the AC power flow at
+        ``P_fix + p_flex_mw`` with the flexibility's reactive power ``q_flex_mvar`` given per bus.
 
-    def state(self, p_flex_mw: np.ndarray, dq_dp: np.ndarray, *, where: str, tolerance_mva: float = 1e-9,
-              max_iteration: int = 30) -> tuple[np.ndarray, np.ndarray]:
-        """Voltages (monitored buses) and signed loadings (branches) of the AC power flow at ``P_fix + p_flex_mw``.
-
-        In ``flex_buses``' and ``monitored``'s order; not kept in the store of solved points (a
-        check at many dispatches, e.g. the envelopes' corners, would fill it).
+        The validation's power flow on the compiled grid: Newton-Raphson from the frame's solved
+        zero-flexibility voltages, no sensitivities, nothing stored (``flex_buses``' and
+        ``monitored``'s order).
         """
-        n_b, n_l = len(self.monitored[0]), len(self.monitored[2])
-        order = (np.arange(len(self.flex_buses)), np.arange(n_b), np.arange(n_l))
-        before = set(self._solved)
-        sens, _ = self.sensitivities(np.asarray(p_flex_mw, dtype=float), np.asarray(dq_dp, dtype=float), where=where,
-                                     tolerance_mva=tolerance_mva, max_iteration=max_iteration, order=order)
-        for key in set(self._solved) - before:
-            del self._solved[key]
-        return np.asarray(sens.vm_pu), np.asarray(sens.loading_percent)
+        s_extra = self.model.injection_pu(np.asarray(p_flex_mw, dtype=float), np.asarray(q_flex_mvar, dtype=float))
+        v, iterations = self.model.solved_voltages(s_extra, self.model.v_solved, tolerance_mva=tolerance_mva,
+                                                   max_iteration=max_iteration, where=where)
+        logger.info("AC power flow at %s converged in %d iterations on the compiled grid", where, iterations)
+        return self.model.state_at(v)
 
 
 #: Compiled grids of this process, by ``id(grid)`` (the grid object is kept with its entry, so

@@ -628,18 +628,11 @@ class FlowModel:
         vm = np.abs(v[self.ppci_monitored])
 
         # branch currents at both ends; the chain rule only at the end that is used
-        i_f, i_t = self.yf @ v, self.yt @ v
-        cur_ends = np.c_[self.k_cur[:, 0] * np.abs(i_f), self.k_cur[:, 1] * np.abs(i_t)]
-        use_to = cur_ends[:, 1] > cur_ends[:, 0]
-        cur = np.where(use_to, i_t, i_f)
-        bus = np.where(use_to, self.t_bus, self.f_bus)
+        i_f, i_t, use_to, bus, scale, i_loc, sign = self._branch_ends(v)
         y_end = sp.diags(np.where(use_to, 0.0, 1.0)) @ self.yf + sp.diags(np.where(use_to, 1.0, 0.0)) @ self.yt
         # I_loc = o k e^{-j theta} I; dI_loc = o k e^{-j theta} (dI - j I dtheta), with
         # dI = Y diag(V) j dtheta + Y diag(V/|V|) dVm (pandapower's dIbr_dV), so both parts are
         # sparse matrices applied to the solve's angle and magnitude rows
-        scale = np.where(use_to, -1.0, 1.0) * np.where(use_to, self.k_cur[:, 1], self.k_cur[:, 0]) \
-            * np.exp(-1j * np.angle(v[bus]))
-        i_loc = scale * cur
         y_end = sp.diags(scale) @ y_end.tocsr()
         d_va = (y_end @ sp.diags(1j * v)).tocsc()
         d_vm = (y_end @ sp.diags(v / np.abs(v))).tocsc()
@@ -651,10 +644,6 @@ class FlowModel:
         # package keeps it without a copy
         itdf_re, itdf_im = m_x.real @ x, m_x.imag @ x
 
-        # the sign of the active power towards the to end at the end that sets the loading, as
-        # signed_loading_percent (Re(I_loc) has it: at the to end I_loc carries the minus)
-        p_end_mw = np.where(use_to, -(v[self.t_bus] * np.conj(i_t)).real, (v[self.f_bus] * np.conj(i_f)).real) * self.base_mva
-        sign = np.where(p_end_mw < 0.0, -1.0, 1.0)
         if self.power_mode:
             loading, dloading = self._loading_both_ends(v, x, i_f, i_t)
             ltdf = sign[:, None] * dloading
@@ -682,6 +671,31 @@ class FlowModel:
             itdf_re_percent_per_mw=itdf_re,
             itdf_im_percent_per_mw=itdf_im,
         ), lu
+
+    def _branch_ends(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per monitored branch at voltages ``v``: both ends' currents, the end that sets the
+        loading (the larger current loading), its bus, the factor ``o k e^{-j theta}`` that makes
+        its current ``I_loc`` (in % of the rating, in the end's voltage angle), ``I_loc``, and the
+        sign of the active power towards the to end at that end (``signed_loading_percent``'s)."""
+        i_f, i_t = self.yf @ v, self.yt @ v
+        use_to = self.k_cur[:, 1] * np.abs(i_t) > self.k_cur[:, 0] * np.abs(i_f)
+        bus = np.where(use_to, self.t_bus, self.f_bus)
+        scale = np.where(use_to, -1.0, 1.0) * np.where(use_to, self.k_cur[:, 1], self.k_cur[:, 0]) \
+            * np.exp(-1j * np.angle(v[bus]))
+        i_loc = scale * np.where(use_to, i_t, i_f)
+        p_end_mw = np.where(use_to, -(v[self.t_bus] * np.conj(i_t)).real, (v[self.f_bus] * np.conj(i_f)).real) * self.base_mva
+        return i_f, i_t, use_to, bus, scale, i_loc, np.where(p_end_mw < 0.0, -1.0, 1.0)
+
+    def state_at(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Voltage magnitudes of the monitored buses and signed loadings (%) of the monitored
+        branches at the solved voltages ``v``: what :meth:`sensitivities_at` reports as ``vm_pu``
+        and ``loading_percent``, without the sensitivities (an AC check needs only the state)."""
+        v = np.asarray(v, dtype=complex)
+        if self.power_mode:  # loadings by power need the chain rule's pieces: take them from there
+            sens, _ = self.sensitivities_at(v)
+            return np.asarray(sens.vm_pu), np.asarray(sens.loading_percent)
+        *_, i_loc, sign = self._branch_ends(v)
+        return np.abs(v[self.ppci_monitored]), sign * np.abs(i_loc)
 
     def _unit_injection_solutions(self, lu: Any, dq: np.ndarray) -> np.ndarray:
         """``J^-1`` applied to a unit P (and the Q ``dq`` that follows it) per MW at each flexible

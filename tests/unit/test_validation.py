@@ -141,3 +141,60 @@ def test_loading_sign_is_the_one_the_current_rows_predict(bergwald_grid):
                 and net.res_trafo.at[i, "i_lv_ka"] * net.trafo.at[i, "vn_lv_kv"] > net.res_trafo.at[i, "i_hv_ka"] * net.trafo.at[i, "vn_hv_kv"]]
     assert both_fed, "no transformer fed from both ends: the case this test is about is gone"
     assert all(pf[k] < 0 and pred[k] < 0 for k in both_fed)  # the LV end's sign: power does not flow HV -> LV there
+
+
+def _same_validation(a: ValidationResult, b: ValidationResult) -> None:
+    np.testing.assert_allclose(b.vm_pf_pu, a.vm_pf_pu, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(b.loading_pf_percent, a.loading_pf_percent, rtol=0, atol=1e-5)
+    assert [(x.element, x.index, x.quantity) for x in b.violations] == [(x.element, x.index, x.quantity) for x in a.violations]
+    np.testing.assert_allclose([x.value for x in b.violations], [x.value for x in a.violations], rtol=0, atol=1e-5)
+    for name in ("vm_mae_pu", "loading_mae_percent"):
+        if getattr(a, name) is None:
+            assert getattr(b, name) is None
+        else:
+            assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-4, abs=1e-10)
+
+
+def test_the_compiled_engine_is_pandapowers_power_flow(setup):
+    """engine="compiled" solves pandapower's own model of the net by the same Newton-Raphson: the
+    same voltages, loadings and violations (within the power-flow tolerance), with and without a
+    prediction, with the units' reactive power, and no net."""
+    grid, scenario, lin = setup
+    key = lin.key
+    pt = lin.package.points[0]
+    far = max(key.flex_ids, key=lambda f: scenario.buildings.loc[list(key.buildings_of_flex[f]), "feeder_km"].max())
+    congesting = np.zeros(len(key.flex_ids))
+    congesting[key.flex_ids.index(far)] = 0.25
+    q = 0.25 * congesting  # reactive power following P
+    for p, point, q_flex in ((0.6 * pt.p_flex_mw, pt, None), (congesting, None, q)):
+        a, net = validate_dispatch(grid, scenario, key, p, point=point, q_flex_mvar=q_flex, return_net=True)
+        b, none = validate_dispatch(grid, scenario, key, p, point=point, q_flex_mvar=q_flex, return_net=True,
+                                    engine="compiled")
+        assert net is not None and none is None
+        _same_validation(a, b)
+    assert b.n_violations > 0  # the congesting dispatch is compared where it breaks limits
+    with pytest.raises(InputError, match="engine"):
+        validate_dispatch(grid, scenario, key, congesting, engine="fast")
+
+
+def test_the_compiled_engine_on_bergwald_and_the_solved_net_for_exports(bergwald_grid):
+    """On Bergwald, both methods' dispatches of a round (the merit order's with violations) get the
+    same validation from either engine; with_solved_net adds the pandapower net the exports need."""
+    from optim.dso.linearize import LinearizationConfig
+    from optim.dso.scenario import scenario_from_grid
+    from optim.market import clear_market, with_solved_net
+
+    scenario = scenario_from_grid(bergwald_grid)
+    lin = linearize(bergwald_grid, scenario, config=LinearizationConfig(n_points=9, point_method="merit-levels"))
+    for method in ("milp", "merit-order"):
+        slow = clear_market(bergwald_grid, scenario, request_mw=1.8, linearization=lin, method=method)
+        fast = clear_market(bergwald_grid, scenario, request_mw=1.8, linearization=lin, method=method, engine="compiled")
+        assert slow.net is not None and fast.net is None
+        _same_validation(slow.validation, fast.validation)
+        solved = with_solved_net(fast, bergwald_grid, scenario, lin)
+        assert solved.validation is fast.validation and solved.net is not None
+        np.testing.assert_allclose(solved.net.res_bus.vm_pu.to_numpy(), slow.net.res_bus.vm_pu.to_numpy(), atol=1e-9)
+        assert with_solved_net(solved, bergwald_grid, scenario, lin) is solved  # has its net: unchanged
+    assert slow.validation.n_violations > 0  # the merit order congests at 1.8 MW
+    with pytest.raises(InputError, match="engine"):
+        clear_market(bergwald_grid, scenario, request_mw=1.8, linearization=lin, engine="fast")
