@@ -43,7 +43,10 @@ class PieceSet:
     Attributes
     ----------
     pieces
-        One per (bid, flexible bus), bids in table order, buses in package order within a bid.
+        One per (bid, flexible bus), bids in table order, buses within a bid in the order of its
+        first row there (not the package's column order, which a hardened package shuffles with a
+        secret seed: the LP's column order, and so its choice among equal-cost dispatches, would
+        depend on it).
     flex_ids
         The package's flexible buses (column order of the sensitivities).
     flex_index
@@ -93,7 +96,7 @@ def pieces_from_bids(bids: BidTable, package: SensitivityPackage) -> PieceSet:
     bids
         The checked bid table.
     package
-        Gives ``flex_of_asset`` (building id -> flexible bus) and the bus order.
+        Gives ``flex_of_asset`` (building id -> flexible bus) and the column of each bus.
 
     Returns
     -------
@@ -119,7 +122,7 @@ def pieces_from_bids(bids: BidTable, package: SensitivityPackage) -> PieceSet:
         per_bus: dict[str, list[tuple[str, float]]] = {}
         for row in bid.rows:
             per_bus.setdefault(package.flex_of_asset[row.building_id], []).append((row.building_id, row.p_mw))
-        for flex_id in sorted(per_bus, key=column.__getitem__):
+        for flex_id in per_bus:  # in the bid rows' order: not the package's (secret, shuffled) column order
             shares = per_bus[flex_id]
             pieces.append(
                 Piece(

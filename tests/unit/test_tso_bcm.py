@@ -46,13 +46,13 @@ def bids() -> BidTable:
 def test_split_by_location(package: SensitivityPackage, bids: BidTable) -> None:
     pieces = pieces_from_bids(bids, package)
     assert [(p.bid_id, p.flex_id, p.p_mw) for p in pieces.pieces] == [
-        ("agg-1", "F1", pytest.approx(0.25)),  # h1 + h2, buses in package order
-        ("agg-1", "F3", 0.05),
+        ("agg-1", "F3", 0.05),  # buses in the order of the bid's first row there, not the package's
+        ("agg-1", "F1", pytest.approx(0.25)),  # h1 + h2
         ("solo", "F2", 0.20),
         ("down", "F3", -0.10),
     ]
-    assert pieces.pieces[0].building_ids == ("h1", "h2")
-    assert pieces.flex_index.tolist() == [0, 2, 1, 2]
+    assert pieces.pieces[1].building_ids == ("h1", "h2")
+    assert pieces.flex_index.tolist() == [2, 0, 1, 2]
     assert pieces.lower_mw.tolist() == [0, 0, 0, -0.1] and pieces.upper_mw[3] == 0
     assert pieces.p_flex_mw(pieces.p_mw) == pytest.approx([0.25, 0.2, -0.05])
     assert not pieces.p_mw.flags.writeable
@@ -72,7 +72,7 @@ def test_round_trip_full_and_partial(package: SensitivityPackage, bids: BidTable
         {(r.bid_id, r.building_id): r.p_mw for r in bids.rows}
     )
     # partial: 0.125 of agg-1's 0.25 MW at F1, nothing at F3 -> half of h1 and of h2
-    half = np.array([0.125, 0.0, 0.1, 0.0])
+    half = np.array([0.0, 0.125, 0.1, 0.0])
     assert bid_activations(pieces, half)[0]["activated_mw"] == pytest.approx(0.125)
     split = {r["building_id"]: r["activated_mw"] for r in building_activations(pieces, half) if r["bid_id"] == "agg-1"}
     assert split == pytest.approx({"h1": 0.05, "h2": 0.075, "h4": 0.0})
@@ -99,3 +99,19 @@ def test_unknown_buildings_are_listed(package: SensitivityPackage, bids: BidTabl
     stray = BidTable(rows=(*bids.rows, BidRow("x", "C", "h8", 0.1, 1.0), BidRow("y", "C", "h9", 0.1, 1.0)))
     with pytest.raises(InputError, match=r"2 building\(s\) .*'h8', 'h9'"):
         pieces_from_bids(stray, package)
+
+
+def test_piece_order_does_not_follow_the_package_columns(package: SensitivityPackage, bids: BidTable) -> None:
+    """A hardened package shuffles its columns with a secret seed; the pieces (the LP's columns)
+    come in the same order whatever the column order, so ties resolve the same way."""
+    import dataclasses
+
+    order = [2, 0, 1]
+    shuffled = dataclasses.replace(
+        package, flex_ids=tuple(package.flex_ids[j] for j in order),
+        points=tuple(dataclasses.replace(
+            pt, p_flex_mw=pt.p_flex_mw[order], p_mw=pt.p_mw[order], vtdf_pu_per_mw=pt.vtdf_pu_per_mw[:, order],
+            ltdf_percent_per_mw=pt.ltdf_percent_per_mw[:, order]) for pt in package.points))
+    a, b = pieces_from_bids(bids, package), pieces_from_bids(bids, shuffled)
+    assert [(p.bid_id, p.flex_id, p.building_ids) for p in a.pieces] == [(p.bid_id, p.flex_id, p.building_ids) for p in b.pieces]
+    assert [b.flex_ids[j] for j in b.flex_index] == [a.flex_ids[j] for j in a.flex_index]
