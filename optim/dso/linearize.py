@@ -490,6 +490,7 @@ class FrameModel:
         self._last: tuple[np.ndarray, Any] = (model.v_solved, None)
         self._solved: dict[bytes, Any] = {}
         self._ordered: dict[bytes, Any] = {}
+        self._frame_lu: Any = None  # LU of the Jacobian at the frame's solved voltages (flow_state)
 
     def sensitivities(self, p_flex_mw: np.ndarray, dq_dp: np.ndarray, *, where: str, tolerance_mva: float,
                       max_iteration: int, order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[Any, float]:
@@ -529,8 +530,11 @@ class FrameModel:
         ``monitored``'s order).
         """
         s_extra = self.model.injection_pu(np.asarray(p_flex_mw, dtype=float), np.asarray(q_flex_mvar, dtype=float))
-        v, iterations = self.model.solved_voltages(s_extra, self.model.v_solved, tolerance_mva=tolerance_mva,
-                                                   max_iteration=max_iteration, where=where)
+        if self._frame_lu is None:  # the Jacobian's LU at the start, shared by every check of the frame
+            self._frame_lu = self.model._lu(self.model.v_solved)
+        v, iterations = self.model.solved_voltages(s_extra, self.model.v_solved, lu_start=self._frame_lu,
+                                                   tolerance_mva=tolerance_mva, max_iteration=max_iteration,
+                                                   where=where)
         logger.info("AC power flow at %s converged in %d iterations on the compiled grid", where, iterations)
         return self.model.state_at(v)
 

@@ -1054,6 +1054,7 @@ def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any,
     again, warm, for every request: only the bounds of the row ``sum_k y_k = P_E`` (14j) change.
     For pricing many requests on one package and bid table (the DSO's design of the operating
     envelopes, :mod:`optim.privacy.envelope`); the same optima as one :func:`clear_milp` each (tested).
+    The points run on the ``$DIGIPLAT_LP_THREADS`` threads, each sweeping the requests in order.
 
     Raises
     ------
@@ -1064,18 +1065,25 @@ def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any,
     duration = _check_duration(duration_h)
     pieces = _pieces(package, bids)
     rows = _point_rows(package, pieces, screen=bool(screen))
-    best = np.full(len(requests), np.inf)
-    for pr in rows:
+
+    def point_costs(pr: _PointRows) -> np.ndarray:
+        costs = np.full(len(requests), np.inf)
         lp = _point_lp(pr, pieces, requests[0] if requests else 1.0, duration, maximise=False)
         h = _point_highs(lp, time_limit_s=time_limit_s)
         if h is None:
-            continue
+            return costs
         last = int(lp[3].shape[0]) - 1  # the row of (14j)
         for t, request in enumerate(requests):
             h.changeRowBounds(last, request, request)
             status, _, objective = _lp_result(h)
             if status == "optimal":
-                best[t] = min(best[t], objective)
+                costs[t] = objective
+        return costs
+
+    # the points side by side on the LP threads (each its own HiGHS instance; HiGHS releases the GIL)
+    with ThreadPoolExecutor(max_workers=_lp_threads()) as pool:
+        per_point = list(pool.map(point_costs, rows))
+    best = np.min(per_point, axis=0) if per_point else np.full(len(requests), np.inf)
     return np.where(np.isfinite(best), best, np.nan)
 
 
