@@ -90,7 +90,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optim._errors import InputError
-from optim.package import OperatingPoint, SensitivityPackage, sparse_rows, predicted_state
+from optim.package import OperatingPoint, SensitivityPackage, predicted_state, sparse_rows
 from optim.tso.bcm import PieceSet, aggregator_activations, bid_activations, pieces_from_bids
 from optim.tso.bids import BidTable
 
