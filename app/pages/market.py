@@ -311,8 +311,10 @@ def validation_figures(result: dict[str, Any]) -> tuple[go.Figure, go.Figure]:
         if pred:
             fig.add_trace(go.Scatter(x=[ids[i] for i in idx], y=[pred[i] for i in idx], mode="markers", name="MILP prediction",
                                      marker=dict(symbol="x", size=7, color="#0b3d5c")))
+        # the tool bar upright at the right edge: lying at the top it covered the end of the title
         fig.update_layout(title=f"{title}: prediction vs AC power flow", yaxis_title=unit, template="plotly_white",
-                          margin=dict(l=50, r=10, t=40, b=60), legend=dict(orientation="h"))
+                          margin=dict(l=50, r=40, t=40, b=70), legend=dict(orientation="h"),
+                          modebar=dict(orientation="v"), xaxis_tickangle=-45)
         figs.append(fig)
     return figs[0], figs[1]
 
