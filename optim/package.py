@@ -153,10 +153,12 @@ class OperatingPoint:
         The rows of a district's grid are sparse (a bus's injection moves the voltages and
         currents of its own feeder and transformer only: 8 % nonzeros in the whole shared file's
         package), and the clearing builds an LP from them for every request; the dense scan for
-        the nonzeros is paid once. The point is frozen and its arrays are read-only, so the cache
-        cannot go stale. (Not ``functools.cached_property``: on Python 3.11 its lock is shared by
-        every instance, so the clearing's threads would build the points' matrices one at a time;
-        two threads building the same one waste time but store equal matrices.)
+        the nonzeros is paid once. The point is frozen and the arrays it makes are read-only, so
+        the cache holds unless a caller writes into an array it handed in and owns (none does);
+        a pickled or copied point builds its own. (Not ``functools.cached_property``: on Python
+        3.11 its lock is shared by every instance, so the clearing's threads would build the
+        points' matrices one at a time; two threads building the same one waste time but store
+        equal matrices.)
         """
         cached = self.__dict__.get("_a_csr")
         if cached is None:

@@ -535,7 +535,7 @@ class FrameModel:
         v, iterations = self.model.solved_voltages(s_extra, self.model.v_solved, lu_start=self._frame_lu,
                                                    tolerance_mva=tolerance_mva, max_iteration=max_iteration,
                                                    where=where)
-        logger.info("AC power flow at %s converged in %d iterations on the compiled grid", where, iterations)
+        logger.debug("AC power flow at %s converged in %d iterations on the compiled grid", where, iterations)
         return self.model.state_at(v)
 
 

@@ -45,10 +45,12 @@ checks the bound with the unperturbed costs, and an LP that finishes is unaffect
 run on ``$DIGIPLAT_LP_THREADS`` threads (default: the cores, up to 2; HiGHS releases the GIL),
 the next points in bound order side by side: a point started before a cheaper one finished may
 be solved needlessly, which costs time but cannot change the winner, so results do not depend on
-the thread count (tested); only ``stats["lps_solved"]`` and ``stats["lps_cut_off"]`` may. Each
-LP is built in its worker thread from the point's rows as CSR, cached on the package's point
-(the rows of a district are sparse: 8 % nonzeros on the whole shared file), so the dense rows
-are scanned once per package, not once per request.
+the thread count (tested); only ``stats["lps_solved"]``, ``stats["lps_cut_off"]`` and
+``stats["nonzeros"]`` (of the LPs built) may. Each LP is built in its worker thread from the
+point's rows as CSR (the rows of a district are sparse: 8 % nonzeros on the whole shared file).
+For a package the DSO screened (hardened) the TSO keeps every row, and the CSR is cached on the
+package's point, so its dense rows are scanned once per package, not once per request; rows the
+TSO screens itself (a paper-style package) are gathered and scanned per request.
 
 **Screening** (``screen=True``, the default): a row of (14d-g) or (14h) whose left-hand side
 stays within its limit for every ``y_i`` in the box ``[P_LB, P_UB]`` cannot bind and is left out.

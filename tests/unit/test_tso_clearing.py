@@ -384,12 +384,12 @@ def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, m
         assert fast.cost_eur >= bounds_seen[-1][fast.chosen_point] - 1e-6 * fast.cost_eur
         pruned += full.stats["lps_solved"] - fast.stats["lps_solved"]
         cut_off += fast.stats["lps_cut_off"]
-        assert full.stats["lps_cut_off"] == 0  # no margin, no cut-off: every LP to its optimum
+        assert full.stats["lps_cut_off"] == 0  # an infinite margin, no cut-off: every LP to its optimum
     assert pruned > 0
     assert cut_off > 0  # LPs stopped by the dual simplex's bound, with the same results as above
 
 
-def test_an_lp_is_cut_off_only_above_its_optimum(hand) -> None:
+def test_an_lp_is_cut_off_only_when_its_optimum_is_not_below_the_cutoff(hand) -> None:
     """A cutoff never changes an LP's answer: at or below the optimum the dual simplex may stop
     ("cut off": its objective proved the optimum no better than the cutoff) or finish; above the
     optimum it finishes at the same optimum. (That cut-offs happen is asserted on Bergwald above.)"""

@@ -198,3 +198,25 @@ def test_the_compiled_engine_on_bergwald_and_the_solved_net_for_exports(bergwald
     assert slow.validation.n_violations > 0  # the merit order congests at 1.8 MW
     with pytest.raises(InputError, match="engine"):
         clear_market(bergwald_grid, scenario, request_mw=1.8, linearization=lin, engine="fast")
+
+
+def test_the_compiled_engine_follows_a_net_changed_in_memory_and_refuses_a_wrong_key(setup):
+    """The compiled frame is kept per grid *and* its net's tables: lengthening lines in memory
+    changes the compiled result as it changes pandapower's; a key naming a bus without a load of
+    this grid is refused with an InputError, not an IndexError."""
+    import copy
+    from dataclasses import replace
+
+    grid, scenario, lin = setup
+    grid = copy.deepcopy(grid)
+    key = lin.key
+    p = 0.6 * lin.package.points[0].p_flex_mw
+    before = validate_dispatch(grid, scenario, key, p, engine="compiled")
+    grid.net.line["length_km"] *= 3.0
+    after = validate_dispatch(grid, scenario, key, p, engine="compiled")
+    reference = validate_dispatch(grid, scenario, key, p)
+    assert np.abs(after.loading_pf_percent - before.loading_pf_percent).max() > 0.1
+    _same_validation(reference, after)
+    wrong = replace(key, flex_buses=tuple([10**6] + list(key.flex_buses[1:])))
+    with pytest.raises(InputError, match="wrong grid for the key"):
+        validate_dispatch(grid, scenario, wrong, p, engine="compiled")
