@@ -181,7 +181,10 @@ def sparse_rows(a: np.ndarray) -> sp.csr_matrix:
 
     # straight from the nonzero mask: scipy's dense -> COO -> CSR path cost 3x as much
     mask = a != 0.0
-    indptr = np.concatenate(([0], np.cumsum(mask.sum(axis=1)))).astype(np.int32)
+    indptr = np.concatenate(([0], np.cumsum(mask.sum(axis=1))))
+    if indptr[-1] > np.iinfo(np.int32).max:
+        raise InputError(f"{int(indptr[-1])} nonzero coefficients in one point's rows: more than HiGHS' 32-bit indices hold")
+    indptr = indptr.astype(np.int32)
     csr = sp.csr_matrix((a[mask], np.nonzero(mask)[1].astype(np.int32), indptr), shape=a.shape)
     csr.has_sorted_indices = True  # np.nonzero walks each row left to right
     return csr
