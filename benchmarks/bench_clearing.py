@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from optim._errors import InputError  # noqa: E402
 from optim.package import OperatingPoint, SensitivityPackage  # noqa: E402
 from optim.tso.bids import BidRow, BidTable, read_bids  # noqa: E402
 from optim.tso.clearing import clear_milp  # noqa: E402
@@ -130,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.package:
         if not args.bids:
             parser.error("--bids is required with --package")
-        package = SensitivityPackage.load(args.package)
-        bids = read_bids(args.bids, package=package)
+        try:
+            package = SensitivityPackage.load(args.package)
+            bids = read_bids(args.bids, package=package)
+        except InputError as exc:
+            print(f"bench_clearing: {exc}", file=sys.stderr)
+            return 2
         source = str(args.package)
     else:
         package, bids = synthetic_case(random_state=args.seed)

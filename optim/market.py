@@ -33,11 +33,9 @@ from optim._errors import InputError
 logger = logging.getLogger(__name__)
 
 METHODS = ("milp", "merit-order")
-#: Power-flow engines of the validation (:func:`optim.validation.validate_dispatch`).
-ENGINES = ("pandapower", "compiled")
 
 __all__ = ["RefineConfig", "MarketOutcome", "clear_market", "clear_package", "building_activations", "with_solved_net",
-           "METHODS", "ENGINES"]
+           "METHODS"]
 
 
 @dataclass(frozen=True)
@@ -336,7 +334,9 @@ def clear_market(
         raise InputError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     if refine and method != "milp":
         raise InputError("--refine applies to the MILP clearing only")
-    if engine not in ENGINES:
+    from optim.validation import ENGINES
+
+    if engine not in ENGINES:  # checked before the clearing: the validation would find it only after
         raise InputError(f"unknown power-flow engine {engine!r}: use {' or '.join(ENGINES)}")
     if linearization is None:
         linearization = linearize(grid, scenario, config=LinearizationConfig(n_points=n_points, point_method=point_method),

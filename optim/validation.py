@@ -48,9 +48,11 @@ from optim._errors import InputError
 logger = logging.getLogger(__name__)
 
 VM_TOLERANCE_PU = 1e-6
+#: Power flows of the validation (see "Two engines, one power flow" above).
+ENGINES = ("pandapower", "compiled")
 LOADING_TOLERANCE_PERCENT = 1e-4
 
-__all__ = ["Violation", "ValidationResult", "validate_dispatch", "compiled_state", "critical_mask",
+__all__ = ["ENGINES", "Violation", "ValidationResult", "validate_dispatch", "compiled_state", "critical_mask",
            "p_flex_from_buildings", "q_flex_from_pieces"]
 
 
@@ -430,8 +432,8 @@ def validate_dispatch(
         raise InputError("the dispatch contains NaN or infinite values")
     if not 0.0 < critical_share <= 1.0:
         raise InputError("critical_share must be within (0, 1]")
-    if engine not in ("pandapower", "compiled"):
-        raise InputError(f"unknown power-flow engine {engine!r}: use pandapower or compiled")
+    if engine not in ENGINES:
+        raise InputError(f"unknown power-flow engine {engine!r}: use {' or '.join(ENGINES)}")
     if point is not None:
         from optim.package import predicted_state
 
@@ -459,14 +461,12 @@ def validate_dispatch(
     net = None
     if engine == "compiled":
         vm, loading = compiled_state(grid, scenario, key)(p, q, where)
-    elif engine == "pandapower":
+    else:  # pandapower (checked above)
         net = _time_frame_net(grid, scenario, key.flex_buses)
         apply_flex(net, key.flex_buses, p, q)
         run_power_flow(net, where=where)
         vm = net.res_bus.vm_pu.loc[buses].to_numpy(dtype=float)
         loading = signed_loading_percent(net, elements, indices)
-    else:
-        raise InputError(f"unknown power-flow engine {engine!r}: use pandapower or compiled")
 
     violations: list[Violation] = []
     for k in np.flatnonzero(vm < vm_min_pu - VM_TOLERANCE_PU):

@@ -364,15 +364,15 @@ def ac_verifier(grid: Any, scenario: Any, key: Any, *, engine: str = "compiled")
     :func:`optim.validation.validate_dispatch` (about 0.2 s). Limits and tolerances are the
     validation's.
     """
-    from optim.validation import LOADING_TOLERANCE_PERCENT, VM_TOLERANCE_PU, validate_dispatch
+    from optim.validation import ENGINES, LOADING_TOLERANCE_PERCENT, VM_TOLERANCE_PU, validate_dispatch
 
     if engine == "pandapower":
         def by_pandapower(p_flex_mw: np.ndarray) -> int:
             return int(validate_dispatch(grid, scenario, key, np.asarray(p_flex_mw, dtype=float)).n_violations)
 
         return by_pandapower
-    if engine != "compiled":
-        raise InputError(f"unknown AC engine {engine!r}; choose compiled or pandapower")
+    if engine not in ENGINES:
+        raise InputError(f"unknown AC engine {engine!r}; choose {' or '.join(ENGINES)}")
     from optim.dso.linearize import LinearizationConfig
     from optim.validation import compiled_state
 
