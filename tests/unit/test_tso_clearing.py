@@ -431,3 +431,45 @@ def test_a_bad_lp_thread_count_is_an_input_error(hand, monkeypatch, value: str) 
     monkeypatch.setenv("DIGIPLAT_LP_THREADS", value)
     with pytest.raises(InputError, match="DIGIPLAT_LP_THREADS"):
         clear_milp(package, bids, 0.1)
+
+
+def test_ties_go_to_the_dispatch_nearest_its_point() -> None:
+    """The pieces of one bid share its price, so 0.5 MW of A-cheap (F1 0.6 MW, F2 0.4 MW) costs
+    5 EUR split any way: the cell of "none" holds optimal dispatches (F1 <= 0.3 MW) and so does the
+    cell of the point "F1 on" (F1 = 0.6 MW). The clearing takes the one nearest its point: F1 0.5 MW
+    at "F1 on" (L1 distance 0.1), not a vertex of the lower index' cell; the joint MILP agrees on
+    the cost."""
+
+    def point(label: str, p_flex: np.ndarray) -> OperatingPoint:
+        return OperatingPoint(label, p_flex, p_mw=P_FIX + p_flex, vm_pu=1.02 + VTDF @ p_flex,
+                              loading_percent=20.0 + LTDF @ p_flex, vtdf_pu_per_mw=VTDF, ltdf_percent_per_mw=LTDF)
+
+    package = SensitivityPackage(flex_ids=("F1", "F2", "F3"), bus_ids=("V3",), branch_ids=("L12",),
+                                 points=(point("none", np.zeros(3)), point("F1 on", np.array([0.6, 0.0, 0.0]))),
+                                 flex_of_asset={"h1": "F1", "h2": "F2", "h3": "F3"})
+    bids = hand_bids()
+    r = clear_milp(package, bids, 0.5)
+    assert r.ok and r.cost_eur == pytest.approx(5.0, rel=1e-7)
+    assert (r.chosen_point, r.chosen_point_label) == (1, "F1 on")
+    assert r.p_flex_mw == pytest.approx([0.5, 0.0, 0.0], abs=1e-7)
+    ref = clear_milp(package, bids, 0.5, solver="highs-milp")
+    assert ref.cost_eur == pytest.approx(r.cost_eur, rel=1e-7)
+    # without a tie the first stage's optimum stands: 1.5 MW as in the hand case
+    assert clear_milp(package, bids, 1.5).cost_eur == pytest.approx(20.0, abs=1e-6)
+
+
+def test_the_face_weights_measure_the_l1_distance_to_an_all_or_nothing_point() -> None:
+    """sign(P_M) (1 - 2 f): +|y| where the point has nothing, -|y| where it has the bus' whole offer,
+    so w . y + (offer at the point) is the L1 distance to the point for every y in the box."""
+    from optim.tso.clearing import _face_weights, _pieces
+
+    package, bids = hand_package(), hand_bids()
+    pieces = _pieces(package, bids)
+    point = np.array([0.6, 0.0, 1.0])  # F1 on (A-cheap 0.6), F2 off, F3 on (B-mid 1.0)
+    w = _face_weights(point, pieces)
+    rng = np.random.default_rng(0)
+    up = pieces.p_mw > 0
+    for _ in range(20):
+        y = np.where(up, rng.uniform(0, 1, pieces.n_pieces) * pieces.upper_mw, 0.0)
+        x = np.bincount(pieces.flex_index, weights=y, minlength=3)
+        assert w[up] @ y[up] + point.sum() == pytest.approx(np.abs(x - point).sum(), abs=1e-12)
