@@ -252,10 +252,12 @@ def constraint_rows(point: OperatingPoint, limits: dict[str, float], polygon_sid
 
 
 def screened_constraint_rows(point: OperatingPoint, limits: dict[str, float], polygon_sides: int,
-                             lower_mw: np.ndarray, upper_mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                             lower_mw: np.ndarray, upper_mw: np.ndarray, *, return_index: bool = False
+                             ) -> tuple[np.ndarray, ...]:
     """``constraint_rows`` then ``rows_that_can_bind`` over ``[lower, upper]``, without building every row.
 
-    The same rows in the same order. A polygon row ``c re + d im`` has the box extreme
+    The same rows in the same order; with ``return_index`` also their positions among
+    :func:`constraint_rows`' rows (the hardening names each row's element by it). A polygon row ``c re + d im`` has the box extreme
     ``(c re + d im) @ mid + |c re + d im| @ half <= c re @ mid + d im @ mid + |c| |re| @ half +
     |d| |im| @ half``; a row whose bound is below its threshold cannot bind, so only the others
     are formed and screened exactly (on the whole grid the rows are 16 x 4,000 x 1,495 values).
@@ -263,7 +265,7 @@ def screened_constraint_rows(point: OperatingPoint, limits: dict[str, float], po
     if not point.has_currents:
         a, b = constraint_rows(point, limits, polygon_sides)
         keep = rows_that_can_bind(a, b, lower_mw, upper_mw)
-        return a[keep], b[keep]
+        return (a[keep], b[keep], np.flatnonzero(keep)) if return_index else (a[keep], b[keep])
     mid, half = 0.5 * (lower_mw + upper_mw), 0.5 * (upper_mw - lower_mw)
 
     def threshold(b: np.ndarray) -> np.ndarray:
@@ -271,11 +273,14 @@ def screened_constraint_rows(point: OperatingPoint, limits: dict[str, float], po
 
     vtdf = point.vtdf_pu_per_mw
     v_centre, v_spread = vtdf @ mid, np.abs(vtdf) @ half
-    a_parts, b_parts = [], []
-    for sign, b in ((1.0, limits["vm_max_pu"] - point.vm_pu), (-1.0, point.vm_pu - limits["vm_min_pu"])):
+    a_parts, b_parts, index_parts = [], [], []
+    n_bus, n_branch = len(point.vm_pu), len(point.i_re_percent)
+    for offset, (sign, b) in enumerate(((1.0, limits["vm_max_pu"] - point.vm_pu),
+                                        (-1.0, point.vm_pu - limits["vm_min_pu"]))):
         keep = sign * v_centre + v_spread > threshold(b)
         a_parts.append(sign * vtdf[keep])
         b_parts.append(b[keep])
+        index_parts.append(offset * n_bus + np.flatnonzero(keep))
     re, im = point.itdf_re_percent_per_mw, point.itdf_im_percent_per_mw
     re_mid, im_mid, re_half, im_half = re @ mid, im @ mid, np.abs(re) @ half, np.abs(im) @ half
     radius = float(limits["loading_max_percent"]) * math.cos(math.pi / polygon_sides)
@@ -288,6 +293,9 @@ def screened_constraint_rows(point: OperatingPoint, limits: dict[str, float], po
         keep = centre[candidate] + np.abs(a) @ half > threshold(b[candidate])
         a_parts.append(a[keep])
         b_parts.append(b[candidate[keep]])
+        index_parts.append(2 * n_bus + side * n_branch + candidate[keep])
+    if return_index:
+        return np.vstack(a_parts), np.concatenate(b_parts), np.concatenate(index_parts)
     return np.vstack(a_parts), np.concatenate(b_parts)
 
 

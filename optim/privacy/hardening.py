@@ -225,25 +225,37 @@ def load_hardened(path: str | Path) -> Hardened:
                     origins=origins, seed=seed)
 
 
-def paper_rows(point: Any, package: Any, key: Any) -> PaperRows:
-    """The constraint rows of a paper-style point before screening, with their origins.
+def paper_rows(point: Any, package: Any, key: Any, box: tuple[np.ndarray, np.ndarray] | None = None) -> PaperRows:
+    """The constraint rows of a paper-style point, with their origins.
 
     Derived by :func:`optim.package.constraint_rows` from the physical blocks (the one place rows
     are defined): voltage upper rows, voltage lower rows, then per polygon side the rows of every
-    branch (or the signed-loading upper and lower rows).
+    branch (or the signed-loading upper and lower rows). With ``box`` (``dP`` bounds) only the
+    rows that can bind within it, in the same order (:func:`~optim.package.screened_constraint_rows`:
+    the same rows as screening all of them, without forming the 8,000 of a Bergwald point).
     """
-    from optim.package import OperatingPoint, constraint_rows
+    from optim.package import OperatingPoint, constraint_rows, screened_constraint_rows
 
     blocks = {k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")}
-    a, b = constraint_rows(OperatingPoint(label=point.label, **blocks), package.limits, package.polygon_sides)
+    physical = OperatingPoint(label=point.label, **blocks)
+    if box is None:
+        a, b = constraint_rows(physical, package.limits, package.polygon_sides)
+        index = None
+    else:
+        a, b, index = screened_constraint_rows(physical, package.limits, package.polygon_sides, *box,
+                                               return_index=True)
     buses = [("bus", int(x)) for x in key.buses]
     branches = [(str(e), int(i)) for e, i in zip(key.branch_elements, key.branch_indices)]
     sides = package.polygon_sides if point.has_currents else 2
     element = buses + buses + branches * sides
     tag = ([(*e, "max") for e in buses] + [(*e, "min") for e in buses]
            + [(*e, f"side {s}") for s in range(sides) for e in branches])
-    if len(element) != len(b):
+    n_rows = len(b) if index is None else 2 * len(point.vm_pu) + sides * (len(point.i_re_percent) if
+                                                                        point.has_currents else len(point.loading_percent))
+    if len(element) != n_rows:
         raise InputError("the DSO key does not match the package's rows; re-run 'digiplat linearize'")
+    if index is not None:
+        element, tag = [element[i] for i in index], [tag[i] for i in index]
     return PaperRows(a=a, b=b, element=tuple(element), tag=tuple(tag))
 
 
@@ -458,14 +470,21 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     design_rows: list[Any] = []
     log_spread = float(np.log(config.scale_spread))
     for k, point in enumerate(package.points):
-        rows = paper_rows(point, package, key)
         p_flex = np.asarray(point.p_flex_mw, dtype=float)
         d_lo, d_hi = lo - p_flex, hi - p_flex
-        keep = (rows_that_can_bind(rows.a, rows.b, d_lo, d_hi) if config.screen
-                else np.ones(len(rows.b), dtype=bool))
+        if config.screen and not envelope:  # only the rows that can bind are formed (same rows, same order)
+            rows = paper_rows(point, package, key, box=(d_lo, d_hi))
+            keep = np.ones(len(rows.b), dtype=bool)
+            n_paper = 2 * len(point.vm_pu) + (package.polygon_sides * len(point.i_re_percent) if point.has_currents
+                                              else 2 * len(point.loading_percent))
+        else:
+            rows = paper_rows(point, package, key)
+            keep = (rows_that_can_bind(rows.a, rows.b, d_lo, d_hi) if config.screen
+                    else np.ones(len(rows.b), dtype=bool))
+            n_paper = len(rows.b)
         idx = np.flatnonzero(keep)
         a, b = rows.a[idx], rows.b[idx]
-        stats["rows_paper"].append(int(len(rows.b)))
+        stats["rows_paper"].append(int(n_paper))
         if envelope:  # aligned over the points below: the same row index is the same constraint
             design_rows.append((rows.a, rows.b, keep))
             continue

@@ -270,3 +270,25 @@ def test_the_tso_skips_screening_rows_the_dso_screened_and_clears_the_same(frame
         assert a.ok and b.ok and a.stats["rows_screened"] == b.stats["rows_screened"] == 0
         assert a.cost_eur == pytest.approx(b.cost_eur, rel=1e-9) and a.chosen_point == b.chosen_point
         assert np.allclose(a.p_flex_mw, b.p_flex_mw, atol=1e-9)
+
+
+def test_paper_rows_within_a_box_are_the_screened_full_rows_with_their_origins(frames) -> None:
+    """paper_rows(box=...) forms only the rows that can bind: the same rows, in the same order and
+    with the same elements and tags, as forming every row and screening them (what the hardening
+    did before; bit for bit)."""
+    from optim.package import rows_that_can_bind
+    from optim.privacy.hardening import paper_rows
+
+    for _, _, lin in frames:
+        package = lin.package
+        lo, hi = np.asarray(package.row_box_lower_mw), np.asarray(package.row_box_upper_mw)
+        kept = 0
+        for point in package.points:
+            full = paper_rows(point, package, lin.key)
+            box = (lo - point.p_flex_mw, hi - point.p_flex_mw)
+            keep = np.flatnonzero(rows_that_can_bind(full.a, full.b, *box))
+            fast = paper_rows(point, package, lin.key, box=box)
+            assert np.array_equal(fast.a, full.a[keep]) and np.array_equal(fast.b, full.b[keep])
+            assert fast.element == tuple(full.element[i] for i in keep) and fast.tag == tuple(full.tag[i] for i in keep)
+            kept += len(keep)
+        assert 0 < kept  # the case is not empty
