@@ -74,7 +74,7 @@ def max_jobs() -> int:
 
 
 def day_config(day_type: str):
-    """The app's day: 15-minute units, the CLI's default package (9 merit-level points), grid states kept."""
+    """The app's day: 15-minute units, 9 merit-level points per unit (no bisection: 96 units a day), grid states kept."""
     from optim.day import DayConfig
 
     return DayConfig(day_type=day_type, grid_state=True)

@@ -363,11 +363,13 @@ def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
 
 
 def _linearization_config():
-    """The DSO's points as ``digiplat linearize`` places them by default (merit levels, 9 points), so
-    the app's Validation page shows the README's Table I method."""
+    """The DSO's points as ``digiplat linearize`` places them by default (9 merit levels, bisected up
+    to 25 points), so the app's Validation page shows the README's Table I method."""
     from optim.dso.linearize import LinearizationConfig
+    from optim.dso import DEFAULT_MAX_POINTS, DEFAULT_POINT_GAP
 
-    return LinearizationConfig(n_points=9, point_method="merit-levels")
+    return LinearizationConfig(n_points=9, point_method="merit-levels", max_points=DEFAULT_MAX_POINTS,
+                               point_gap=DEFAULT_POINT_GAP)
 
 
 def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):

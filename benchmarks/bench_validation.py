@@ -17,13 +17,17 @@ method's parameters. The load average is printed (2-core machine shared with oth
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_validation.py [--points 9] [--polygon-sides 16] [--held-out] [--quick]
+    .venv/bin/python benchmarks/bench_validation.py [--points 9] [--max-points 25] [--polygon-sides 16] [--held-out] [--quick]
     .venv/bin/python benchmarks/bench_validation.py --sweep 12
 
 ``--sweep N`` is the widest check: for each of :data:`SWEEP_FRAMES`, the default package only, N
 upward requests at ``(j - 0.4) / N`` of the upward offer and N/3 downward ones the same way (so no
-request sits on a merit level), each cleared and validated; it prints every request and, per
-frame, how many meet Table I.
+request sits on one of the first levels), each cleared and validated; it prints every request and,
+per frame, how many meet Table I. The bisected levels can fall on such a request, so ``--random N``
+draws N requests per frame (seeded, ``--seed``) and also counts those in the middle half of their
+level interval::
+
+    .venv/bin/python benchmarks/bench_validation.py --random 12
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ PAIRS = [("weekday", 18, 1.8), ("weekday", 12, 1.0), ("weekend", 12, -0.2), ("we
 #: 0.576 MW lie halfway between two levels of the default package (the worst case of its points).
 HELD_OUT = [("weekday", 18, 1.44), ("weekday", 18, 0.576), ("weekday", 18, 2.2), ("weekday", 20, 1.5),
             ("weekend", 14, -0.15), ("weekend", 7, 0.3)]
+#: ``--random`` also counts the requests at least this share of their level interval away from
+#: both its ends (the middle half of the interval: no point sits near them).
+AWAY_SHARE = 0.25
 #: Frames of ``--sweep``: requests spread evenly over what each frame's offers hold.
 SWEEP_FRAMES = [("weekday", 18), ("weekday", 12), ("weekday", 8), ("weekday", 20), ("weekend", 12),
                 ("weekend", 19), ("weekend", 7), ("weekend", 14)]
@@ -64,7 +71,18 @@ def _size_kb(package) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=9, help="m of the default (merit-levels) package")
+    from optim.dso import DEFAULT_MAX_POINTS
+
+    parser.add_argument("--points", type=int, default=9, help="first levels of the default (merit-levels) package")
+    parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS,
+                        help=f"the default package's points after the bisection (default {DEFAULT_MAX_POINTS}; "
+                             "= --points: none)")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="instead: N seeded random upward requests per frame (and N/3 downward), default package")
+    parser.add_argument("--seed", type=int, default=2026, help="seed of --random's requests")
+    parser.add_argument("--minute", type=int, default=None, choices=(0, 15, 30, 45),
+                        help="--sweep/--random on the 15-minute units starting at HH:MINUTE of the frames' hours "
+                             "(the app's frames) instead of the hourly frames")
     parser.add_argument("--polygon-sides", type=int, default=16)
     parser.add_argument("--held-out", action="store_true", help="also the held-out pairs")
     parser.add_argument("--quick", action="store_true", help="only paper A's pair")
@@ -72,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: N requests per direction and frame over the offers, default package only")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    if args.sweep:
-        return sweep(args.sweep, args.points, args.polygon_sides)
+    max_points = args.max_points if args.max_points > args.points else None
+    if args.sweep or args.random:
+        return sweep(args.sweep, args.points, args.polygon_sides, max_points, random_n=args.random, seed=args.seed,
+                     minute=args.minute)
 
     from gridgen.grid import Grid, default_grid_dir
     from optim.dso.linearize import LinearizationConfig, linearize
@@ -86,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "old": LinearizationConfig(n_points=3, reactive=False, branch_rows="signed-loading"),
         "paper-pts": LinearizationConfig(n_points=3, polygon_sides=args.polygon_sides),
         "default": LinearizationConfig(n_points=args.points, point_method="merit-levels",
-                                       polygon_sides=args.polygon_sides),
+                                       polygon_sides=args.polygon_sides, max_points=max_points),
     }
     pairs = PAIRS[:1] if args.quick else PAIRS + (HELD_OUT if args.held_out else [])
     head = (f"{'pair':<22}{'config':<11}{'m':>3}{'status':>9}{'EUR':>8}{'viol':>5}{'V MAE':>10}{'V RMSE':>10}"
@@ -144,8 +164,28 @@ def _meets_table_i(clearing, validation) -> bool:
             and validation.n_violations == 0 and clearing.solve_s <= 0.5)
 
 
-def sweep(n: int, points: int, polygon_sides: int) -> int:
-    """Table I over requests spread across each frame's offers (see the module docstring)."""
+def _interval_share(levels: np.ndarray, request: float) -> float:
+    """How far into its level interval a request lies, as a share of the interval (0: on a level,
+    0.5: halfway); beyond the outermost level, of the last interval's width."""
+    side = np.sort(levels[np.sign(levels) * np.sign(request) >= 0] * np.sign(request))
+    r = abs(request)
+    k = int(np.searchsorted(side, r))
+    if k >= len(side):
+        width = side[-1] - side[-2] if len(side) > 1 else max(side[-1], 1e-9)
+        return float(min((r - side[-1]) / width, 0.5)) if width > 0 else 0.5
+    low, high = side[k - 1], side[k]
+    return float(min(r - low, high - r) / (high - low)) if high > low else 0.0
+
+
+def sweep(n: int, points: int, polygon_sides: int, max_points: int | None, *, random_n: int = 0,
+          seed: int = 2026, minute: int | None = None) -> int:
+    """Table I over requests spread across each frame's offers (see the module docstring).
+
+    With ``random_n`` the requests are drawn (seeded) uniformly over each direction's offer instead;
+    every request's distance to the nearest level of the package is printed, and the summary also
+    counts the requests in the middle half of their level interval (``AWAY_SHARE``: none can meet
+    Table I by construction).
+    """
     from gridgen.grid import Grid, default_grid_dir
     from optim.dso.linearize import LinearizationConfig, linearize
     from optim.dso.scenario import ScenarioConfig, scenario_from_grid
@@ -153,41 +193,58 @@ def sweep(n: int, points: int, polygon_sides: int) -> int:
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     grid = Grid.load(default_grid_dir())
-    config = LinearizationConfig(n_points=points, point_method="merit-levels", polygon_sides=polygon_sides)
+    config = LinearizationConfig(n_points=points, point_method="merit-levels", polygon_sides=polygon_sides,
+                                 max_points=max_points)
+    rng = np.random.default_rng(seed)
     print(f"{'frame':<13}{'request MW':>11}{'status':>12}{'viol':>5}{'V MAE':>10}{'L MAE %':>10}{'solve s':>8}"
-          f"{'dist MW':>8}  Table I")
+          f"{'dist MW':>8}{'level MW':>9}  Table I")
     summary = []
     for day_type, hour in SWEEP_FRAMES:
-        scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(day_type=day_type, hour=hour))
+        frame = {} if minute is None else {"minute": minute, "duration_min": 15}
+        scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(day_type=day_type, hour=hour, **frame))
+        t0 = time.perf_counter()
         lin = linearize(grid, scenario, config=config)
+        lin_s = time.perf_counter() - t0
+        levels = np.array([0.0, *lin.package.meta.get("point_levels_mw", [])], dtype=float)
         p = scenario.bids.p_mw
         up, down = float(p[p > 0].sum()), float(p[p < 0].sum())
-        n_down = max(1, n // 3) if down < 0 else 0
-        requests = [(j - 0.4) / n * up for j in range(1, n + 1)] + [(j - 0.4) / n_down * down
-                                                                   for j in range(1, n_down + 1)]
-        met = cleared = 0
+        if random_n:
+            n_down = max(1, random_n // 3) if down < 0 else 0
+            requests = list(rng.uniform(0.0, up, random_n)) + list(rng.uniform(down, 0.0, n_down))
+        else:
+            n_down = max(1, n // 3) if down < 0 else 0
+            requests = [(j - 0.4) / n * up for j in range(1, n + 1)] + [(j - 0.4) / n_down * down
+                                                                       for j in range(1, n_down + 1)]
+        tag = f"{day_type} {hour:02d}h" if minute is None else f"{day_type} {hour:02d}:{minute:02d}"
+        met = cleared = met_away = away = 0
         worst_v = worst_l = 0.0
         for request in requests:
             out = clear_market(grid, scenario, request_mw=request, linearization=lin)
             c, v = out.clearing, out.validation
-            tag = f"{day_type} {hour:02d}h"
             if not c.ok or v is None:
                 print(f"{tag:<13}{request:>+11.3f}{c.status.value:>12}")
                 continue
             dist = float(np.linalg.norm(np.asarray(c.p_flex_mw) - lin.package.points[c.chosen_point].p_flex_mw))
+            to_level = float(np.abs(levels - request).min())
+            between = _interval_share(levels, request)
             ok = _meets_table_i(c, v)
             cleared += 1
             met += ok
+            if between >= AWAY_SHARE:
+                away += 1
+                met_away += ok
             worst_v, worst_l = max(worst_v, v.vm_mae_pu), max(worst_l, v.loading_mae_percent)
             print(f"{tag:<13}{request:>+11.3f}{c.status.value:>12}{v.n_violations:>5}{v.vm_mae_pu:>10.2e}"
-                  f"{v.loading_mae_percent:>10.2e}{c.solve_s:>8.3f}{dist:>8.3f}  {'met' if ok else 'missed'}",
-                  flush=True)
-        summary.append((f"{day_type} {hour:02d}h", met, cleared, worst_v, worst_l))
-    print(f"\n{'frame':<13}{'met':>8}{'worst V MAE':>13}{'worst L MAE %':>15}   (Table I: 2.3e-05 / 6.1e-03, 0 violations)")
-    for tag, met, cleared, wv, wl in summary:
-        print(f"{tag:<13}{f'{met}/{cleared}':>8}{wv:>13.2e}{wl:>15.2e}")
-    total_met, total = sum(s[1] for s in summary), sum(s[2] for s in summary)
-    print(f"{'all':<13}{f'{total_met}/{total}':>8}")
+                  f"{v.loading_mae_percent:>10.2e}{c.solve_s:>8.3f}{dist:>8.3f}{to_level:>9.3f}  "
+                  f"{'met' if ok else 'missed'}", flush=True)
+        summary.append((tag, met, cleared, met_away, away, worst_v, worst_l,
+                        lin.package.n_points, lin_s))
+    print(f"\n{'frame':<13}{'met':>8}{'mid-interval':>13}{'worst V MAE':>13}{'worst L MAE %':>15}{'m':>4}{'lin s':>7}"
+          "   (Table I: 2.3e-05 / 6.1e-03, 0 violations)")
+    for tag, met, cleared, met_away, away, wv, wl, m, lin_s in summary:
+        print(f"{tag:<13}{f'{met}/{cleared}':>8}{f'{met_away}/{away}':>13}{wv:>13.2e}{wl:>15.2e}{m:>4}{lin_s:>7.2f}")
+    total = [sum(s[k] for s in summary) for k in (1, 2, 3, 4)]
+    print(f"{'all':<13}{f'{total[0]}/{total[1]}':>8}{f'{total[2]}/{total[3]}':>13}")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

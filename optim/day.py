@@ -75,7 +75,8 @@ class DayConfig:
         Length of a market time unit (15, 30 or 60 minutes).
     n_points, point_method
         Linearization points per unit's package and how the DSO places them
-        (:data:`optim.dso.points.POINT_METHODS`; default as ``digiplat linearize``).
+        (:data:`optim.dso.points.POINT_METHODS`; default ``digiplat linearize``'s 9 merit levels,
+        without its bisection: a day has 96 units, and the README's day figures are for 9 points).
     solver
         MILP solver (``"highs"`` or ``"pyomo:NAME"``).
     scenario

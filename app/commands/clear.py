@@ -1,6 +1,7 @@
 """``digiplat clear``: clear balancing-energy bids on the SensitivityPackage and validate by AC power flow.
 
-Without ``--package`` the shipped Bergwald grid and scenario are linearized first (3 points).
+Without ``--package`` the shipped Bergwald grid and scenario are linearized first (9 merit levels,
+bisected up to 25 points; see ``digiplat linearize``).
 With ``--package FILE`` the DSO key ``FILE.dso-key.json`` written by ``digiplat linearize`` is used
 for the validation (without it the validation is skipped and reported as null).
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands.linearize import MAX_POINTS, hour_arg, points_arg, time_arg
+from app.commands.linearize import MAX_POINTS, add_point_arguments, hour_arg, point_config, time_arg
 from optim.tso.bids import MAX_FILE_BYTES, MAX_JSON_DEPTH, MAX_ROWS
 
 EXIT_INFEASIBLE = 3
@@ -88,10 +89,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour when no --package")
     p.add_argument("--time", type=time_arg, default=None, metavar="HH:MM",
                    help="instead of --hour: the 15-minute market time unit starting then, when no --package")
-    p.add_argument("--points", type=points_arg, default=9, metavar="M",
-                   help=f"operating points when no --package, 1..{MAX_POINTS} (default 9)")
-    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
-                   help="operating points when no --package: merit-levels (default) or all-half-none (paper A)")
+    add_point_arguments(p, when=" when no --package")
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N", help="current polygon sides when no --package")
     p.add_argument("--export", metavar="DIR",
                    help="write the round's activations.csv, violations.csv, grid_results.geojson, grid_results.json "
@@ -159,9 +157,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                           sensitivity_s=0.0)
     else:
         checked_points(args.points)
+        points = point_config(args)
         grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour, time=args.time)
-        config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
-                                     polygon_sides=args.polygon_sides)
+        config = LinearizationConfig(**points, polygon_sides=args.polygon_sides)
         linearization = linearize(grid, scenario, config=config)
     package = linearization.package
     bids = read_bids(args.bids, package=package) if args.bids else None

@@ -45,6 +45,55 @@ def points_arg(text: str) -> int:
     return value
 
 
+def max_points_arg(text: str) -> int:
+    """Parse ``--max-points``: 1 to :data:`MAX_POINTS`."""
+    value = _int(text, "--max-points")
+    if not 1 <= value <= MAX_POINTS:
+        raise argparse.ArgumentTypeError(f"--max-points must be 1..{MAX_POINTS}, got {value}")
+    return value
+
+
+def gap_arg(text: str) -> float:
+    """Parse ``--point-gap``: a positive number (times paper A's Table I errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--point-gap must be a number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"--point-gap must be a positive number, got {text!r}")
+    return value
+
+
+def add_point_arguments(p: argparse.ArgumentParser, *, when: str = "") -> None:
+    """``--points``, ``--point-method``, ``--max-points``, ``--point-gap`` (linearize and clear)."""
+    from optim.dso import DEFAULT_MAX_POINTS, DEFAULT_POINT_GAP
+
+    p.add_argument("--points", type=points_arg, default=9, metavar="M",
+                   help=f"operating points{when}, 1..{MAX_POINTS} (default 9; all-half-none with 3 is paper A's "
+                        "all, half, none; merit-levels: the first levels before the bisection)")
+    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
+                   help=f"operating points{when}: merit-levels (default: the DSO's pre-market clearings) or "
+                        "all-half-none (paper A)")
+    p.add_argument("--max-points", type=max_points_arg, default=DEFAULT_MAX_POINTS, metavar="N",
+                   help=f"merit-levels: bisect level intervals up to N points in all (default {DEFAULT_MAX_POINTS}; "
+                        "N = --points: no bisection)")
+    p.add_argument("--point-gap", type=gap_arg, default=DEFAULT_POINT_GAP, metavar="X",
+                   help="merit-levels: bisect an interval whose end points' tangents miss each other by more than X "
+                        f"times paper A's Table I errors (default {DEFAULT_POINT_GAP:g})")
+
+
+def point_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The LinearizationConfig fields of the point arguments (bisection only for merit-levels)."""
+    from optim._errors import InputError
+
+    bisect = args.point_method == "merit-levels"
+    if bisect and args.max_points < args.points:
+        raise InputError(f"--max-points ({args.max_points}) is below --points ({args.points}): raise it or lower --points")
+    return {"n_points": args.points, "point_method": args.point_method,
+            "max_points": args.max_points if bisect and args.max_points > args.points else None,
+            "point_gap": args.point_gap}
+
+
 def hour_arg(text: str) -> int:
     """Parse ``--hour``: 0 to 23."""
     value = _int(text, "--hour")
@@ -107,10 +156,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hour", type=hour_arg, default=None, metavar="H", help="hour of the day 0-23 (default: scenario's)")
     p.add_argument("--time", type=time_arg, default=None, metavar="HH:MM",
                    help="instead of --hour: the 15-minute market time unit starting then (00:00 ... 23:45)")
-    p.add_argument("--points", type=points_arg, default=9, metavar="M",
-                   help=f"operating points, 1..{MAX_POINTS} (default 9; all-half-none with 3 is paper A's all, half, none)")
-    p.add_argument("--point-method", default="merit-levels", metavar="NAME",
-                   help="operating points: merit-levels (default: the DSO's pre-market clearings) or all-half-none (paper A)")
+    add_point_arguments(p)
     p.add_argument("--polygon-sides", type=int, default=16, metavar="N",
                    help="sides of the inscribed polygon of |I| <= I_max (default 16: at most 1.9 %% of a rating lost)")
     p.add_argument("--package-style", choices=("hardened", "paper"), default="hardened",
@@ -234,6 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     checked_points(args.points)
+    points = point_config(args)
     if args.package_style == "hardened":  # bad hardening options fail before the linearization, not after
         from optim.privacy.hardening import DEFAULT_PRIVACY_LEVEL, HardeningConfig
 
@@ -248,8 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("--privacy-level, --privacy-mechanism and --envelope-band-mw apply to --package-style "
                          "hardened only")
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time, lazy=True)
-    config = LinearizationConfig(n_points=args.points, point_method=args.point_method,
-                                 polygon_sides=args.polygon_sides)
+    config = LinearizationConfig(**points, polygon_sides=args.polygon_sides)
     lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()))
     out = Path(args.out)
     key = dataclasses.replace(lin.key, time_frame={**lin.key.time_frame, "grid_dir": str(Path(grid_dir).resolve())})

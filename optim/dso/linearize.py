@@ -103,6 +103,10 @@ class LinearizationConfig:
     point_passes
         Passes of the ``merit-levels`` selection (1: levels cleared on the all/half/none package;
         2: cleared again on the first pass' package).
+    max_points, point_gap
+        ``merit-levels`` only: bisect level intervals whose end points' tangents miss each other's
+        AC state by more than ``point_gap`` times paper A's Table I errors, until ``max_points``
+        points (None: the ``n_points`` levels only; :mod:`optim.dso.points`).
     """
 
     n_points: int = 3
@@ -119,6 +123,8 @@ class LinearizationConfig:
     reactive: bool = True
     screen_rows: bool = True
     point_passes: int = 1
+    max_points: int | None = None
+    point_gap: float = 2.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_points, (int, np.integer)) or self.n_points < 1:
@@ -129,6 +135,13 @@ class LinearizationConfig:
             raise InputError(f"--polygon-sides must be an integer from 4 to 720, got {self.polygon_sides!r}")
         if not isinstance(self.point_passes, (int, np.integer)) or not 1 <= self.point_passes <= 4:
             raise InputError(f"point_passes must be 1..4, got {self.point_passes!r}")
+        if self.max_points is not None and (not isinstance(self.max_points, (int, np.integer))
+                                            or not self.n_points <= self.max_points <= 64):
+            raise InputError(f"--max-points must be an integer from --points ({self.n_points}) to 64, "
+                             f"got {self.max_points!r}")
+        if not (isinstance(self.point_gap, (int, float, np.number)) and np.isfinite(self.point_gap)
+                and self.point_gap > 0):
+            raise InputError(f"--point-gap must be a positive number, got {self.point_gap!r}")
         if self.branch_rows not in ("current", "signed-loading"):
             raise InputError(f"branch_rows must be 'current' or 'signed-loading', got {self.branch_rows!r}")
         for name in ("vm_min_pu", "vm_max_pu", "loading_min_percent", "loading_max_percent", "tolerance_mva"):
@@ -702,6 +715,7 @@ def linearize_at(
     progress: ProgressFn | None = None,
     extra_meta: dict[str, Any] | None = None,
     frame: "FrameModel | None" = None,
+    bound_key: bool = True,
 ) -> Linearization:
     """Power flow and sensitivities at given points ``(label, P_flex per bus of flex)``.
 
@@ -709,6 +723,8 @@ def linearize_at(
     sensitivities combine ``dV/dP + dq_dp dV/dQ``; ids, key and package as in :func:`linearize`.
     ``frame`` (:func:`frame_model`) shares the time frame's net, first power flow and solved
     points between calls (the point selection linearizes the same frame several times).
+    ``bound_key=False`` leaves the key's package fingerprint empty: for the point selection's
+    intermediate packages, which are never shared (hashing one cost 13 ms).
     """
     from gridgen.grid import credit
 
@@ -805,7 +821,7 @@ def linearize_at(
         time_frame=time_frame,
         dq_dp=tuple(float(x) for x in dq_physical[flex_order]),
         dq_dp_of_building=ratios,
-        package_fingerprint=package.fingerprint(),
+        package_fingerprint=package.fingerprint() if bound_key else "",
     )
     runtime = time.perf_counter() - t0
     logger.info("linearized %d points: %d flexible buses, %d voltages, %d branches in %.2f s",

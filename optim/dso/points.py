@@ -18,27 +18,50 @@ request ``P_E``, from what it knows then: its grid, the time frame's ``P_fix`` a
   they are in the bid table the DSO already holds to build any point (paper A's points use the
   same table's volumes); the request, the one thing not known before the market, is not used.
 
+**Bisection** (``max_points``; the CLI's and the app's default: up to 25 points): between two
+neighbouring levels the cost-optimal dispatch switches the marginal bids on or off, and where
+those sit at the ends of weak LV feeders (VTDF up to 0.68 p.u./MW) a tangent's curvature error
+halfway between two levels missed Table I (V MAE up to 8e-5 p.u. with 9 points), while uniformly
+denser levels spend points where the grid is stiff. So the DSO measures each interval: the
+tangent at one end predicts the other end's dispatch, and that end's AC state is known (both are
+linearization points, no power flow is run); the *gap* is the larger of both directions'
+``max(V MAE / 2.3e-5, loading MAE / 6.1e-3)`` (paper A's Table I). Intervals with a gap above
+``point_gap`` (default 2: a quadratic error halfway is a quarter of the end-to-end one, so about
+half of Table I remains) get a level at their middle request, cleared on the current package,
+the worst first, and the points are re-linearized, until no gap exceeds it or ``max_points`` is
+reached. The levels stay request-independent: they depend on the grid, ``P_fix`` and the bids only.
+
 Points that coincide with the dispatch that is then validated would make the errors vanish by
-construction; the benchmarks report the distance of each validated dispatch to its point.
+construction; the benchmarks report the distance of each validated dispatch to its point, and
+``benchmarks/bench_validation.py --random`` draws its requests away from every level.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: the CLI reads this module's defaults while it builds its parser
+    import pandas as pd
 
 from optim._errors import InputError
+from optim.dso import DEFAULT_MAX_POINTS, DEFAULT_POINT_GAP
 
 logger = logging.getLogger(__name__)
 
 POINT_METHODS = ("all-half-none", "merit-levels")
+#: Paper A's Table I (1.8 MW): the errors the bisection of ``merit-levels`` measures its gaps in.
+TABLE_I_VM_MAE_PU = 2.3e-5
+TABLE_I_LOADING_MAE_PERCENT = 6.1e-3
+#: Level intervals narrower than this (MW) are not bisected further.
+MIN_LEVEL_STEP_MW = 1e-3
 #: Labels of the default three points (paper A, IV).
 DEFAULT_LABELS = {1.0: "all bids", 0.5: "half of each bid", 0.0: "no bids"}
 
-__all__ = ["POINT_METHODS", "point_fractions", "points_for", "fraction_points"]
+__all__ = ["POINT_METHODS", "DEFAULT_MAX_POINTS", "DEFAULT_POINT_GAP", "point_fractions", "points_for",
+           "fraction_points", "level_gap"]
 
 
 def point_fractions(n_points: int) -> tuple[float, ...]:
@@ -116,9 +139,8 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
     bids = bids_from_frame(scenario.bids)
     base = dataclasses.replace(config, point_method="all-half-none", n_points=3)
     chosen = fraction_points(flex.p_offered_mw.to_numpy(float), 3)
-    lin = linearize_at(grid, scenario, flex, chosen, config=base, frame=frame)
-    col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
-    order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
+    lin = linearize_at(grid, scenario, flex, chosen, config=base, frame=frame, bound_key=False)
+    order = _bus_order(lin.key, lin.package, flex)
     levels_mw: list[float] = []
     n_passes = int(getattr(config, "point_passes", 1))
     for passes in range(n_passes):
@@ -131,21 +153,111 @@ def merit_level_points(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any
                 result = clear_milp(lin.package, bids, request)
                 if not result.ok or abs(request) < 1e-6:
                     continue
-                levels_mw.append(round(request, 6))
+                levels_mw.append(round(float(request), 6))
                 new_points.append((f"level {request:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
         if progress:
             progress(passes + 1, n_passes + 1, f"point selection pass {passes + 1}: {len(new_points)} points")
         chosen = new_points
         if passes < n_passes - 1:
             lin = linearize_at(grid, scenario, flex, chosen, config=dataclasses.replace(config, screen_rows=True),
-                               frame=frame)
-            col_of = {fid: k for k, fid in enumerate(lin.package.flex_ids)}
-            order = np.array([col_of[fid] for fid in _flex_ids_in_bus_order(lin.key, flex)])
+                               frame=frame, bound_key=False)
+            order = _bus_order(lin.key, lin.package, flex)
+    bisections: list[dict[str, float]] = []
+    if config.max_points and config.max_points > len(chosen):
+        chosen, levels_mw, bisections = _bisected_levels(grid, scenario, flex, config, chosen, levels_mw, bids, frame)
     logger.info("merit-level points: %d levels (%s MW) and no bids", len(levels_mw),
                 ", ".join(f"{x:+.3f}" for x in levels_mw))
-    return chosen, {"point_levels_mw": levels_mw,
-                    "point_definition": "dispatches of the DSO's own grid-aware clearings at (j - 1/2)/n of the "
-                                        "deliverable volume per direction, chosen before the market; plus no bids"}
+    definition = ("dispatches of the DSO's own grid-aware clearings at (j - 1/2)/n of the deliverable volume "
+                  "per direction, chosen before the market; plus no bids")
+    if config.max_points:
+        definition += (f"; level intervals whose end points' tangents miss each other by more than {config.point_gap:g} "
+                       f"x Table I bisected, up to {config.max_points} points")
+    return chosen, {"point_levels_mw": levels_mw, "point_bisections": bisections, "point_definition": definition}
+
+
+def level_gap(a: Any, b: Any) -> float:
+    """How far the tangent at point ``a`` misses the AC state at point ``b``, in Table I units.
+
+    ``max(V MAE / 2.3e-5 p.u., loading MAE / 6.1e-3 %)`` of ``a``'s prediction at ``b``'s dispatch
+    against ``b``'s own power flow (both points are solved already: no power flow is run).
+    """
+    from optim.package import predicted_state
+
+    vm, loading = predicted_state(a, b.p_flex_mw)
+    vm_b, loading_b = predicted_state(b, b.p_flex_mw)
+    return max(float(np.abs(vm - vm_b).mean()) / TABLE_I_VM_MAE_PU,
+               float(np.abs(loading - loading_b).mean()) / TABLE_I_LOADING_MAE_PERCENT)
+
+
+def _bisected_levels(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any, chosen: list, levels_mw: list[float],
+                     bids: Any, frame: Any) -> tuple[list, list[float], list[dict[str, Any]]]:
+    """Bisect the level intervals whose end points' tangents miss each other (see the module docstring).
+
+    ``chosen[0]`` is "no bids" (level 0), ``chosen[1:]`` the levels ``levels_mw``. Returns the points,
+    their levels and one record per bisection (the interval, its gap, whether it was cleared).
+
+    A middle level is cleared on the package of the interval's two end points (the market's
+    choice between them), and only the new points are linearized in each round (the same seed
+    gives every call the same columns).
+    """
+    import dataclasses
+
+    from optim.dso.linearize import linearize_at
+    from optim.tso.clearing import clear_milp
+
+    screen = dataclasses.replace(config, screen_rows=True)
+    lin = linearize_at(grid, scenario, flex, chosen, config=screen, frame=frame, bound_key=False)
+    package = lin.package
+    order = _bus_order(lin.key, package, flex)
+    points = list(package.points)
+    levels = [0.0, *levels_mw]
+    chosen = list(chosen)
+    tried: set[float] = set()
+    records: list[dict[str, Any]] = []
+    while len(chosen) < config.max_points:
+        gaps = []
+        for s in (1.0, -1.0):
+            side = sorted((k for k, level in enumerate(levels) if s * level >= 0), key=lambda k: abs(levels[k]))
+            for a, b in zip(side, side[1:]):
+                middle = round(float(0.5 * (levels[a] + levels[b])), 6)
+                if middle in tried or abs(levels[b] - levels[a]) < MIN_LEVEL_STEP_MW:
+                    continue
+                gap = max(level_gap(points[a], points[b]), level_gap(points[b], points[a]))
+                if gap > config.point_gap:
+                    gaps.append((gap, middle, a, b))
+        if not gaps:
+            break
+        new = []
+        # the worst intervals first: this round takes those within half of the worst gap, so a
+        # budget that runs out is spent where the errors are largest (a halved interval's gap is
+        # about a quarter of its parent's, and competes in the next round)
+        worst = max(g[0] for g in gaps)
+        batch = [g for g in sorted(gaps, reverse=True) if g[0] >= 0.5 * worst]
+        for gap, middle, a, b in batch[:config.max_points - len(chosen)]:
+            tried.add(middle)
+            # on the two end points only: the dispatch the market chooses between them, at a third of
+            # a clearing on every point (the random requests of bench_validation met Table I as often)
+            # on the two end points only: the dispatch the market chooses between them, at two thirds
+            # of the time of a clearing on every point (bench_validation --random: Table I met as often)
+            result = clear_milp(dataclasses.replace(package, points=(points[a], points[b])), bids, middle)
+            records.append({"from_mw": float(levels[a]), "to_mw": float(levels[b]), "gap": round(float(gap), 3),
+                            "level_mw": float(middle), "cleared": bool(result.ok)})
+            if result.ok:
+                levels.append(middle)
+                new.append((f"level {middle:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
+        if new:
+            more = linearize_at(grid, scenario, flex, new, config=screen, frame=frame, bound_key=False).package
+            if more.flex_ids != package.flex_ids:  # the columns come from the config's seed
+                raise RuntimeError("linearize_at gave another column order for the same seed")
+            points.extend(more.points)
+            chosen.extend(new)
+    return chosen, levels[1:], records
+
+
+def _bus_order(key: Any, package: Any, flex: pd.DataFrame) -> np.ndarray:
+    """Package columns in the order of ``flex``'s buses."""
+    col_of = {fid: k for k, fid in enumerate(package.flex_ids)}
+    return np.array([col_of[fid] for fid in _flex_ids_in_bus_order(key, flex)])
 
 
 def _flex_ids_in_bus_order(key: Any, flex: pd.DataFrame) -> Sequence[str]:

@@ -836,12 +836,23 @@ def _solve_point_lp(lp: tuple[Any, ...], *, time_limit_s: float,
     return _lp_result(h)
 
 
-def _lp_threads() -> int:
+#: Below this many coefficients (pieces x rows, summed over the points' LPs) the LPs run on the
+#: calling thread: a Bergwald LP (~200 x 150) solves in about a millisecond, so for a few of them
+#: the handoff to a thread and back under the GIL costs more than it saves (a two-point clearing:
+#: 7.9-8.2 ms inline, 9.8 ms on two threads); 25 Bergwald points (0.7 M) and the whole shared
+#: file's 20 (~1,700 x 1,100 each) gain from two.
+LP_THREADS_MIN_WORK = 200_000
+
+
+def _lp_threads(work: int | None = None) -> int:
     """Threads that solve per-point LPs side by side: ``$DIGIPLAT_LP_THREADS``, default the
-    cores up to 2 (HiGHS releases the GIL while it solves; the LPs are independent)."""
+    cores up to 2 (HiGHS releases the GIL while it solves; the LPs are independent), and 1 (the
+    calling thread) for less ``work`` (pieces x rows of all the LPs) than :data:`LP_THREADS_MIN_WORK`."""
     value = os.environ.get("DIGIPLAT_LP_THREADS", "")
     try:
         threads = int(value) if value else min(2, os.cpu_count() or 1)
+        if not value and work is not None and work < LP_THREADS_MIN_WORK:
+            threads = 1
     except ValueError:
         raise InputError(f"DIGIPLAT_LP_THREADS must be a whole number of threads, got {value!r}") from None
     if threads < 1:
@@ -853,7 +864,30 @@ _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _lp_pool(threads: int) -> ThreadPoolExecutor:
+class _Inline:
+    """The pool's interface on the calling thread (one LP thread: no handoff at all)."""
+
+    @staticmethod
+    def submit(fn: Any, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by future.result(), as a pool would
+            future.set_exception(exc)
+        return future
+
+    @staticmethod
+    def map(fn: Any, items: Any) -> Iterator[Any]:
+        return map(fn, items)
+
+
+def _lp_pool(threads: int) -> "ThreadPoolExecutor | _Inline":
+    if threads == 1:
+        return _Inline()
+    return _thread_pool(threads)
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
     """The process' pool of ``threads`` LP threads, made once (starting two threads per clearing
     was 2.6 ms of a Bergwald clearing of 16 ms). Its tasks are single LPs that never wait on the
     pool, so clearings from several threads share it without deadlock; a forked child (gunicorn,
@@ -874,7 +908,7 @@ PRUNE_MARGIN = 1e-6
 
 
 def _cell_bounds(rows: list[_PointRows], pieces: PieceSet, request_mw: float, duration_h: float, *,
-                 time_limit_s: float, pool: ThreadPoolExecutor) -> np.ndarray:
+                 time_limit_s: float, pool: "ThreadPoolExecutor | _Inline") -> np.ndarray:
     """A lower bound of each point's LP: the same LP without its grid rows (14d-g).
 
     Only the bids' box, (14j) and the point's Voronoi rows (14h) remain, ``m - 1`` rows instead
@@ -952,7 +986,7 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
             instances[i] = (h, lp[0])  # one writer per key; read after the pool is done
         return int(lp[3].nnz), result
 
-    threads = _lp_threads()
+    threads = _lp_threads(K * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in rows))
     pool = _lp_pool(threads)
     if maximise or m == 1:
         order = np.arange(m)
@@ -1199,7 +1233,8 @@ def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any,
         return costs
 
     # the points side by side on the LP threads (each its own HiGHS instance; HiGHS releases the GIL)
-    per_point = list(_lp_pool(_lp_threads()).map(point_costs, rows))
+    work = pieces.n_pieces * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in rows)
+    per_point = list(_lp_pool(_lp_threads(work)).map(point_costs, rows))
     best = np.min(per_point, axis=0) if per_point else np.full(len(requests), np.inf)
     return np.where(np.isfinite(best), best, np.nan)
 

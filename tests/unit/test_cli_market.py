@@ -28,7 +28,7 @@ def _json(capsys):
 
 def test_linearize_then_clear(grid_dir, tmp_path, capsys):
     pkg = tmp_path / "pkg.zip"
-    assert cli.main(["linearize", "--grid", str(grid_dir), "--hour", "18", "--points", "3", "--out", str(pkg),
+    assert cli.main(["linearize", "--grid", str(grid_dir), "--hour", "18", "--points", "3", "--max-points", "3", "--out", str(pkg),
                      "--json"]) == 0
     s = _json(capsys)
     assert {"points", "flex_buses", "monitored_buses", "monitored_branches", "runtime_s"} <= set(s)
@@ -79,7 +79,8 @@ def test_bad_input_gives_one_line_error(argv, message, capsys, tmp_path, monkeyp
 
 def test_linearize_options_and_a_key_of_another_package_are_one_line_errors(grid_dir, tmp_path, capsys):
     for argv, message in ((["--point-method", "psychic"], "unknown point method"),
-                          (["--polygon-sides", "2"], "--polygon-sides must be an integer from 4 to 720")):
+                          (["--polygon-sides", "2"], "--polygon-sides must be an integer from 4 to 720"),
+                          (["--points", "9", "--max-points", "5"], "--max-points (5) is below --points (9)")):
         assert cli.main(["linearize", "--grid", str(grid_dir), "--out", str(tmp_path / "x.zip"), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]

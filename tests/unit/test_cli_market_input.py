@@ -84,6 +84,13 @@ def _parser_refuses(capsys, argv: list[str], *words: str) -> None:
         (["--points", "three"], ("--points must be an integer",)),
         (["--hour", "24"], ("--hour must be 0..23, got 24",)),
         (["--hour", "-1"], ("--hour must be 0..23",)),
+        (["--max-points", "0"], ("--max-points must be 1..64, got 0",)),
+        (["--max-points", "65"], ("--max-points must be 1..64",)),
+        (["--max-points", "many"], ("--max-points must be an integer",)),
+        (["--point-gap", "0"], ("--point-gap must be a positive number",)),
+        (["--point-gap", "-1"], ("--point-gap must be a positive number",)),
+        (["--point-gap", "nan"], ("--point-gap must be a positive number",)),
+        (["--point-gap", "wide"], ("--point-gap must be a number",)),
     ],
 )
 def test_limits_are_refused_by_the_parser(capsys, command, argv, words):
