@@ -1053,7 +1053,11 @@ def _face_weights(point_mw: np.ndarray, pieces: PieceSet) -> np.ndarray:
     dispatches, the weight ``sign(P_M) (1 - 2 f)`` is ``+|y|`` where the point has nothing,
     ``-|y|`` where it has the whole offer: minimised, the dispatch keeps off what is off at the
     point and on what is on (exactly the L1 distance for the all-or-nothing points of
-    ``merit-levels``, up to a constant).
+    ``merit-levels``, up to a constant). At a bus the point dispatches in part it is only a
+    preference by side (``f < 1/2``: less, ``f > 1/2``: more, ``f = 1/2``: none), not the distance:
+    paper A's all/half/none points get no tie-break at their half point, and a marginal bus of a
+    level may be moved past its point's value (the exact L1 needs one more column and two rows per
+    bus; not done).
     """
     fi = pieces.flex_index
     n = len(point_mw)
