@@ -74,7 +74,7 @@ def add_point_arguments(p: argparse.ArgumentParser, *, when: str = "") -> None:
     p.add_argument("--point-method", default="merit-levels", metavar="NAME",
                    help=f"operating points{when}: merit-levels (default: the DSO's pre-market clearings) or "
                         "all-half-none (paper A)")
-    p.add_argument("--max-points", type=max_points_arg, default=DEFAULT_MAX_POINTS, metavar="N",
+    p.add_argument("--max-points", type=max_points_arg, default=None, metavar="N",
                    help=f"merit-levels: bisect level intervals up to N points in all (default {DEFAULT_MAX_POINTS}; "
                         "N = --points: no bisection)")
     p.add_argument("--point-gap", type=gap_arg, default=DEFAULT_POINT_GAP, metavar="X",
@@ -86,7 +86,11 @@ def point_config(args: argparse.Namespace) -> dict[str, Any]:
     """The LinearizationConfig fields of the point arguments (bisection only for merit-levels)."""
     from optim._errors import InputError
 
+    from optim.dso import DEFAULT_MAX_POINTS
+
     bisect = args.point_method == "merit-levels"
+    if args.max_points is None:  # the default never refuses --points above it (1..64 stay valid)
+        args.max_points = max(DEFAULT_MAX_POINTS, args.points)
     if bisect and args.max_points < args.points:
         raise InputError(f"--max-points ({args.max_points}) is below --points ({args.points}): raise it or lower --points")
     return {"n_points": args.points, "point_method": args.point_method,

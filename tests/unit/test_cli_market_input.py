@@ -291,3 +291,19 @@ def test_a_failed_solver_is_one_line(package, capsys, monkeypatch):
     assert captured.err.splitlines() == [
         "digiplat clear: error: the solver failed: HiGHS stopped: time limit reached; try another --solver "
         "(e.g. pyomo:appsi_highs) or --method merit-order"]
+
+
+def test_points_above_the_default_budget_need_no_max_points():
+    """--points 30 (allowed: 1..64) is not refused by the default --max-points (25): the budget
+    becomes the larger of the two; an explicit smaller --max-points is refused."""
+    import argparse
+
+    from optim._errors import InputError
+    from app.commands.linearize import point_config
+
+    args = argparse.Namespace(points=30, point_method="merit-levels", max_points=None, point_gap=2.0)
+    assert point_config(args)["max_points"] is None  # 30 levels, nothing left to bisect
+    args = argparse.Namespace(points=9, point_method="merit-levels", max_points=None, point_gap=2.0)
+    assert point_config(args)["max_points"] == 25
+    with pytest.raises(InputError, match="below --points"):
+        point_config(argparse.Namespace(points=30, point_method="merit-levels", max_points=25, point_gap=2.0))
