@@ -58,13 +58,14 @@ was linearized at (at weekday 18:00, 0.135 MW, the LP of "no bids" returned a ve
 it as from the next level, and the tie between the two points went to the lower index: V MAE
 8.9e-5 p.u. instead of 1.2e-6). The clearing is therefore lexicographic: among the points whose
 cost ties with the best (``TIE_TOLERANCE``, relative, far below ``PRUNE_MARGIN``, so each was
-solved in full), each LP is continued from its optimal basis with the row ``cost <= optimum (1 +
+solved in full), each LP is continued from its optimal basis with the row ``cost <= best (1 +
 FACE_SLACK)`` and the objective of :func:`_face_weights` (the L1 distance to its point for the
 all-or-nothing points), and the point whose dispatch is nearest wins (then the lower index). The
-cost stays the optimum within ``FACE_SLACK`` (1e-8 relative), the choice depends on the bids and
-the package's points only (not on the column order or the thread count), and it is the
-dispatch the DSO's linearization predicts best. The joint MILP paths (``highs-milp``, Pyomo) keep
-the solver's vertex: the same cost, possibly another dispatch among the tied ones.
+cost stays the optimum within ``FACE_SLACK`` (1e-8 relative), the choice depends on the bids (and
+the order of their rows) and the package's points only (not on the column order or the thread
+count), and it is the dispatch the DSO's linearization predicts best. The joint MILP paths
+(``highs-milp``, Pyomo) keep the solver's vertex: the same cost, possibly another dispatch among
+the tied ones.
 
 **Screening** (``screen=True``, the default): a row of (14d-g) or (14h) whose left-hand side
 stays within its limit for every ``y_i`` in the box ``[P_LB, P_UB]`` cannot bind and is left out.
@@ -938,7 +939,8 @@ def _tie_break(rows: list[_PointRows], pieces: PieceSet, solved: dict, instances
         if status != "optimal" or objective > best[0] + tol or i not in instances or rows[i].p_flex_mw is None:
             continue
         h, cost = instances[i]
-        y_i = _nearest_on_face(h, rows[i], pieces, cost, objective, y)
+        # capped at the best cost, not the point's own: every tied dispatch stays within FACE_SLACK of it
+        y_i = _nearest_on_face(h, rows[i], pieces, cost, best[0], y)
         x = np.bincount(pieces.flex_index, weights=y_i, minlength=len(rows[i].p_flex_mw))
         candidates.append((round(float(np.abs(x - rows[i].p_flex_mw).sum()), 9), i, y_i))
     if not candidates:
@@ -958,7 +960,7 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
     or tie. The Voronoi rows keep each LP in its own cell, so the cells far from the cheap
     dispatches have bounds well above the optimum; on the whole shared file's m = 20 package 1 of
     the 20 LPs is solved at 1.8 MW, 12 at 10 MW. The winner is then chosen among the solved points
-    exactly as among all of them (ties to the lower index).
+    exactly as among all of them, then :func:`_tie_break` picks among the tied points.
     """
     m, K = len(rows), pieces.n_pieces
     best: tuple[float, int, np.ndarray] | None = None
@@ -1016,7 +1018,8 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
     for i in sorted(solved):
         status, y, objective = solved[i]
         if status == "optimal":
-            # ties (within the solver's tolerance) go to the lower index, like a deterministic MILP
+            # the first of the cheapest (within the solver's tolerance); _tie_break then chooses
+            # among every point that ties with it
             if best is None or objective < best[0] - 1e-9 * max(1.0, abs(best[0])):
                 best = (objective, i, y)
         elif status not in ("infeasible", "cut off"):
@@ -1056,8 +1059,12 @@ def _face_weights(point_mw: np.ndarray, pieces: PieceSet) -> np.ndarray:
     ``merit-levels``, up to a constant). At a bus the point dispatches in part it is only a
     preference by side (``f < 1/2``: less, ``f > 1/2``: more, ``f = 1/2``: none), not the distance:
     paper A's all/half/none points get no tie-break at their half point, and a marginal bus of a
-    level may be moved past its point's value (the exact L1 needs one more column and two rows per
-    bus; not done).
+    level may be moved past its point's value. The exact L1 (one more column and two rows per bus)
+    was tried on 2026-12-03 and is not used: its optimum is itself a face (any split of the
+    deviation among buses off at the point), the simplex vertex it returns changed with the secret
+    row scales of hardened packages, and halfway between the bisected levels of weekday 18:00 it
+    met Table I at 7 of 10 requests against 9 of 10 with these weights
+    (``tests/unit/test_dso_linearize.py::test_bisected_levels_meet_table_i_where_nine_levels_missed``).
     """
     fi = pieces.flex_index
     n = len(point_mw)
@@ -1076,9 +1083,11 @@ def _face_weights(point_mw: np.ndarray, pieces: PieceSet) -> np.ndarray:
 
 def _nearest_on_face(h: Any, pr: _PointRows, pieces: PieceSet, cost: np.ndarray, objective: float,
                      y: np.ndarray) -> np.ndarray:
-    """Among point ``i``'s dispatches of cost ``objective``, the one nearest its point (second stage).
+    """Among point ``i``'s dispatches of cost at most ``objective``, the one nearest its point (second stage).
 
-    The solved instance ``h`` gets the row ``cost . y <= objective + slack`` and the weights of
+    ``objective`` is the best cost over the points (point ``i``'s own is within ``TIE_TOLERANCE``
+    of it, so its optimal basis stays feasible). The solved instance ``h`` gets the row
+    ``cost . y <= objective + slack`` and the weights of
     :func:`_face_weights` as costs; the simplex restarts from the optimal basis (the new row basic).
     """
     import highspy
