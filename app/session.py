@@ -364,7 +364,7 @@ def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
 
 def _linearization_config():
     """The DSO's points as ``digiplat linearize`` places them by default (9 merit levels, bisected up
-    to 25 points), so the app's Validation page shows the README's Table I method."""
+    to 33 points), so the app's Validation page shows the README's Table I method."""
     from optim.dso.linearize import LinearizationConfig
     from optim.dso import DEFAULT_MAX_POINTS, DEFAULT_POINT_GAP
 
@@ -401,8 +401,10 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, min
 
         return linearize(default_grid(), scenario, config=_linearization_config())
 
-    # this process keeps its own _LIN_CACHE: no second copy in the store's memory
-    return stored("linearizations", _disk_name(day_type, hour, bids_key, minute), computed, lock=True, memory=False)
+    # this process keeps its own _LIN_CACHE: no second copy in the store's memory; the click does not
+    # wait for the pickle to reach the disk (other workers wait for it under the lock)
+    return stored("linearizations", _disk_name(day_type, hour, bids_key, minute), computed, lock=True, memory=False,
+                  write_behind=True)
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None, minute: int = 0):

@@ -1,7 +1,7 @@
 """``digiplat clear``: clear balancing-energy bids on the SensitivityPackage and validate by AC power flow.
 
 Without ``--package`` the shipped Bergwald grid and scenario are linearized first (9 merit levels,
-bisected up to 25 points; see ``digiplat linearize``).
+bisected up to 33 points; see ``digiplat linearize``).
 With ``--package FILE`` the DSO key ``FILE.dso-key.json`` written by ``digiplat linearize`` is used
 for the validation (without it the validation is skipped and reported as null).
 

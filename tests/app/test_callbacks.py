@@ -842,15 +842,16 @@ def test_map_pages_credit_osm_once_besides_the_footer():
 def test_clear_market_with_refinement_meets_table_i() -> None:
     """The refine checkbox re-linearizes at the dispatch until the AC power flow is clean.
 
-    At weekday 18:00, 1.45 MW one round of the default package misses Table I (V MAE 2.7e-5 p.u.:
-    the app's frame, a quarter-hour of the day, has other offers than the hourly frame the
-    bisection was measured on), so the refinement has work to do."""
-    result, alert, is_open = server.clear_market(1, "weekday", "18:00", 1.45, session.default_bid_records(), True)
+    At weekday 18:00, 0.7 MW one round of the default package misses Table I (loading MAE 7.2e-3 %:
+    the app's frame, a quarter-hour of the day, has other offers than the hourly frames the
+    bisection was measured on; 1 of 50 requests 0.1-2.55 MW there), so the refinement has work to do."""
+    result, alert, is_open = server.clear_market(1, "weekday", "18:00", 0.7, session.default_bid_records(), True)
     assert (alert, is_open) == ("", False)
     s = result["milp"]["summary"]
     assert s["refined"] is True and len(s["rounds"]) >= 2
-    assert s["rounds"][0]["vm_mae_pu"] > 2.3e-5  # the first round alone misses the target
-    assert s["delivered_mw"] == pytest.approx(1.45, abs=1e-6)
+    first = s["rounds"][0]  # the first round alone misses the target
+    assert first["vm_mae_pu"] > 2.3e-5 or first["loading_mae_percent"] > 6.1e-3
+    assert s["delivered_mw"] == pytest.approx(0.7, abs=1e-6)
     assert s["validation"]["violations"] == 0
     assert s["validation"]["vm_mae_pu"] <= 2.3e-5
     assert s["validation"]["loading_mae_percent"] <= 6.1e-3

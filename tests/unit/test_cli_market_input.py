@@ -294,16 +294,19 @@ def test_a_failed_solver_is_one_line(package, capsys, monkeypatch):
 
 
 def test_points_above_the_default_budget_need_no_max_points():
-    """--points 30 (allowed: 1..64) is not refused by the default --max-points (25): the budget
+    """--points 40 (allowed: 1..64) is not refused by the default --max-points (33): the budget
     becomes the larger of the two; an explicit smaller --max-points is refused."""
     import argparse
 
+    from optim import dso
     from optim._errors import InputError
     from app.commands.linearize import point_config
 
-    args = argparse.Namespace(points=30, point_method="merit-levels", max_points=None, point_gap=2.0)
-    assert point_config(args)["max_points"] is None  # 30 levels, nothing left to bisect
+    above = dso.DEFAULT_MAX_POINTS + 7
+    args = argparse.Namespace(points=above, point_method="merit-levels", max_points=None, point_gap=2.0)
+    assert point_config(args)["max_points"] is None  # that many levels, nothing left to bisect
     args = argparse.Namespace(points=9, point_method="merit-levels", max_points=None, point_gap=2.0)
-    assert point_config(args)["max_points"] == 25
+    assert point_config(args)["max_points"] == dso.DEFAULT_MAX_POINTS == 33
     with pytest.raises(InputError, match="below --points"):
-        point_config(argparse.Namespace(points=30, point_method="merit-levels", max_points=25, point_gap=2.0))
+        point_config(argparse.Namespace(points=above, point_method="merit-levels", max_points=dso.DEFAULT_MAX_POINTS,
+                                        point_gap=2.0))

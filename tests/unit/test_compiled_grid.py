@@ -127,7 +127,9 @@ def test_cli_linearize_of_a_known_grid_does_not_import_pandapower(tmp_path):
     # a new hour of a known grid and day: the compiled grid and the day's PV profile only
     assert "PANDAPOWER False PVLIB False" in outputs[1]
     summary = json.loads([line for line in outputs[1].splitlines() if line.startswith("{")][-1])
-    assert 9 <= summary["points"] <= 25  # the default: 9 merit levels, bisected up to 25 points
+    from optim.dso import DEFAULT_MAX_POINTS
+
+    assert 9 <= summary["points"] <= DEFAULT_MAX_POINTS  # the default: 9 merit levels, bisected up to 33 points
 
 
 def test_the_store_keeps_its_newest_entries_only(cache, monkeypatch):

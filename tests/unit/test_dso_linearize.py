@@ -348,6 +348,47 @@ def test_bisected_levels_meet_table_i_where_nine_levels_missed(bergwald_grid):
     assert worst < 1.5  # a miss stays near the target (halfway is the worst place between two points)
 
 
+def test_the_bisection_stops_where_halving_keeps_the_gap(bergwald_grid, monkeypatch):
+    """At weekend 12:00 the cost-optimal dispatch jumps inside 0.166-0.194 MW (two branches' real
+    current changes sign there): halving that interval kept its gap, and without the stop rule the
+    budget went on bisecting it. With the rule the interval is recorded as stopped, no level lies
+    inside it, and every bisection that was made had shrunk its parent's gap below the ratio."""
+    from dataclasses import replace
+
+    import optim.dso.points as points
+    from optim.dso.scenario import ScenarioConfig, scenario_from_grid
+
+    scenario = scenario_from_grid(bergwald_grid, replace(ScenarioConfig(), day_type="weekend", hour=12))
+    config = LinearizationConfig(n_points=9, point_method="merit-levels", max_points=25, point_gap=2.0)
+    meta = linearize(bergwald_grid, scenario, config=config).package.meta
+    records, stopped = meta["point_bisections"], meta["point_bisections_stopped"]
+    assert stopped
+    levels = [0.0, *meta["point_levels_mw"]]
+
+    def parent_of(a_mw: float, b_mw: float) -> dict | None:
+        """The bisection that made the interval a-b: its middle is one end, its own end the other."""
+        halves = [p for p in records if {a_mw, b_mw} in ({p["from_mw"], p["level_mw"]}, {p["level_mw"], p["to_mw"]})]
+        assert len(halves) <= 1
+        return halves[0] if halves else None
+
+    for stop in stopped:
+        lo, hi = sorted((stop["from_mw"], stop["to_mw"]))
+        parent = parent_of(lo, hi)
+        assert parent is not None and stop["parent_gap"] == parent["gap"]
+        assert stop["gap"] >= points.STOP_GAP_RATIO * parent["gap"]
+        assert not any(lo < x < hi for x in levels)
+    for r in records:  # a bisected half had a gap below the ratio of its parent's
+        parent = parent_of(r["from_mw"], r["to_mw"])
+        if parent is not None:
+            assert r["gap"] < points.STOP_GAP_RATIO * parent["gap"]
+    # without the rule, the same frame spends levels inside the first stopped interval
+    monkeypatch.setattr(points, "STOP_GAP_RATIO", float("inf"))
+    unstopped = linearize(bergwald_grid, scenario, config=config).package.meta
+    lo, hi = sorted((stopped[0]["from_mw"], stopped[0]["to_mw"]))
+    assert sum(lo < x < hi for x in unstopped["point_levels_mw"]) >= 2
+    assert not unstopped["point_bisections_stopped"]
+
+
 def test_bad_bisection_settings_are_input_errors():
     with pytest.raises(InputError, match="--max-points"):
         LinearizationConfig(n_points=9, point_method="merit-levels", max_points=5)
