@@ -399,7 +399,8 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, min
     def computed():
         from optim.dso.linearize import linearize
 
-        return linearize(default_grid(), scenario, config=_linearization_config())
+        # the app never writes this package with its key: no fingerprint to compute
+        return linearize(default_grid(), scenario, config=_linearization_config(), bound_key=False)
 
     # this process keeps its own _LIN_CACHE: no second copy in the store's memory; the click does not
     # wait for the pickle to reach the disk (other workers wait for it under the lock)

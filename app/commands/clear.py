@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         points = point_config(args)
         grid, scenario, _ = load_grid_and_scenario(args.grid, args.day_type, args.hour, time=args.time)
         config = LinearizationConfig(**points, polygon_sides=args.polygon_sides)
-        linearization = linearize(grid, scenario, config=config)
+        linearization = linearize(grid, scenario, config=config, bound_key=False)  # not written: no fingerprint
     package = linearization.package
     bids = read_bids(args.bids, package=package) if args.bids else None
     if bids is None and scenario is None:

@@ -300,7 +300,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "hardened only")
     grid, scenario, grid_dir = load_grid_and_scenario(args.grid, args.day_type, args.hour, args.seed, args.time, lazy=True)
     config = LinearizationConfig(**points, polygon_sides=args.polygon_sides)
-    lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()))
+    lin = linearize(grid, scenario, config=config, progress=_progress(disable=not sys.stderr.isatty()),
+                    bound_key=args.package_style == "paper")  # a hardened package gets a key of its own
     out = Path(args.out)
     key = dataclasses.replace(lin.key, time_frame={**lin.key.time_frame, "grid_dir": str(Path(grid_dir).resolve())})
     key_file = key_path_for(out)

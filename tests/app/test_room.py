@@ -190,9 +190,8 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(session, "_LIN_CACHE", {})
     bids, scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
-    files = list((tmp_path / "cache" / "linearizations").glob("lin-*.pickle"))
-    assert len(files) == 1 and stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
-    # another worker (empty memory cache) reads it and does not linearize again
+    # another worker (empty memory cache) waits for the file the first one writes behind its
+    # answer, reads it and does not linearize again
     monkeypatch.setattr(session, "_LIN_CACHE", {})
 
     def no_linearize(*args, **kwargs):
@@ -200,6 +199,8 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
 
     monkeypatch.setattr(lin_module, "linearize", no_linearize)
     _, _, again = session._linearized("weekday", 18, session.default_bid_records())
+    files = list((tmp_path / "cache" / "linearizations").glob("lin-*.pickle"))
+    assert len(files) == 1 and stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
     assert again.key.flex_ids == lin.key.flex_ids
     assert again.package.points[0].vm_pu.tolist() == pytest.approx(lin.package.points[0].vm_pu.tolist(), abs=1e-12)
     # a damaged file is computed again (here: refused by the stub), never trusted

@@ -100,6 +100,22 @@ def test_format_1_is_refused_with_one_clear_line(setup, tmp_path):
         SensitivityPackage.load(path)
 
 
+def test_an_unbound_key_has_no_fingerprint_and_is_not_written_as_a_pair(setup, tmp_path):
+    """linearize(bound_key=False) (the app, a hardened package's linearization) skips the hash; the
+    same package and key otherwise, and save_pair refuses the key instead of writing a pair it
+    could not check."""
+    from optim.dso.linearize import save_pair
+
+    grid, scenario, lin = setup
+    unbound = linearize(grid, scenario, bound_key=False)
+    assert unbound.key.package_fingerprint == ""
+    assert unbound.package.fingerprint() == lin.package.fingerprint()
+    assert unbound.key.flex_ids == lin.key.flex_ids and unbound.key.branch_ids == lin.key.branch_ids
+    with pytest.raises(InputError, match="fingerprint"):
+        save_pair(unbound.package, unbound.key, tmp_path / "p.zip", tmp_path / "p.zip.dso-key.json")
+    assert not list(tmp_path.iterdir())
+
+
 def test_pair_is_bound_by_fingerprint_and_written_atomically(setup, tmp_path, monkeypatch):
     import dataclasses
     import os
