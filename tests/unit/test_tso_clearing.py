@@ -409,6 +409,25 @@ def test_an_lp_is_cut_off_only_when_its_optimum_is_not_below_the_cutoff(hand) ->
             np.testing.assert_allclose(y_cut, y, atol=1e-12)
 
 
+def test_a_package_of_checked_points_keeps_them_and_their_cached_rows(hand) -> None:
+    """The bisection clears on packages of two points each: a package made of points another
+    package has checked keeps the same objects (and their CSR rows), not checked copies; a point
+    changed in any array is checked and made again."""
+    import dataclasses
+
+    package, _ = hand
+    csr = package.points[0].a_csr
+    pair = dataclasses.replace(package, points=package.points[:2])
+    assert pair.points[0] is package.points[0] and pair.points[0].a_csr is csr
+    changed = dataclasses.replace(package.points[0], vm_pu=package.points[0].vm_pu + 0.0)
+    again = dataclasses.replace(package, points=(changed,))
+    assert again.points[0] is not changed and not again.points[0].vm_pu.flags.writeable
+    with pytest.raises(InputError, match="NaN"):
+        bad = package.points[0].vm_pu.copy()
+        bad[0] = np.nan
+        dataclasses.replace(package, points=(dataclasses.replace(package.points[0], vm_pu=bad),))
+
+
 def test_the_sparse_rows_of_a_point_equal_its_dense_rows_and_are_not_pickled(hand) -> None:
     import pickle
 
