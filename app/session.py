@@ -375,9 +375,9 @@ def _linearization_config():
 def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
     """Return the DSO's linearization for a time frame and bid set (bids define the points).
 
-    Cached in this process and, for every worker of the server, in the private cache directory:
-    the first worker that needs it computes it under a file lock, the others wait and read it
-    (a linearization costs ~4 s, a read ~20 ms).
+    Cached in this process; for every worker of the server its points are kept in the private
+    cache directory: the first worker that needs them chooses them under a file lock (about 1 s
+    at 33 points), the others wait, read them and linearize only those points (0.3-0.4 s).
     """
     key = (str(grid_dir()), day_type, hour, minute, bids_key)  # a test process may serve two grids
     with _LIN_LOCKS_GUARD:
@@ -393,19 +393,30 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: in
 
 
 def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
-    """The linearization from the private cache, computed by the first worker that asks (file lock)."""
+    """The frame's linearization; its points come from the private cache, chosen by the first
+    worker that asks (file lock).
+
+    Only the point selection is stored (a few kB; the package is a 60-85 MB pickle at 33 points,
+    and a room's frames written at that size stalled the clicks on this VM's disk: 1.1 s frames
+    became 2-3 s). A worker that finds it linearizes those points (no selection run): every
+    point's power flow starts at the frame's solved state, so all workers hold the same package
+    to the last bit.
+    """
+    from optim.dso.linearize import linearize
     from optim.private_cache import stored
 
-    def computed():
-        from optim.dso.linearize import linearize
+    config = _linearization_config()
+    mine = []
 
-        # the app never writes this package with its key: no fingerprint to compute
-        return linearize(default_grid(), scenario, config=_linearization_config(), bound_key=False)
+    def chosen():
+        lin = linearize(default_grid(), scenario, config=config, bound_key=False)  # never written with its key
+        mine.append(lin)
+        return lin.point_selection
 
-    # this process keeps its own _LIN_CACHE: no second copy in the store's memory; the click does not
-    # wait for the pickle to reach the disk (other workers wait for it under the lock)
-    return stored("linearizations", _disk_name(day_type, hour, bids_key, minute), computed, lock=True, memory=False,
-                  write_behind=True)
+    selection = stored("point-selections", _disk_name(day_type, hour, bids_key, minute), chosen, lock=True)
+    if mine:
+        return mine[0]
+    return linearize(default_grid(), scenario, config=config, bound_key=False, points=selection)
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None, minute: int = 0):

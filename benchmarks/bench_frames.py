@@ -1,12 +1,13 @@
 """The app's market round for new time frames in one server process, this tree against a baseline.
 
 A click on a quarter-hour not linearized before pays the DSO's linearization (9 merit levels,
-bisected), writes it to the private cache for the server's other workers, and clears and
+bisected), stores what the server's other workers need in the private cache, and clears and
 validates the round. This benchmark runs :func:`app.session.market_round` for ``--frames`` such
-quarter-hours in a row in one fresh process per tree (a private cache directory each, on the
-same disk), the trees alternating, and prints every frame's time, the median and the ratio.
-In a row matters: each frame leaves a 60-85 MB pickle in the cache, and once the kernel's dirty
-pages pile up a synchronous write stalls the click (seen: 0.8 s frames becoming 1.5-3.4 s);
+quarter-hours in a row in one fresh process per tree (a private cache directory each, under
+``$TMPDIR``, default ``/tmp``, on the disk), the trees alternating, and prints every frame's time,
+the median and the ratio. In a row matters: a tree that stores each frame's whole package leaves
+a 60-85 MB pickle per frame, and once the disk's writeback falls behind the clicks stall (seen:
+0.8 s frames becoming 1.5-3.4 s); this tree stores the frame's point selection (a few kB).
 ``bench_app.py`` measures the same clicks through the browser.
 
 Usage::

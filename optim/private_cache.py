@@ -8,6 +8,7 @@ is never read back (its name carries :func:`code_fingerprint`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -15,7 +16,7 @@ import pickle
 import stat
 import threading
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from optim._errors import InputError
 
@@ -78,8 +79,7 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False, memory: bool = True,
-           write_behind: bool = False) -> T:
+def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False, memory: bool = True) -> T:
     """Return ``build()``, computed once for this code and kept in ``cache_dir()/folder``.
 
     ``name`` must say everything the value depends on besides the code (the file is
@@ -95,11 +95,6 @@ def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False
         seconds); without it two processes may both compute a value they ask for at once.
     memory
         Keep the value in this process too (off for large values the caller keeps itself).
-    write_behind
-        Return a computed value at once and write it in a thread that holds the file lock until
-        the entry is on disk (other processes wait for it and read it; this process's next ask
-        waits too unless the value is in its memory). For large values whose caller keeps them:
-        a 33-point linearization is an 85 MB pickle, 0.02-1.3 s to write on the same disk.
     """
     try:
         base = cache_dir() / folder
@@ -112,23 +107,12 @@ def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False
     with _GUARD:
         if key in _MEMORY:
             return _MEMORY[key]
-    lock_file = _locked(path.with_suffix(".lock")) if lock else None
-    try:
+    with _file_lock(path.with_suffix(".lock")) if lock else contextlib.nullcontext():
         value = _read(path)
         if value is None:
             value = build()
-            if write_behind:
-                # the thread owns the lock from here and releases it when the entry is written;
-                # not a daemon, so an exiting process finishes the write first
-                threading.Thread(target=_written_and_released, args=(path, value, base, lock_file),
-                                 name=f"cache-write-{path.name}").start()
-                lock_file = None
-            else:
-                _write(path, value)
-                _prune(base)
-    finally:
-        if lock_file is not None:
-            lock_file.close()
+            _write(path, value)
+            _prune(base)
     if memory:
         with _GUARD:
             while len(_MEMORY) >= _MEMORY_MAX:
@@ -137,29 +121,13 @@ def stored(folder: str, name: str, build: Callable[[], T], *, lock: bool = False
     return value
 
 
-def _locked(path: Path) -> Any:
-    """The lock file at ``path``, opened and locked exclusively (the lock goes when it is closed,
-    also if this process dies)."""
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
-    lock_file = open(path, "a")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-    except BaseException:
-        lock_file.close()
-        raise
-    return lock_file
-
-
-def _written_and_released(path: Path, value: Any, base: Path, lock_file: Any) -> None:
-    try:
-        _write(path, value)
-        _prune(base)
-    except Exception as exc:  # noqa: BLE001 - no caller to raise to: the entry is computed again when asked
-        logger.warning("cache entry %s not written (%s)", path.name, type(exc).__name__)
-    finally:
-        if lock_file is not None:
-            lock_file.close()
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
 
 
 def _read(path: Path) -> Any:
@@ -183,9 +151,9 @@ def _write(path: Path, value: Any) -> None:
     except OSError as exc:
         logger.info("cache entry %s not written: %s", path.name, exc)
         tmp.unlink(missing_ok=True)
-    except BaseException:
+    except Exception as exc:  # noqa: BLE001 - a value that does not pickle is returned, not kept
+        logger.warning("cache entry %s not written (%s: %s)", path.name, type(exc).__name__, exc)
         tmp.unlink(missing_ok=True)  # no half-written file is left behind
-        raise
 
 
 def is_stored(folder: str, name: str) -> bool:

@@ -269,6 +269,9 @@ class Linearization:
     runtime_s: float
     power_flow_s: float
     sensitivity_s: float
+    #: The points ``(label, P_flex per bus of the flex table)`` and their meta, as :func:`linearize`
+    #: chose them: ``linearize(..., points=this)`` builds the same package again without choosing.
+    point_selection: tuple[tuple[tuple[str, np.ndarray], ...], dict[str, Any]] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The figures ``digiplat linearize --json`` prints."""
@@ -500,7 +503,6 @@ class FrameModel:
         self.monitored = monitored
         self.model = model
         self.power_flow_s = power_flow_s
-        self._last: tuple[np.ndarray, Any] = (model.v_solved, None)
         self._solved: dict[bytes, Any] = {}
         self._ordered: dict[bytes, Any] = {}
         self._frame_lu: Any = None  # LU of the Jacobian at the frame's solved voltages (flow_state)
@@ -520,16 +522,20 @@ class FrameModel:
             self._ordered[order_key] = self.model.reordered(*order)
         ordered = self._ordered[order_key]
         t0 = time.perf_counter()
-        v_start, lu_start = self._last
+        # every point's Newton starts at the frame's solved state (not at the previous point's), so
+        # its voltages, to the last bit, depend on its dispatch only and not on the order points are
+        # asked in: a worker that rebuilds a frame from its stored dispatches gets the same package
+        if self._frame_lu is None:
+            self._frame_lu = self.model._lu(self.model.v_solved)
+        v_start, lu_start = self.model.v_solved, self._frame_lu
         s_extra = self.model.injection_pu(p_flex_mw, dq_dp * p_flex_mw)
         v, iterations = self.model.solved_voltages(s_extra, v_start, lu_start=lu_start, tolerance_mva=tolerance_mva,
                                                    max_iteration=max_iteration, where=where)
         t_pf = time.perf_counter() - t0
         logger.info("AC power flow at %s converged in %d iterations (%.3f s)", where, iterations, t_pf)
         # no iteration: v is v_start, whose Jacobian LU is at hand
-        sens, lu = ordered.sensitivities_at(v, dq_dp=np.asarray(dq_dp)[order[0]],
+        sens, _ = ordered.sensitivities_at(v, dq_dp=np.asarray(dq_dp)[order[0]],
                                             lu=lu_start if iterations == 0 else None)
-        self._last = (v, lu)
         self._solved[key] = sens
         return sens, t_pf
 
@@ -667,6 +673,7 @@ def linearize(
     config: LinearizationConfig = LinearizationConfig(),
     progress: ProgressFn | None = None,
     bound_key: bool = True,
+    points: tuple[Sequence[tuple[str, np.ndarray]], dict[str, Any]] | None = None,
 ) -> Linearization:
     """Build the SensitivityPackage of a time frame: ``m`` operating points, AC power flow and
     analytic sensitivities at each (paper A, III-B).
@@ -685,6 +692,11 @@ def linearize(
         Put the package's fingerprint in the key, as :func:`save_pair` needs to write the pair.
         Callers that never write this paper-style package (the app, a hardened package's
         linearization: it gets its own key) skip hashing its blocks (70 ms at 33 points).
+    points
+        A :attr:`Linearization.point_selection` of an earlier call with the same grid, scenario
+        and config: its points are linearized as they are (no selection run). Each point's power
+        flow starts at the frame's solved state, so the package is the same to the last bit (the
+        app's workers share a frame this way: the selection is a few kB, the package 60-85 MB).
 
     Returns
     -------
@@ -704,11 +716,18 @@ def linearize(
     t0 = time.perf_counter()
     flex = flex_table(grid, scenario.bids, scenario.buildings)
     frame = frame_model(grid, scenario, flex, config)
-    chosen, meta = points_for(grid, scenario, flex, config, progress=progress, frame=frame)
+    if points is None:
+        chosen, meta = points_for(grid, scenario, flex, config, progress=progress, frame=frame)
+    else:
+        chosen, meta = points
+        if any(np.shape(p) != (len(flex),) for _, p in chosen):
+            raise InputError(f"the stored points do not fit this time frame's {len(flex)} flexible buses: "
+                             "choose them again (linearize without points)")
     lin = linearize_at(grid, scenario, flex, chosen, config=config, progress=progress, extra_meta=meta, frame=frame,
                        bound_key=bound_key)
     runtime = time.perf_counter() - t0
-    return dataclasses.replace(lin, runtime_s=runtime)
+    selection = (tuple((str(label), np.array(p, dtype=float)) for label, p in chosen), dict(meta))
+    return dataclasses.replace(lin, runtime_s=runtime, point_selection=selection)
 
 
 def linearize_at(

@@ -185,28 +185,35 @@ def test_cache_dir_is_private_and_not_in_a_shared_path(tmp_path, monkeypatch):
 
 
 def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypatch):
-    import optim.dso.linearize as lin_module
+    """The first worker chooses the frame's points and stores them (a few kB, not the 60-85 MB
+    package); another worker reads them, linearizes only those points, and holds the same package
+    to the last bit (fingerprint); a damaged entry is chosen again, never trusted."""
+    import optim.dso.points as points_module
 
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(session, "_LIN_CACHE", {})
     bids, scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
-    # another worker (empty memory cache) waits for the file the first one writes behind its
-    # answer, reads it and does not linearize again
-    monkeypatch.setattr(session, "_LIN_CACHE", {})
-
-    def no_linearize(*args, **kwargs):
-        raise AssertionError("linearized again")
-
-    monkeypatch.setattr(lin_module, "linearize", no_linearize)
-    _, _, again = session._linearized("weekday", 18, session.default_bid_records())
-    files = list((tmp_path / "cache" / "linearizations").glob("lin-*.pickle"))
+    files = list((tmp_path / "cache" / "point-selections").glob("lin-*.pickle"))
     assert len(files) == 1 and stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
-    assert again.key.flex_ids == lin.key.flex_ids
-    assert again.package.points[0].vm_pu.tolist() == pytest.approx(lin.package.points[0].vm_pu.tolist(), abs=1e-12)
-    # a damaged file is computed again (here: refused by the stub), never trusted
+    assert files[0].stat().st_size < 200_000 and lin.package.n_points > 9
+    # another worker (empty memory caches) reads the points and does not choose them again
+    monkeypatch.setattr(session, "_LIN_CACHE", {})
+    from optim import private_cache
+
+    monkeypatch.setattr(private_cache, "_MEMORY", {})
+
+    def no_choosing(*args, **kwargs):
+        raise AssertionError("chose the points again")
+
+    monkeypatch.setattr(points_module, "points_for", no_choosing)
+    _, _, again = session._linearized("weekday", 18, session.default_bid_records())
+    assert again is not lin and again.key.flex_ids == lin.key.flex_ids
+    assert again.package.fingerprint() == lin.package.fingerprint()
+    # a damaged file is chosen again (here: refused by the stub), never trusted
     files[0].write_bytes(b"not a pickle")
     monkeypatch.setattr(session, "_LIN_CACHE", {})
-    with pytest.raises(AssertionError, match="linearized again"):
+    monkeypatch.setattr(private_cache, "_MEMORY", {})
+    with pytest.raises(AssertionError, match="chose the points again"):
         session._linearized("weekday", 18, session.default_bid_records())
 
 

@@ -100,6 +100,26 @@ def test_format_1_is_refused_with_one_clear_line(setup, tmp_path):
         SensitivityPackage.load(path)
 
 
+def test_a_point_selection_rebuilds_the_same_package_to_the_last_bit(setup):
+    """linearize(points=lin.point_selection) skips the selection and gives the same package: each
+    point's power flow starts at the frame's solved state, not at the point solved before it, so
+    the order the points are asked in (the bisection's, then the package's) leaves no trace."""
+    grid, scenario, _ = setup
+    config = LinearizationConfig(n_points=5, point_method="merit-levels", max_points=9)
+    lin = linearize(grid, scenario, config=config)
+    labels = [label for label, _ in lin.point_selection[0]]
+    assert labels == [p.label for p in lin.package.points] and lin.point_selection[1]["point_levels_mw"]
+    again = linearize(grid, scenario, config=config, points=lin.point_selection)
+    assert again.package.fingerprint() == lin.package.fingerprint()
+    assert again.key == lin.key
+    reversed_order = (tuple(reversed(lin.point_selection[0])), lin.point_selection[1])
+    backwards = linearize(grid, scenario, config=config, points=reversed_order)
+    for a, b in zip(backwards.package.points, reversed(lin.package.points)):
+        assert a.vtdf_pu_per_mw.tobytes() == b.vtdf_pu_per_mw.tobytes() and a.vm_pu.tobytes() == b.vm_pu.tobytes()
+    with pytest.raises(InputError, match="do not fit"):
+        linearize(grid, scenario, config=config, points=((("no bids", np.zeros(3)),), {}))
+
+
 def test_an_unbound_key_has_no_fingerprint_and_is_not_written_as_a_pair(setup, tmp_path):
     """linearize(bound_key=False) (the app, a hardened package's linearization) skips the hash; the
     same package and key otherwise, and save_pair refuses the key instead of writing a pair it
