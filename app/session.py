@@ -339,6 +339,7 @@ def _with_solved_nets(rnd: Any, lin: Any) -> Any:
 
 _LIN_CACHE: dict[tuple, Any] = {}  # this process's linearizations (at most _LIN_CACHE_SIZE)
 _LIN_CACHE_SIZE = 8
+_OLD_STORE_DISCARDED = False
 _LIN_LOCKS: dict[tuple, threading.Lock] = {}
 _LIN_LOCKS_GUARD = threading.Lock()
 
@@ -350,15 +351,18 @@ def _bids_key(frame: pd.DataFrame) -> str:
 
 
 def _disk_name(day_type: str, hour: int, bids_key: str, minute: int = 0) -> str:
-    """Name of a linearization in the store: it depends on the time frame, the bids, the grid and
-    the configuration (the store adds the code's fingerprint)."""
+    """Name of a frame's point selection in the store: it depends on the time frame, the bids, the
+    grid's files (the net and the buildings) and the configuration (the store adds the code's
+    fingerprint)."""
     import hashlib
 
-    grid_json = grid_dir() / "grid.json"
-    st = grid_json.stat()
+    files = []
+    for name in ("grid.json", "buildings.csv"):
+        path = grid_dir() / name
+        st = path.stat() if path.is_file() else None
+        files.append(f"{path.resolve()}|{st.st_size if st else '-'}|{st.st_mtime_ns if st else '-'}")
     config = sorted(_linearization_config().to_dict().items())
-    text = (f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{grid_json.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-            f"|{config}")
+    text = f"{day_type}|{hour}|{minute}|{FRAME_MIN}|{bids_key}|{'|'.join(files)}|{config}"
     return "lin-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -396,15 +400,20 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, min
     """The frame's linearization; its points come from the private cache, chosen by the first
     worker that asks (file lock).
 
-    Only the point selection is stored (a few kB; the package is a 60-85 MB pickle at 33 points,
+    Only the point selection is stored (44 kB at 33 points; the package is a 60-85 MB pickle,
     and a room's frames written at that size stalled the clicks on this VM's disk: 1.1 s frames
     became 2-3 s). A worker that finds it linearizes those points (no selection run): every
     point's power flow starts at the frame's solved state, so all workers hold the same package
     to the last bit.
     """
+    from optim._errors import InputError
     from optim.dso.linearize import linearize
-    from optim.private_cache import stored
+    from optim.private_cache import discard_folder, stored
 
+    global _OLD_STORE_DISCARDED
+    if not _OLD_STORE_DISCARDED:  # whole linearizations of earlier versions: never read again, 60-85 MB each
+        discard_folder("linearizations")
+        _OLD_STORE_DISCARDED = True
     config = _linearization_config()
     mine = []
 
@@ -413,10 +422,16 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, min
         mine.append(lin)
         return lin.point_selection
 
-    selection = stored("point-selections", _disk_name(day_type, hour, bids_key, minute), chosen, lock=True)
+    # not kept in the store's memory too: _LIN_CACHE holds the linearization, and the store's
+    # bounded memory keeps the compiled grid and the profiles
+    selection = stored("point-selections", _disk_name(day_type, hour, bids_key, minute), chosen, lock=True,
+                       memory=False)
     if mine:
         return mine[0]
-    return linearize(default_grid(), scenario, config=config, bound_key=False, points=selection)
+    try:
+        return linearize(default_grid(), scenario, config=config, bound_key=False, points=selection)
+    except InputError:  # an entry that does not fit this frame (a grid changed in place): choose again
+        return linearize(default_grid(), scenario, config=config, bound_key=False)
 
 
 def _linearized(day_type: str, hour: int, bid_records: list[dict[str, Any]] | None, minute: int = 0):

@@ -1,6 +1,6 @@
 """The user's private cache directory and the fingerprint of the code that wrote into it.
 
-The app's linearizations and day jobs, its kept bid tables and the DSO's compiled grids
+The app's point selections and day jobs, its kept bid tables and the DSO's compiled grids
 (:mod:`optim.dso.compiled_grid`) are pickles that only this user's processes read back, so the
 directory must be this user's alone (mode 0700, no symlink), and a pickle written by other code
 is never read back (its name carries :func:`code_fingerprint`).
@@ -166,6 +166,18 @@ def is_stored(folder: str, name: str) -> bool:
         if str(path) in _MEMORY:
             return True
     return path.is_file()
+
+
+def discard_folder(folder: str) -> None:
+    """Remove every entry of ``cache_dir()/folder`` (a store this code no longer reads), if any."""
+    try:
+        path = cache_dir() / folder
+    except InputError:
+        return
+    if path.is_dir():
+        _prune(path, keep=0)
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only if nothing else is left in it
 
 
 def _prune(folder: Path, keep: int | None = None) -> None:

@@ -58,8 +58,8 @@ was linearized at (at weekday 18:00, 0.135 MW, the LP of "no bids" returned a ve
 it as from the next level, and the tie between the two points went to the lower index: V MAE
 8.9e-5 p.u. instead of 1.2e-6). The clearing is therefore lexicographic: among the points whose
 cost ties with the best (``TIE_TOLERANCE``, relative, far below ``PRUNE_MARGIN``, so each was
-solved in full), each LP is continued from its optimal basis with the row ``cost <= best (1 +
-FACE_SLACK)`` and the objective of :func:`_face_weights` (the L1 distance to its point for the
+solved in full), each LP is continued from its optimal basis with the row ``cost <= best +
+FACE_SLACK max(1, |best|)`` and the objective of :func:`_face_weights` (the L1 distance to its point for the
 all-or-nothing points), and the point whose dispatch is nearest wins (then the lower index). The
 cost stays the optimum within ``FACE_SLACK`` (1e-8 relative), the choice depends on the bids (and
 the order of their rows) and the package's points only (not on the column order or the thread
@@ -1044,9 +1044,11 @@ def _solve_per_point(rows: list[_PointRows], pieces: PieceSet, request_mw: float
 #: Points whose LP costs are within this (relative) of the best tie; far below ``PRUNE_MARGIN``, so
 #: every tied point was solved in full and none was cut off.
 TIE_TOLERANCE = 1e-8
-#: The second stage keeps the cost within this (relative) of the optimum: above HiGHS' primal
-#: feasibility tolerance on a cost row of ~100 EUR, below anything a price can express.
+#: The second stage keeps the cost within this (relative) of the best over the tied points: above
+#: HiGHS' primal feasibility tolerance on a cost row of ~100 EUR, below anything a price can express.
+#: At least ``TIE_TOLERANCE``, so every tied point's own optimum satisfies the row it is given.
 FACE_SLACK = 1e-8
+assert TIE_TOLERANCE <= FACE_SLACK
 
 
 def _face_weights(point_mw: np.ndarray, pieces: PieceSet) -> np.ndarray:

@@ -192,15 +192,18 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
 
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(session, "_LIN_CACHE", {})
+    monkeypatch.setattr(session, "_OLD_STORE_DISCARDED", False)
+    old_store = tmp_path / "cache" / "linearizations"  # whole packages an earlier version kept
+    old_store.mkdir(parents=True)
+    (old_store / "lin-0-abc.pickle").write_bytes(b"x" * 1000)
+    (old_store / "lin-0-abc.lock").write_bytes(b"")
     bids, scenario, lin = session._linearized("weekday", 18, session.default_bid_records())
+    assert not old_store.exists()
     files = list((tmp_path / "cache" / "point-selections").glob("lin-*.pickle"))
     assert len(files) == 1 and stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
     assert files[0].stat().st_size < 200_000 and lin.package.n_points > 9
-    # another worker (empty memory caches) reads the points and does not choose them again
+    # another worker (empty memory cache) reads the points and does not choose them again
     monkeypatch.setattr(session, "_LIN_CACHE", {})
-    from optim import private_cache
-
-    monkeypatch.setattr(private_cache, "_MEMORY", {})
 
     def no_choosing(*args, **kwargs):
         raise AssertionError("chose the points again")
@@ -209,10 +212,21 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
     _, _, again = session._linearized("weekday", 18, session.default_bid_records())
     assert again is not lin and again.key.flex_ids == lin.key.flex_ids
     assert again.package.fingerprint() == lin.package.fingerprint()
+    # an entry that does not fit the frame (a grid folder changed in place) is not used: chosen again
+    import pickle
+
+    import numpy as np
+
+    monkeypatch.undo()
+    monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(session, "_LIN_CACHE", {})
+    files[0].write_bytes(pickle.dumps(((("no bids", np.zeros(3)),), {})))
+    _, _, chosen_again = session._linearized("weekday", 18, session.default_bid_records())
+    assert chosen_again.package.fingerprint() == lin.package.fingerprint()
+    monkeypatch.setattr(points_module, "points_for", no_choosing)
     # a damaged file is chosen again (here: refused by the stub), never trusted
     files[0].write_bytes(b"not a pickle")
     monkeypatch.setattr(session, "_LIN_CACHE", {})
-    monkeypatch.setattr(private_cache, "_MEMORY", {})
     with pytest.raises(AssertionError, match="chose the points again"):
         session._linearized("weekday", 18, session.default_bid_records())
 
