@@ -17,7 +17,7 @@ method's parameters. The load average is printed (2-core machine shared with oth
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_validation.py [--points 9] [--max-points 25] [--polygon-sides 16] [--held-out] [--quick]
+    .venv/bin/python benchmarks/bench_validation.py [--points 9] [--max-points 33] [--polygon-sides 16] [--held-out] [--quick]
     .venv/bin/python benchmarks/bench_validation.py --sweep 12
 
 ``--sweep N`` is the widest check: for each of :data:`SWEEP_FRAMES`, the default package only, N
@@ -28,6 +28,12 @@ draws N requests per frame (seeded, ``--seed``) and also counts those in the mid
 level interval::
 
     .venv/bin/python benchmarks/bench_validation.py --random 12
+
+``--midpoints`` clears, per frame, the request halfway between every two neighbouring levels of the
+default package (the requests farthest from its points; the bisection would put its next level
+there). ``--sweep``, ``--random`` and ``--midpoints`` exclude each other::
+
+    .venv/bin/python benchmarks/bench_validation.py --midpoints [--max-points 25]
 """
 
 from __future__ import annotations
@@ -88,12 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only paper A's pair")
     parser.add_argument("--sweep", type=int, default=0, metavar="N",
                         help="instead: N requests per direction and frame over the offers, default package only")
+    parser.add_argument("--midpoints", action="store_true",
+                        help="instead: per frame, the request halfway between every two neighbouring levels of "
+                             "the default package (the farthest from its points), default package only")
     args = parser.parse_args(argv)
+    if sum(bool(x) for x in (args.sweep, args.random, args.midpoints)) > 1:
+        parser.error("--sweep, --random and --midpoints exclude each other: choose one")
     warnings.simplefilter("ignore")
     max_points = args.max_points if args.max_points > args.points else None
-    if args.sweep or args.random:
+    if args.sweep or args.random or args.midpoints:
         return sweep(args.sweep, args.points, args.polygon_sides, max_points, random_n=args.random, seed=args.seed,
-                     minute=args.minute)
+                     minute=args.minute, midpoints=args.midpoints)
 
     from gridgen.grid import Grid, default_grid_dir
     from optim.dso.linearize import LinearizationConfig, linearize
@@ -178,13 +189,14 @@ def _interval_share(levels: np.ndarray, request: float) -> float:
 
 
 def sweep(n: int, points: int, polygon_sides: int, max_points: int | None, *, random_n: int = 0,
-          seed: int = 2026, minute: int | None = None) -> int:
+          seed: int = 2026, minute: int | None = None, midpoints: bool = False) -> int:
     """Table I over requests spread across each frame's offers (see the module docstring).
 
     With ``random_n`` the requests are drawn (seeded) uniformly over each direction's offer instead;
     every request's distance to the nearest level of the package is printed, and the summary also
     counts the requests in the middle half of their level interval (``AWAY_SHARE``: none can meet
-    Table I by construction).
+    Table I by construction). With ``midpoints`` the requests are the middles of the package's
+    level intervals.
     """
     from gridgen.grid import Grid, default_grid_dir
     from optim.dso.linearize import LinearizationConfig, linearize
@@ -208,7 +220,10 @@ def sweep(n: int, points: int, polygon_sides: int, max_points: int | None, *, ra
         levels = np.array([0.0, *lin.package.meta.get("point_levels_mw", [])], dtype=float)
         p = scenario.bids.p_mw
         up, down = float(p[p > 0].sum()), float(p[p < 0].sum())
-        if random_n:
+        if midpoints:
+            ordered = np.sort(levels)
+            requests = list(0.5 * (ordered[1:] + ordered[:-1]))
+        elif random_n:
             n_down = max(1, random_n // 3) if down < 0 else 0
             requests = list(rng.uniform(0.0, up, random_n)) + list(rng.uniform(down, 0.0, n_down))
         else:
