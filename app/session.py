@@ -339,7 +339,6 @@ def _with_solved_nets(rnd: Any, lin: Any) -> Any:
 
 _LIN_CACHE: dict[tuple, Any] = {}  # this process's linearizations (at most _LIN_CACHE_SIZE)
 _LIN_CACHE_SIZE = 8
-_OLD_STORE_DISCARDED = False
 _LIN_LOCKS: dict[tuple, threading.Lock] = {}
 _LIN_LOCKS_GUARD = threading.Lock()
 
@@ -396,6 +395,15 @@ def _linearization(day_type: str, hour: int, bids_key: str, scenario, minute: in
         return _LIN_CACHE[key]
 
 
+@functools.lru_cache(maxsize=1)
+def _discard_old_store() -> None:
+    """Once per process: remove the whole linearizations earlier versions kept (never read again,
+    60-85 MB each)."""
+    from optim.private_cache import discard_folder
+
+    discard_folder("linearizations")
+
+
 def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, minute: int = 0):
     """The frame's linearization; its points come from the private cache, chosen by the first
     worker that asks (file lock).
@@ -408,12 +416,9 @@ def _shared_linearization(day_type: str, hour: int, bids_key: str, scenario, min
     """
     from optim._errors import InputError
     from optim.dso.linearize import linearize
-    from optim.private_cache import discard_folder, stored
+    from optim.private_cache import stored
 
-    global _OLD_STORE_DISCARDED
-    if not _OLD_STORE_DISCARDED:  # whole linearizations of earlier versions: never read again, 60-85 MB each
-        discard_folder("linearizations")
-        _OLD_STORE_DISCARDED = True
+    _discard_old_store()
     config = _linearization_config()
     mine = []
 

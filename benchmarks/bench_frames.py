@@ -7,7 +7,7 @@ quarter-hours in a row in one fresh process per tree (a private cache directory 
 ``$TMPDIR``, default ``/tmp``, on the disk), the trees alternating, and prints every frame's time,
 the median and the ratio. In a row matters: a tree that stores each frame's whole package leaves
 a 60-85 MB pickle per frame, and once the disk's writeback falls behind the clicks stall (seen:
-0.8 s frames becoming 1.5-3.4 s); this tree stores the frame's point selection (a few kB).
+0.8 s frames becoming 1.5-3.4 s); this tree stores the frame's point selection (44 kB).
 ``bench_app.py`` measures the same clicks through the browser.
 
 Usage::

@@ -442,11 +442,11 @@ class SensitivityPackage:
         a = np.asarray(a, dtype=float)
         values["a_per_mw"] = _finite_array(f"{where}: a_per_mw", a, (a.shape[0] if a.ndim == 2 else -1, n_f))
         values["b"] = _finite_array(f"{where}: b", b, (values["a_per_mw"].shape[0],))
-        if type(pt) is OperatingPoint and values["label"] == pt.label \
-                and all(value is getattr(pt, name) for name, value in values.items()
-                                               if name != "label") \
-                and all(getattr(pt, name) is None for name in PHYSICAL if name not in values):
-            return pt  # checked before and unchanged: kept, with its cached CSR rows (a package of some points)
+        unchanged = (type(pt) is OperatingPoint and values["label"] == pt.label
+                     and all(value is getattr(pt, name) for name, value in values.items() if name != "label")
+                     and all(getattr(pt, name) is None for name in PHYSICAL if name not in values))
+        if unchanged:  # checked before: kept, with its cached CSR rows (a package of some of its points)
+            return pt
         return OperatingPoint(**values)
 
     @property

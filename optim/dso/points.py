@@ -266,7 +266,6 @@ def _bisected_levels(grid: Any, scenario: Any, flex: pd.DataFrame, config: Any, 
                             "level_mw": float(middle), "cleared": bool(result.ok)})
             if result.ok:
                 parent_gap[_interval(levels[a], middle)] = parent_gap[_interval(middle, levels[b])] = float(gap)
-            if result.ok:
                 levels.append(middle)
                 new.append((f"level {middle:+.3f} MW", np.asarray(result.p_flex_mw)[order]))
         if new:

@@ -59,8 +59,9 @@ it as from the next level, and the tie between the two points went to the lower 
 8.9e-5 p.u. instead of 1.2e-6). The clearing is therefore lexicographic: among the points whose
 cost ties with the best (``TIE_TOLERANCE``, relative, far below ``PRUNE_MARGIN``, so each was
 solved in full), each LP is continued from its optimal basis with the row ``cost <= best +
-FACE_SLACK max(1, |best|)`` and the objective of :func:`_face_weights` (the L1 distance to its point for the
-all-or-nothing points), and the point whose dispatch is nearest wins (then the lower index). The
+FACE_SLACK max(1, |best|)`` and the objective of :func:`_face_weights` (the L1 distance to its
+point for the all-or-nothing points), and the point whose dispatch is nearest wins (then the lower
+index). The
 cost stays the optimum within ``FACE_SLACK`` (1e-8 relative), the choice depends on the bids (and
 the order of their rows) and the package's points only (not on the column order or the thread
 count), and it is the dispatch the DSO's linearization predicts best. The joint MILP paths

@@ -192,7 +192,7 @@ def test_linearizations_are_shared_through_the_private_cache(tmp_path, monkeypat
 
     monkeypatch.setenv("DIGIPLAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(session, "_LIN_CACHE", {})
-    monkeypatch.setattr(session, "_OLD_STORE_DISCARDED", False)
+    session._discard_old_store.cache_clear()
     old_store = tmp_path / "cache" / "linearizations"  # whole packages an earlier version kept
     old_store.mkdir(parents=True)
     (old_store / "lin-0-abc.pickle").write_bytes(b"x" * 1000)
