@@ -26,7 +26,8 @@ and interior dispatches of every box.
 **How the boxes are chosen (the design LP).** The DSO knows its grid and, at gate closure, the
 bids (volumes and prices; the same table its paper-style points are chosen from), never the
 request. For band ``[R_a, R_b]`` it samples requests ``R_t`` and runs its own grid-aware clearing
-of each (cost ``C_t``). The LP has the box ``(lo, hi)``, one piece dispatch ``y_t`` per request
+of each (cost ``C_t``; the LPs of the two points nearest the request's level, ``cost_candidates``:
+on Bergwald always the optimum, ``benchmarks/bench_envelope.py``). The LP has the box ``(lo, hi)``, one piece dispatch ``y_t`` per request
 (``sum y_t = R_t``, ``lo <= M y_t <= hi``, within the offers) and the safety rows above; it
 minimises the largest relative cost increase ``max_t (c.y_t / C_t - 1)``, then (with small
 weights) the mean cost and the box's width given up. So the box contains cheap dispatches for
@@ -77,18 +78,25 @@ class EnvelopeConfig:
         A band whose box costs more than this (relative, at its sampled requests) is split in two.
     min_band_mw
         Bands are not split below twice this width.
+    cost_candidates
+        The DSO's own cost of a sampled request (the design's reference ``C_t``) from the LPs of
+        this many points nearest the request's level (:class:`~optim.tso.clearing.OptimalCosts`);
+        None: every point (the exact optimum, ~15x the LPs with 30 points).
     """
 
     band_mw: float = 0.25
     requests_per_band: int = 6
     max_increase: float = 0.004
     min_band_mw: float = 0.02
+    cost_candidates: int | None = 2
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.band_mw) or self.band_mw <= 0:
             raise InputError(f"the envelope band must be a positive width in MW, got {self.band_mw}")
         if not np.isfinite(self.max_increase) or self.max_increase < 0 or not self.min_band_mw > 0:
             raise InputError("the envelope's max_increase must be >= 0 and min_band_mw > 0")
+        if self.cost_candidates is not None and int(self.cost_candidates) < 1:
+            raise InputError(f"the envelope's cost_candidates must be at least 1 point or None, got {self.cost_candidates}")
         if int(self.requests_per_band) < 2:
             raise InputError(f"an envelope band needs at least 2 sampled requests, got {self.requests_per_band}")
 
@@ -141,6 +149,14 @@ def _nearest(corners: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _active_pairs(rows: list[tuple[np.ndarray, np.ndarray]], points: np.ndarray, lo: np.ndarray,
                   hi: np.ndarray) -> set[tuple[int, int]]:
     """``(i, r)`` whose worst corner lies in point ``i``'s cell (or is sent there by another point's) and is outside."""
+    # a row that holds at its own worst corner at every point holds at every corner of the box, so
+    # none can flag it: only the few rows some point's box can violate are followed through the cells
+    possible = np.zeros(len(rows[0][1]) if rows else 0, dtype=bool)
+    for j, (a, b) in enumerate(rows):
+        if len(b):
+            possible |= _worst(a, points[j], lo, hi)[1] > b + ROW_TOL
+    kept = np.flatnonzero(possible)
+    rows = [(a[kept], b[kept]) for a, b in rows]
     out: set[tuple[int, int]] = set()
     for i, (a, b) in enumerate(rows):
         if not len(b):
@@ -151,7 +167,7 @@ def _active_pairs(rows: list[tuple[np.ndarray, np.ndarray]], points: np.ndarray,
             idx = np.flatnonzero(near == j)
             aj, bj = rows[j]
             _, value = _worst(aj[idx], points[j], lo, hi)
-            out |= {(int(j), int(r)) for r in idx[value > bj[idx] + ROW_TOL]}
+            out |= {(int(j), int(kept[r])) for r in idx[value > bj[idx] + ROW_TOL]}
     return out
 
 
@@ -161,7 +177,6 @@ def _design_lp(pieces: Any, n: int, requests: np.ndarray, base_eur: np.ndarray, 
     K, T = pieces.n_pieces, len(requests)
     cost = pieces.price_eur_per_mwh * np.sign(pieces.p_mw)
     fi = pieces.flex_index
-    M = sp.csr_matrix((np.ones(K), (fi, np.arange(K))), shape=(n, K))
     n_var = 2 * n + T * K + 1
     t_col = n_var - 1
     scale = float(np.mean(np.abs(base_eur))) or 1.0
@@ -169,31 +184,41 @@ def _design_lp(pieces: Any, n: int, requests: np.ndarray, base_eur: np.ndarray, 
     c = np.concatenate([1e-4 * np.ones(n), -1e-4 * np.ones(n), np.tile(cost, T) * 1e-3 / (T * scale), [1.0]])
     bounds = ([(float(v), 0.0) for v in np.minimum(box_lo, 0.0)] + [(0.0, float(v)) for v in np.maximum(box_hi, 0.0)]
               + list(zip(pieces.lower_mw, pieces.upper_mw)) * T + [(None, None)])
-    blocks, rhs = [], []
-    eye = sp.identity(n, format="csr")
-    zero_n = sp.csr_matrix((n, n))
+    # the constraint matrix straight from its triplets (rows per request: n upper, n lower, one
+    # cost row; then the safety rows): the blocks stacked one by one were a third of the LP's time
+    rows_i, cols_i, vals = [], [], []
+    rhs = []
+    bus = np.arange(n)
     for t in range(T):
-        ys = [M if s == t else None for s in range(T)]
-        up = sp.hstack([zero_n, -eye] + [y if y is not None else sp.csr_matrix((n, K)) for y in ys] + [sp.csr_matrix((n, 1))])
-        low = sp.hstack([eye, zero_n] + [-y if y is not None else sp.csr_matrix((n, K)) for y in ys]
-                        + [sp.csr_matrix((n, 1))])
-        blocks += [up, low]
-        rhs += [np.zeros(n), np.zeros(n)]
-        row = np.zeros(n_var)
-        row[2 * n + t * K: 2 * n + (t + 1) * K] = cost / base_eur[t] if base_eur[t] else 0.0
-        row[t_col] = -1.0
-        blocks.append(sp.csr_matrix(row[None, :]))
-        rhs.append(np.array([1.0 if base_eur[t] else 0.0]))
+        top, y0 = t * (2 * n + 1), 2 * n + t * K
+        # up: M y_t - hi <= 0; low: lo - M y_t <= 0
+        rows_i += [top + bus, top + fi, top + n + bus, top + n + fi]
+        cols_i += [n + bus, y0 + np.arange(K), bus, y0 + np.arange(K)]
+        vals += [-np.ones(n), np.ones(K), np.ones(n), -np.ones(K)]
+        if base_eur[t]:
+            rows_i.append(np.full(K, top + 2 * n))
+            cols_i.append(y0 + np.arange(K))
+            vals.append(cost / base_eur[t])
+        rows_i.append(np.array([top + 2 * n]))
+        cols_i.append(np.array([t_col]))
+        vals.append(np.array([-1.0]))
+        rhs += [np.zeros(2 * n), np.array([1.0 if base_eur[t] else 0.0])]
     if safety:
         coef = np.array([np.concatenate([np.clip(a, None, 0.0), np.clip(a, 0.0, None)]) for a, _ in safety])
-        blocks.append(sp.hstack([sp.csr_matrix(coef), sp.csr_matrix((len(safety), T * K + 1))]))
+        row, col = np.nonzero(coef)
+        rows_i.append(T * (2 * n + 1) + row)
+        cols_i.append(col)
+        vals.append(coef[row, col])
         rhs.append(np.array([b for _, b in safety]))
-    eq = sp.hstack([sp.csr_matrix((T, 2 * n))]
-                   + [sp.csr_matrix((np.ones(K), (np.full(K, t), np.arange(K))), shape=(T, K)) for t in range(T)]
-                   + [sp.csr_matrix((T, 1))])
+    rows_all, cols_all, vals_all = np.concatenate(rows_i), np.concatenate(cols_i), np.concatenate(vals)
+    nonzero = vals_all != 0.0
+    a_ub = sp.csr_matrix((vals_all[nonzero], (rows_all[nonzero], cols_all[nonzero])),
+                         shape=(T * (2 * n + 1) + len(safety), n_var))
+    a_ub.sort_indices()
+    eq = sp.csr_matrix((np.ones(T * K), (np.repeat(np.arange(T), K), 2 * n + np.arange(T * K))), shape=(T, n_var))
     from scipy.optimize import linprog  # here: the rows mechanism's CLI runs need no scipy.optimize (0.15 s)
 
-    res = linprog(c, A_ub=sp.vstack(blocks).tocsr(), b_ub=np.concatenate(rhs), A_eq=eq.tocsr(), b_eq=requests,
+    res = linprog(c, A_ub=a_ub, b_ub=np.concatenate(rhs), A_eq=eq, b_eq=requests,
                   bounds=bounds, method="highs")
     if res.status != 0:
         return None
@@ -269,13 +294,14 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         One box per band that can deliver something, in band order.
     """
     from optim.tso.bcm import pieces_from_bids
-    from optim.tso.clearing import optimal_costs
+    from optim.tso.clearing import OptimalCosts
 
     t0 = time.perf_counter()
     pieces = pieces_from_bids(bids, package)
     n = len(package.flex_ids)
     box_lo, box_hi = pieces.p_flex_mw(pieces.lower_mw), pieces.p_flex_mw(pieces.upper_mw)
     points = np.array([np.asarray(p.p_flex_mw, dtype=float) for p in package.points])
+    optimal_costs = OptimalCosts(package, bids, candidates=config.cost_candidates)  # LPs built once for every band
     up = _deliverable(package, bids, 1.0, float(box_hi.sum()))
     down = _deliverable(package, bids, -1.0, float(-box_lo.sum()))
     out = []
@@ -287,7 +313,7 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         done += 1
         band = queue.pop(0)
         requests = np.array([r for r in np.linspace(band[0], band[1], int(config.requests_per_band)) if abs(r) > 1e-9])
-        base = optimal_costs(package, bids, requests) if len(requests) else np.zeros(0)
+        base = optimal_costs(requests) if len(requests) else np.zeros(0)
         keep = np.isfinite(base)
         requests, base_eur = requests[keep], base[keep]
         if not len(requests):

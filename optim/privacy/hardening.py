@@ -444,7 +444,7 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     """
     import time
 
-    from optim.package import OperatingPoint, SensitivityPackage, rows_that_can_bind
+    from optim.package import OperatingPoint, SensitivityPackage, constraint_rows_at, screened_constraint_rows
 
     t0 = time.perf_counter()
     if getattr(package, "style", "paper") != "paper":
@@ -468,44 +468,42 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     stats: dict[str, Any] = {"rows_paper": [], "rows_hardened": [], "margin_share_of_b": []}
     points, row_element, row_tag = [], {}, {}
     design_rows: list[Any] = []
+    design_index: list[np.ndarray] = []
     log_spread = float(np.log(config.scale_spread))
     for k, point in enumerate(package.points):
         p_flex = np.asarray(point.p_flex_mw, dtype=float)
         d_lo, d_hi = lo - p_flex, hi - p_flex
-        if config.screen and not envelope:  # only the rows that can bind are formed (same rows, same order)
-            rows = paper_rows(point, package, key, box=(d_lo, d_hi))
-            keep = np.ones(len(rows.b), dtype=bool)
-            n_paper = 2 * len(point.vm_pu) + (package.polygon_sides * len(point.i_re_percent) if point.has_currents
-                                              else 2 * len(point.loading_percent))
-        else:
-            rows = paper_rows(point, package, key)
-            keep = (rows_that_can_bind(rows.a, rows.b, d_lo, d_hi) if config.screen
-                    else np.ones(len(rows.b), dtype=bool))
-            n_paper = len(rows.b)
-        idx = np.flatnonzero(keep)
-        a, b = rows.a[idx], rows.b[idx]
+        n_paper = 2 * len(point.vm_pu) + (package.polygon_sides * len(point.i_re_percent) if point.has_currents
+                                          else 2 * len(point.loading_percent))
         stats["rows_paper"].append(int(n_paper))
         if envelope:  # aligned over the points below: the same row index is the same constraint
-            design_rows.append((rows.a, rows.b, keep))
+            design_index.append(screened_constraint_rows(point, package.limits, package.polygon_sides, d_lo, d_hi,
+                                                         return_index=True)[2] if config.screen else np.arange(n_paper))
             continue
+        # screened: only the rows that can bind are formed (the same rows in the same order)
+        rows = paper_rows(point, package, key, box=(d_lo, d_hi) if config.screen else None)
+        a, b = rows.a, rows.b
         width = np.maximum(np.abs(d_lo), np.abs(d_hi))
         a_obs, b_obs = obscured_rows(a, b, width, flatten_share=config.privacy_level,
                                      noise_share=config.noise_level, rng=rng)
         if len(b):
             stats["margin_share_of_b"].append(float(np.median((b - b_obs) / np.maximum(np.abs(b), 1e-12))))
-        c = np.exp(rng.uniform(-log_spread, log_spread, size=len(idx)))
-        order = rng.permutation(len(idx))
+        c = np.exp(rng.uniform(-log_spread, log_spread, size=len(b)))
+        order = rng.permutation(len(b))
         a_out = (a_obs * c[:, None])[order][:, col_order]
         b_out = (b_obs * c)[order]
         for position, j in enumerate(order):
             rid = f"p{k}r{position}"
-            row_element[rid] = rows.element[idx[j]]
-            row_tag[rid] = rows.tag[idx[j]]
-        stats["rows_hardened"].append(int(len(idx)))
+            row_element[rid] = rows.element[j]
+            row_tag[rid] = rows.tag[j]
+        stats["rows_hardened"].append(int(len(b)))
         points.append(OperatingPoint(label=point.label, p_flex_mw=p_flex[col_order], a_per_mw=a_out, b=b_out))
     if envelope:
-        union = np.logical_or.reduce([k for _, _, k in design_rows])
-        design_rows = [(a[union], b[union]) for a, b, _ in design_rows]
+        # every row some point keeps, formed at every point (a row another point keeps may still
+        # be checked at this one's worst corners); only these few hundred of the ~8,000 are formed
+        union = np.unique(np.concatenate(design_index)) if design_index else np.zeros(0, dtype=np.int64)
+        design_rows = [constraint_rows_at(point, package.limits, package.polygon_sides, union)
+                       for point in package.points]
         points = _envelope_points(package, key, bids, design_rows, lo, hi, col_order, config, verify, rng,
                                   log_spread, row_element, row_tag, stats, progress)
 

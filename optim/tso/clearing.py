@@ -1214,45 +1214,104 @@ def clear_milp(
     return _optimal_result(package, pieces, sol, common, duration, build_s, solve_s, t0)
 
 
+class OptimalCosts:
+    """The MILP's optimal cost (EUR) at many requests on one package and bid table, called again and again.
+
+    The per-point decomposition of :func:`clear_milp`, each point's LP built once (on first use)
+    and solved again, warm, for every request: only the bounds of the row ``sum_k y_k = P_E``
+    (14j) change. For pricing many requests (the DSO's design of the operating envelopes,
+    :mod:`optim.privacy.envelope`, prices six requests in each of a dozen bands); the same optima
+    as one :func:`clear_milp` each (tested).
+
+    Per call, each request is first solved at the point whose level (total flexibility) is
+    nearest it, usually the winner; every other point then runs with that cost plus
+    ``PRUNE_MARGIN`` as HiGHS' ``objective_bound`` (as in :func:`clear_milp`): an LP cut off
+    costs more than a cost already found, so the minimum is unchanged. The other points run on
+    the ``$DIGIPLAT_LP_THREADS`` threads, each sweeping the requests in order on its own instance.
+
+    With ``candidates=k`` only the ``k`` points whose levels are nearest each request are
+    solved: an upper bound of the optimum, not always the optimum (the points of one merit path
+    cost nearly the same, so the cut-offs save little and 30 points cost 30 LPs a request). On
+    Bergwald's bisected merit-level packages (weekday 12:00, 17:00, 18:00; 143 requests over
+    both directions, ``benchmarks/bench_privacy.py --cost-candidates``) the winner was always
+    one of the 2 nearest.
+    """
+
+    def __init__(self, package: SensitivityPackage, bids: BidTable, *, duration_h: float = 1.0,
+                 screen: bool = True, time_limit_s: float = 60.0, candidates: int | None = None) -> None:
+        if candidates is not None and int(candidates) < 1:
+            raise InputError(f"candidates must be at least 1 point (or None: every point), got {candidates}")
+        self._candidates = None if candidates is None else int(candidates)
+        self._duration = _check_duration(duration_h)
+        self._pieces = _pieces(package, bids)
+        self._rows = _point_rows(package, self._pieces, screen=bool(screen))
+        self._time_limit_s = float(time_limit_s)
+        self._levels = np.array([float(np.sum(pr.p_flex_mw)) if pr.p_flex_mw is not None else 0.0
+                                 for pr in self._rows])
+        self._instances: dict[int, tuple[Any, int] | None] = {}
+        work = self._pieces.n_pieces * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in self._rows)
+        self._pool = _lp_pool(_lp_threads(work))
+
+    def _cost(self, i: int, request: float, cutoff: float = math.inf) -> float:
+        """Point ``i``'s LP at ``request``: its optimum, ``inf`` if infeasible, cut off or refused."""
+        instance = self._instances.get(i)
+        if i not in self._instances:  # one task per point at a time: no two threads build the same one
+            lp = _point_lp(self._rows[i], self._pieces, request, self._duration, maximise=False)
+            h = _point_highs(lp, time_limit_s=self._time_limit_s)
+            instance = self._instances[i] = None if h is None else (h, int(lp[3].shape[0]) - 1)
+        if instance is None:
+            return math.inf
+        h, last = instance
+        h.changeRowBounds(last, request, request)
+        h.setOptionValue("objective_bound", float(cutoff))
+        status, _, objective = _lp_result(h)
+        return objective if status == "optimal" else math.inf
+
+    def __call__(self, requests_mw: Any) -> np.ndarray:
+        """Costs at ``requests_mw`` (EUR); NaN where a request cannot be delivered.
+
+        Raises
+        ------
+        InputError
+            A zero or non-finite request.
+        """
+        requests = [_check_request(r) for r in np.atleast_1d(np.asarray(requests_mw, dtype=float))]
+        if not requests or not self._rows:
+            return np.full(len(requests), np.nan)
+        guess = [int(np.argmin(np.abs(self._levels - r))) for r in requests]
+        found = [self._cost(g, r) for g, r in zip(guess, requests)]
+        cutoffs = [c + PRUNE_MARGIN * max(1.0, abs(c)) if math.isfinite(c) else math.inf for c in found]
+
+        m = len(self._rows)
+        if self._candidates is None:
+            solve = [np.ones(m, dtype=bool)] * len(requests)
+        else:
+            solve = [np.isin(np.arange(m), np.argsort(np.abs(self._levels - r), kind="stable")[:self._candidates])
+                     for r in requests]
+
+        def sweep(i: int) -> np.ndarray:
+            return np.array([found[t] if guess[t] == i or not solve[t][i] else self._cost(i, r, cutoffs[t])
+                             for t, r in enumerate(requests)])
+
+        best = np.min(list(self._pool.map(sweep, range(m))), axis=0)
+        return np.where(np.isfinite(best), best, np.nan)
+
+
 def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any, *, duration_h: float = 1.0,
                   screen: bool = True, time_limit_s: float = 60.0) -> np.ndarray:
     """The MILP's optimal cost (EUR) at each of many requests; NaN where a request cannot be delivered.
 
-    The per-point decomposition of :func:`clear_milp` with each point's LP built once and solved
-    again, warm, for every request: only the bounds of the row ``sum_k y_k = P_E`` (14j) change.
-    For pricing many requests on one package and bid table (the DSO's design of the operating
-    envelopes, :mod:`optim.privacy.envelope`); the same optima as one :func:`clear_milp` each (tested).
-    The points run on the ``$DIGIPLAT_LP_THREADS`` threads, each sweeping the requests in order.
+    One call of :class:`OptimalCosts` (the same optima as one :func:`clear_milp` each).
 
     Raises
     ------
     InputError
         A zero or non-finite request, bad duration, bids the package does not know.
     """
-    requests = [_check_request(r) for r in np.atleast_1d(np.asarray(requests_mw, dtype=float))]
-    duration = _check_duration(duration_h)
-    pieces = _pieces(package, bids)
-    rows = _point_rows(package, pieces, screen=bool(screen))
-
-    def point_costs(pr: _PointRows) -> np.ndarray:
-        costs = np.full(len(requests), np.inf)
-        lp = _point_lp(pr, pieces, requests[0] if requests else 1.0, duration, maximise=False)
-        h = _point_highs(lp, time_limit_s=time_limit_s)
-        if h is None:
-            return costs
-        last = int(lp[3].shape[0]) - 1  # the row of (14j)
-        for t, request in enumerate(requests):
-            h.changeRowBounds(last, request, request)
-            status, _, objective = _lp_result(h)
-            if status == "optimal":
-                costs[t] = objective
-        return costs
-
-    # the points side by side on the LP threads (each its own HiGHS instance; HiGHS releases the GIL)
-    work = pieces.n_pieces * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in rows)
-    per_point = list(_lp_pool(_lp_threads(work)).map(point_costs, rows))
-    best = np.min(per_point, axis=0) if per_point else np.full(len(requests), np.inf)
-    return np.where(np.isfinite(best), best, np.nan)
+    requests = np.atleast_1d(np.asarray(requests_mw, dtype=float))
+    for r in requests:
+        _check_request(r)
+    return OptimalCosts(package, bids, duration_h=duration_h, screen=screen, time_limit_s=time_limit_s)(requests)
 
 
 def _why_infeasible(pieces: PieceSet, request: float) -> str:

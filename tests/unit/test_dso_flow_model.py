@@ -16,9 +16,11 @@ from optim.dso.linearize import (
     net_at_time_frame,
     run_power_flow,
 )
+from optim._errors import InputError
 from optim.dso.scenario import ScenarioConfig, scenario_from_grid
 from optim.dso.sensitivity import monitored_elements_of_net, sensitivities_from_net
-from optim.package import OperatingPoint, constraint_rows, rows_that_can_bind, screened_constraint_rows
+from optim.package import (OperatingPoint, constraint_rows, constraint_rows_at, rows_that_can_bind,
+                           screened_constraint_rows)
 from test_dso_standin import standin_grid
 
 TOL = 1e-10
@@ -107,6 +109,27 @@ def test_screened_rows_equal_screening_every_row(frame):
             a2, b2 = screened_constraint_rows(bare, lin.package.limits, lin.package.polygon_sides, lower, upper)
             assert a2.shape == a[keep].shape
             assert np.allclose(a2, a[keep], rtol=0, atol=1e-12) and np.allclose(b2, b[keep], rtol=0, atol=1e-12)
+
+
+def test_rows_at_positions_are_the_rows_of_the_full_set(frame):
+    """constraint_rows_at (the envelope's aligned rows) gives constraint_rows' rows at those positions,
+    the screened rows' own positions included, and refuses a position outside the rows."""
+    grid, scenario, flex, _fm = frame
+    lin = linearize(grid, scenario, config=LinearizationConfig(screen_rows=False))
+    rng = np.random.default_rng(5)
+    for point in lin.package.points:
+        bare = OperatingPoint(**{k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")},
+                              label=point.label)
+        a, b = constraint_rows(bare, lin.package.limits, lin.package.polygon_sides)
+        _, _, screened = screened_constraint_rows(bare, lin.package.limits, lin.package.polygon_sides,
+                                                  -rng.random(point.n_flex), rng.random(point.n_flex), return_index=True)
+        for index in (rng.choice(len(b), size=40, replace=False), screened, np.array([0, len(b) - 1]),
+                      np.zeros(0, dtype=int)):
+            a2, b2 = constraint_rows_at(bare, lin.package.limits, lin.package.polygon_sides, index)
+            assert a2.shape == a[index].shape
+            assert np.allclose(a2, a[index], rtol=0, atol=1e-15) and np.allclose(b2, b[index], rtol=0, atol=1e-15)
+        with pytest.raises(InputError, match="outside"):
+            constraint_rows_at(bare, lin.package.limits, lin.package.polygon_sides, np.array([len(b)]))
 
 
 def test_grid_model_is_compiled_again_when_the_net_changes():

@@ -124,8 +124,30 @@ def test_the_cap_attack_reads_the_pattern_of_the_bounds(envelopes) -> None:
     assert len({pattern[j] for j in range(len(pattern)) if j not in capped}) == 1  # uncapped: one group
 
 
+def test_the_designs_reference_costs_are_the_optima(frames) -> None:
+    """The design prices its sampled requests on the 2 points nearest each request's level
+    (``cost_candidates``): on both frames' packages that is the optimum over every point."""
+    from optim.privacy.envelope import _deliverable
+    from optim.tso.bcm import pieces_from_bids
+    from optim.tso.bids import bids_from_frame
+    from optim.tso.clearing import OptimalCosts
+
+    for _, scenario, lin in frames:
+        bids = bids_from_frame(scenario.bids, package=lin.package)
+        pieces = pieces_from_bids(bids, lin.package)
+        up = _deliverable(lin.package, bids, 1.0, float(pieces.p_flex_mw(pieces.upper_mw).sum()))
+        down = _deliverable(lin.package, bids, -1.0, float(-pieces.p_flex_mw(pieces.lower_mw).sum()))
+        requests = [r for band in request_bands(-down, up, 0.25) for r in np.linspace(*band, 6) if abs(r) > 1e-9]
+        exact = OptimalCosts(lin.package, bids)(requests)
+        nearest = OptimalCosts(lin.package, bids, candidates=EnvelopeConfig().cost_candidates)(requests)
+        assert np.isfinite(exact).sum() >= 0.9 * len(requests)
+        assert np.allclose(nearest, exact, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
 def test_bad_envelope_input_gets_a_clear_error(frames) -> None:
     _, scenario, lin = frames[0]
+    with pytest.raises(InputError, match="cost_candidates"):
+        EnvelopeConfig(cost_candidates=0)
     with pytest.raises(InputError, match="unknown privacy mechanism"):
         HardeningConfig(mechanism="zones")
     with pytest.raises(InputError, match="positive width"):

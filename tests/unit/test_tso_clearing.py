@@ -345,6 +345,32 @@ def test_optimal_costs_of_many_requests_are_those_of_one_clearing_each() -> None
         optimal_costs(package, bids, [0.0])
 
 
+def test_optimal_costs_called_again_and_on_the_nearest_points() -> None:
+    """One OptimalCosts called twice (its LPs kept, warm) gives the optima of fresh calls; with
+    ``candidates`` it solves fewer points, so its cost is never below the optimum (an upper bound),
+    and with every point as candidates it is the optimum."""
+    from optim.tso.clearing import OptimalCosts, optimal_costs
+
+    for seed in (5, 6, 7):
+        package, bids = random_case(seed, n_points=5)
+        offered = float(sum(max(b.p_mw, 0.0) for b in bids.rows))
+        down = float(sum(min(b.p_mw, 0.0) for b in bids.rows))
+        first, second = [0.1 * offered, 0.5 * down, 0.4 * offered], [0.7 * offered, 0.2 * offered, 0.3 * down]
+        exact = optimal_costs(package, bids, first + second)
+        costs = OptimalCosts(package, bids)
+        again = np.concatenate([costs(first), costs(second)])
+        assert np.allclose(again, exact, rtol=1e-7, atol=1e-9, equal_nan=True), seed
+        for k in (1, 2):
+            upper = OptimalCosts(package, bids, candidates=k)(first + second)
+            both = np.isfinite(upper) & np.isfinite(exact)
+            assert np.all(upper[both] >= exact[both] - 1e-7 * np.maximum(1.0, np.abs(exact[both]))), (seed, k)
+            assert np.all(np.isnan(upper[np.isnan(exact)])), (seed, k)  # fewer LPs never deliver more
+        every = OptimalCosts(package, bids, candidates=package.n_points)(first + second)
+        assert np.allclose(every, exact, rtol=1e-7, atol=1e-9, equal_nan=True), seed
+    with pytest.raises(InputError, match="candidates"):
+        OptimalCosts(package, bids, candidates=0)
+
+
 def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, monkeypatch) -> None:
     """On the default Bergwald package (m = 9, the grid binds at 1.8 MW): the points pruned by
     their cells' bounds change nothing (cost, chosen point, dispatch) against solving every
