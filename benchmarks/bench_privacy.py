@@ -6,14 +6,15 @@ package), hardens both at every setting, runs every attack of ``optim.privacy`` 
 noon frame's offers), validated by AC power flow. Prints one table: per setting the attack scores, the rows shipped, the clearing
 cost increase over the paper-style package (max and mean over the 8 clearings), whether every
 delivered volume equals the paper-style one, the AC violations and the Table I errors (voltage
-and loading MAE of the DSO's own linearization at the chosen point against the AC power flow).
+and loading MAE of the DSO's own linearization at the chosen point against the AC power flow, the
+mean, and how many clearings meet paper A's Table I, 2.3e-5 p.u. and 6.1e-3 %).
 Writes the frontier as an interactive plot (plotly HTML; a PNG needs kaleido, not installed).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_privacy.py [--grid DIR] [--hours 18 12] [--requests 0.25 0.5 0.75 1]
         [--levels 0 0.005 0.01 0.02 0.05 0.1 0.2] [--noise 0.001 0.003] [--point-method all-half-none]
-        [--plot privacy_frontier.html]
+        [--points 3] [--max-points N] [--envelope-bands 0.25] [--plot privacy_frontier.html]
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 COLUMNS = (("setting", "{:<18}"), ("rows", "{:>5}"), ("subst", "{:>6.3f}"), ("feeder", "{:>6.3f}"),
            ("edges", "{:>6.3f}"), ("R err", "{:>6.2f}"), ("S err", "{:>6.2f}"), ("ids", "{:>6.3f}"),
            ("links", "{:>6.3f}"), ("harden s", "{:>8.1f}"), ("cost max%", "{:>9.3f}"), ("cost mean%", "{:>10.3f}"), ("same MW", "{:>7}"),
-           ("viol", "{:>4}"), ("V MAE pu", "{:>9.2e}"), ("L MAE %", "{:>8.3f}"))
+           ("viol", "{:>4}"), ("V MAE pu", "{:>9.2e}"), ("L MAE %", "{:>9.2e}"), ("Table I", "{:>7}"))
+#: Paper A's Table I (weekday 18:00, 1.8 MW): a clearing meets it with V and loading MAE at most these.
+TABLE_I_VM_MAE_PU, TABLE_I_LOADING_MAE_PERCENT = 2.3e-5, 6.1e-3
 
 
 def _width(spec: str) -> int:
@@ -58,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="operating-envelope settings to sweep: band widths in MW (none: skip)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the hardening's noise, scales and orders")
     parser.add_argument("--point-method", default="all-half-none", help="operating points of the linearization")
+    parser.add_argument("--points", type=int, default=3, help="operating points (merit-levels: the first levels)")
+    parser.add_argument("--max-points", type=int, default=None,
+                        help="merit-levels only: bisect up to this many points (the CLI's default: --points 9 "
+                             "--max-points 33)")
     parser.add_argument("--plot", default="privacy_frontier.html", help="plot file (plotly HTML)")
     args = parser.parse_args(argv)
+    if args.max_points is not None and (args.point_method != "merit-levels" or args.max_points < args.points):
+        parser.error("--max-points needs --point-method merit-levels and at least --points")
     warnings.simplefilter("ignore")
 
     import numpy as np
@@ -80,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     for hour in args.hours:
         scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(hour=hour))
         frames.append((hour, scenario, linearize(grid, scenario,
-                                                 config=LinearizationConfig(point_method=args.point_method))))
+                                                 config=LinearizationConfig(
+            n_points=args.points, point_method=args.point_method,
+            max_points=args.max_points if args.max_points and args.max_points > args.points else None))))
         print(f"linearized hour {hour}: {len(frames[-1][2].package.flex_ids)} flexible buses", file=sys.stderr)
 
     def market(lin: object, scenario: object, request: float) -> object:
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                                    other=hardened[h2].package, other_origins=hardened[h2].origins, truth=truth)
             outcomes = {(h, r): market(hardened[h], sc, r) for h, sc, _ in frames for r in args.requests}
             n_rows = sum(p.n_rows for p in hardened[h1].package.points) // hardened[h1].package.n_points
-        increase, same, violations, vm_mae, l_mae = [], True, 0, [], []
+        increase, same, violations, vm_mae, l_mae, table_i = [], True, 0, [], [], 0
         for k, out in outcomes.items():
             base = baseline[k].clearing
             c = out.clearing
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 if out.validation.vm_mae_pu is not None:
                     vm_mae.append(out.validation.vm_mae_pu)
                     l_mae.append(out.validation.loading_mae_percent)
+                    table_i += (out.validation.n_violations == 0 and out.validation.vm_mae_pu <= TABLE_I_VM_MAE_PU
+                                and out.validation.loading_mae_percent <= TABLE_I_LOADING_MAE_PERCENT)
         s = report.scores
         rows.append({"setting": name, "rows": n_rows, "subst": s["substation_ari"], "feeder": s["feeder_ari"],
                      "edges": s["edge_recall"], "R err": s["resistance_median_rel_error"],
@@ -138,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                      "cost mean%": float(np.mean(increase)) if increase else None, "same MW": "yes" if same else "NO",
                      "viol": violations, "V MAE pu": float(np.mean(vm_mae)) if vm_mae else None,
                      "L MAE %": float(np.mean(l_mae)) if l_mae else None,
+                     "Table I": f"{table_i}/{len(outcomes)}",
                      "prior R err": s["resistance_prior_median_rel_error"]})
         print(f"{name}: done in {time.perf_counter() - t1:.1f} s", file=sys.stderr)
 
-    print(f"Privacy against utility, Bergwald, hours {args.hours[0]} and {args.hours[1]}, points {args.point_method}, requests "
+    points = "/".join(str(lin.package.n_points) for _, _, lin in frames)
+    print(f"Privacy against utility, Bergwald, hours {args.hours[0]} and {args.hours[1]}, points {args.point_method} "
+          f"(m = {points}), requests "
           f"{', '.join(f'{r:g}' for r in args.requests)} MW (cost: increase over the paper-style package)")
     print(" ".join(f"{head:<{_width(spec)}}" if i == 0 else f"{head:>{_width(spec)}}"
                    for i, (head, spec) in enumerate(COLUMNS)))

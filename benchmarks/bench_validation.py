@@ -20,6 +20,12 @@ Usage::
     .venv/bin/python benchmarks/bench_validation.py [--points 9] [--max-points 33] [--polygon-sides 16] [--held-out] [--quick]
     .venv/bin/python benchmarks/bench_validation.py --sweep 12
 
+``--envelope`` adds, per pair, the default package hardened as operating envelopes
+(``--privacy-mechanism envelope``): cleared on its boxes, validated against the DSO's own point
+nearest the dispatch, its cost against the default package's::
+
+    .venv/bin/python benchmarks/bench_validation.py --held-out --envelope
+
 ``--sweep N`` is the widest check: for each of :data:`SWEEP_FRAMES`, the default package only, N
 upward requests at ``(j - 0.4) / N`` of the upward offer and N/3 downward ones the same way (so no
 request sits on one of the first levels), each cleared and validated; it prints every request and,
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--polygon-sides", type=int, default=16)
     parser.add_argument("--held-out", action="store_true", help="also the held-out pairs")
     parser.add_argument("--quick", action="store_true", help="only paper A's pair")
+    parser.add_argument("--envelope", action="store_true",
+                        help="also the default package hardened as operating envelopes (validated against the "
+                             "DSO's own point nearest the dispatch); cost compared with the default's")
+    parser.add_argument("--envelope-seed", type=int, default=0, help="seed of the envelopes' scales and orders")
     parser.add_argument("--sweep", type=int, default=0, metavar="N",
                         help="instead: N requests per direction and frame over the offers, default package only")
     parser.add_argument("--midpoints", action="store_true",
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if sum(bool(x) for x in (args.sweep, args.random, args.midpoints)) > 1:
         parser.error("--sweep, --random and --midpoints exclude each other: choose one")
+    if args.envelope and (args.sweep or args.random or args.midpoints):
+        parser.error("--envelope applies to the pairs only, not to --sweep, --random or --midpoints")
     warnings.simplefilter("ignore")
     max_points = args.max_points if args.max_points > args.points else None
     if args.sweep or args.random or args.midpoints:
@@ -119,24 +131,42 @@ def main(argv: list[str] | None = None) -> int:
         "default": LinearizationConfig(n_points=args.points, point_method="merit-levels",
                                        polygon_sides=args.polygon_sides, max_points=max_points),
     }
+    if args.envelope:
+        configs["envelope"] = configs["default"]  # hardened below, from the same linearization
     pairs = PAIRS[:1] if args.quick else PAIRS + (HELD_OUT if args.held_out else [])
     head = (f"{'pair':<22}{'config':<11}{'m':>3}{'status':>9}{'EUR':>8}{'viol':>5}{'V MAE':>10}{'V RMSE':>10}"
             f"{'L MAE %':>10}{'L RMSE %':>10}{'solve s':>8}{'lin s':>7}{'dist MW':>8}{'pkg kB':>8}")
     rows = []
     merit = []
+    cost_increase: list[float] = []
     lines = [head, "-" * len(head)]
     for day_type, hour, request in pairs:
         scenario = scenario_from_grid(grid, ScenarioConfig().with_time_frame(day_type=day_type, hour=hour))
         tag = f"{day_type} {hour:02d}h {request:+.2f}" + (" *" if (day_type, hour, request) in HELD_OUT else "")
         for name, config in configs.items():
             t0 = time.perf_counter()
-            lin = linearize(grid, scenario, config=config)
+            if name == "envelope":  # the default's linearization, its boxes checked by the DSO's AC power flow
+                from optim.market import nearest_point
+                from optim.privacy.hardening import HardeningConfig, ac_verifier, harden
+
+                lin = harden(default_lin.package, default_lin.key, scenario.bids,
+                             config=HardeningConfig(mechanism="envelope", random_state=args.envelope_seed),
+                             verify=ac_verifier(grid, scenario, default_lin.key))
+            else:
+                lin = linearize(grid, scenario, config=config)
             lin_s = time.perf_counter() - t0
             out = clear_market(grid, scenario, request_mw=request, linearization=lin)
             c, v = out.clearing, out.validation
             dist = None
-            if c.ok:
+            if c.ok and name == "envelope":  # the DSO's own point that predicts it
+                own = lin.private_package
+                near = own.points[nearest_point(own, np.asarray(c.p_flex_mw))]
+                dist = float(np.linalg.norm(np.asarray(c.p_flex_mw) - near.p_flex_mw))
+                cost_increase.append(100.0 * (c.cost_eur / default_cost - 1.0) if default_cost else 0.0)
+            elif c.ok:
                 dist = float(np.linalg.norm(np.asarray(c.p_flex_mw) - lin.package.points[c.chosen_point].p_flex_mw))
+            if name == "default":
+                default_lin, default_cost = lin, c.cost_eur if c.ok else None
             size = _size_kb(lin.package)
             rows.append((tag, name, lin.package.n_points, c, v, lin_s, dist, size))
             lines.append(f"{tag:<22}{name:<11}{lin.package.n_points:>3}{c.status.value:>9}{c.cost_eur:>8.2f}"
@@ -163,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([r[4].loading_mae_percent for r in sel]):>10.2e}{max(r[4].n_violations for r in sel):>9}"
               f"{np.mean([r[3].solve_s for r in sel]):>9.3f}{np.mean([r[7] for r in sel]):>8.0f}"
               f"{f'{met}/{len(sel)}':>12}")
+    if cost_increase:
+        print(f"envelope cost over the default package: {min(cost_increase):+.3f} to {max(cost_increase):+.3f} % "
+              f"({len(cost_increase)} clearings; lin s of the envelope: its design, the linearization not counted)")
     print("\ngrid-blind merit order on the same pairs (violations with physical Q):")
     for tag, status, n in merit:
         print(f"  {tag:<22}{status:>11}  {n} violations")
