@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 own = lin.private_package
                 near = own.points[nearest_point(own, np.asarray(c.p_flex_mw))]
                 dist = float(np.linalg.norm(np.asarray(c.p_flex_mw) - near.p_flex_mw))
-                cost_increase.append(100.0 * (c.cost_eur / default_cost - 1.0) if default_cost else 0.0)
+                if default_cost:  # the default cleared too: the envelope's price against it
+                    cost_increase.append(100.0 * (c.cost_eur / default_cost - 1.0))
             elif c.ok:
                 dist = float(np.linalg.norm(np.asarray(c.p_flex_mw) - lin.package.points[c.chosen_point].p_flex_mw))
             if name == "default":

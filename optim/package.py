@@ -257,28 +257,36 @@ def constraint_rows_at(point: OperatingPoint, limits: dict[str, float], polygon_
 
     The envelope's design aligns a few hundred rows over all points; forming the 8,000 of a
     Bergwald point to pick them was most of its rows' time.
+
+    Raises
+    ------
+    InputError
+        A position outside the point's rows.
     """
-    index = np.asarray(index, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    n_bus = len(point.vm_pu)
+    n_branch = len(point.i_re_percent) if point.has_currents else len(point.loading_percent)
+    sides = polygon_sides if point.has_currents else 2
+    if len(index) and (index.min() < 0 or index.max() >= 2 * n_bus + sides * n_branch):
+        raise InputError(f"a row position outside the point's {2 * n_bus + sides * n_branch} constraint rows")
     if not point.has_currents:
         a, b = constraint_rows(point, limits, polygon_sides)
         return a[index], b[index]
-    n_bus, n_branch = len(point.vm_pu), len(point.i_re_percent)
-    if len(index) and (index.min() < 0 or index.max() >= 2 * n_bus + polygon_sides * n_branch):
-        raise InputError("a row index outside the point's constraint rows")
-    vtdf, re, im = point.vtdf_pu_per_mw, point.itdf_re_percent_per_mw, point.itdf_im_percent_per_mw
+    vtdf = point.vtdf_pu_per_mw
     a = np.empty((len(index), vtdf.shape[1]))
     b = np.empty(len(index))
+    for lower, sign in ((False, 1.0), (True, -1.0)):  # voltage upper rows, then lower rows
+        at = np.flatnonzero((index >= n_bus * lower) & (index < n_bus * (1 + lower)))
+        bus = index[at] - n_bus * lower
+        a[at] = sign * vtdf[bus]
+        b[at] = (limits["vm_max_pu"] - point.vm_pu[bus]) if not lower else (point.vm_pu[bus] - limits["vm_min_pu"])
+    at = np.flatnonzero(index >= 2 * n_bus)
+    side, branch = np.divmod(index[at] - 2 * n_bus, n_branch)
+    c, d = np.cos(2 * np.pi * side / polygon_sides), np.sin(2 * np.pi * side / polygon_sides)
     radius = float(limits["loading_max_percent"]) * math.cos(math.pi / polygon_sides)
-    for k, i in enumerate(index):
-        if i < 2 * n_bus:
-            bus, upper = (i, True) if i < n_bus else (i - n_bus, False)
-            a[k] = vtdf[bus] if upper else -vtdf[bus]
-            b[k] = limits["vm_max_pu"] - point.vm_pu[bus] if upper else point.vm_pu[bus] - limits["vm_min_pu"]
-        else:
-            side, branch = divmod(int(i) - 2 * n_bus, n_branch)
-            c, d = math.cos(2 * math.pi * side / polygon_sides), math.sin(2 * math.pi * side / polygon_sides)
-            a[k] = c * re[branch] + d * im[branch]
-            b[k] = radius - (c * point.i_re_percent[branch] + d * point.i_im_percent[branch])
+    # the same products as constraint_rows (c re + d im per row), so the same floating-point values
+    a[at] = c[:, None] * point.itdf_re_percent_per_mw[branch] + d[:, None] * point.itdf_im_percent_per_mw[branch]
+    b[at] = radius - (c * point.i_re_percent[branch] + d * point.i_im_percent[branch])
     return a, b
 
 

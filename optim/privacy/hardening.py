@@ -225,6 +225,20 @@ def load_hardened(path: str | Path) -> Hardened:
                     origins=origins, seed=seed)
 
 
+def _branch_sides(point: Any, package: Any) -> int:
+    """Rows per branch: the polygon's sides (currents) or the signed loading's two."""
+    return package.polygon_sides if point.has_currents else 2
+
+
+def _check_key(point: Any, package: Any, key: Any) -> int:
+    """The point's number of rows before screening; refuses a key that names other rows."""
+    n_rows = 2 * len(point.vm_pu) + _branch_sides(point, package) * (
+        len(point.i_re_percent) if point.has_currents else len(point.loading_percent))
+    if 2 * len(key.buses) + _branch_sides(point, package) * len(key.branch_indices) != n_rows:
+        raise InputError("the DSO key does not match the package's rows; re-run 'digiplat linearize'")
+    return n_rows
+
+
 def paper_rows(point: Any, package: Any, key: Any, box: tuple[np.ndarray, np.ndarray] | None = None) -> PaperRows:
     """The constraint rows of a paper-style point, with their origins.
 
@@ -246,7 +260,7 @@ def paper_rows(point: Any, package: Any, key: Any, box: tuple[np.ndarray, np.nda
                                                return_index=True)
     buses = [("bus", int(x)) for x in key.buses]
     branches = [(str(e), int(i)) for e, i in zip(key.branch_elements, key.branch_indices)]
-    sides = package.polygon_sides if point.has_currents else 2
+    sides = _branch_sides(point, package)
     element = buses + buses + branches * sides
     tag = ([(*e, "max") for e in buses] + [(*e, "min") for e in buses]
            + [(*e, f"side {s}") for s in range(sides) for e in branches])
@@ -473,8 +487,7 @@ def harden(package: Any, key: Any, bids: Any = None, *, config: HardeningConfig 
     for k, point in enumerate(package.points):
         p_flex = np.asarray(point.p_flex_mw, dtype=float)
         d_lo, d_hi = lo - p_flex, hi - p_flex
-        n_paper = 2 * len(point.vm_pu) + (package.polygon_sides * len(point.i_re_percent) if point.has_currents
-                                          else 2 * len(point.loading_percent))
+        n_paper = _check_key(point, package, key)
         stats["rows_paper"].append(int(n_paper))
         if envelope:  # aligned over the points below: the same row index is the same constraint
             design_index.append(screened_constraint_rows(point, package.limits, package.polygon_sides, d_lo, d_hi,

@@ -1227,20 +1227,21 @@ class OptimalCosts:
     nearest it, usually the winner; every other point then runs with that cost plus
     ``PRUNE_MARGIN`` as HiGHS' ``objective_bound`` (as in :func:`clear_milp`): an LP cut off
     costs more than a cost already found, so the minimum is unchanged. The other points run on
-    the ``$DIGIPLAT_LP_THREADS`` threads, each sweeping the requests in order on its own instance.
+    the ``$DIGIPLAT_LP_THREADS`` threads, each sweeping the requests in order on its own instance
+    (so calls are serialized by a lock: one HiGHS instance per point).
 
-    With ``candidates=k`` only the ``k`` points whose levels are nearest each request are
-    solved: an upper bound of the optimum, not always the optimum (the points of one merit path
-    cost nearly the same, so the cut-offs save little and 30 points cost 30 LPs a request). On
-    Bergwald's bisected merit-level packages (weekday 12:00, 17:00, 18:00; 143 requests over
-    both directions, ``benchmarks/bench_privacy.py --cost-candidates``) the winner was always
-    one of the 2 nearest.
+    With ``candidates=k`` only the ``k`` points whose levels are nearest each request are solved
+    (the points of one merit path cost nearly the same, so the cut-offs save little and 30 points
+    cost 30 LPs a request); a request none of them can deliver is solved at every other point.
+    The result is an upper bound of the optimum, the optimum whenever one of the ``k`` wins:
+    ``benchmarks/bench_envelope.py`` counts how often that holds on Bergwald's frames.
     """
 
     def __init__(self, package: SensitivityPackage, bids: BidTable, *, duration_h: float = 1.0,
                  screen: bool = True, time_limit_s: float = 60.0, candidates: int | None = None) -> None:
-        if candidates is not None and int(candidates) < 1:
-            raise InputError(f"candidates must be at least 1 point (or None: every point), got {candidates}")
+        if candidates is not None and (isinstance(candidates, bool) or not float(candidates).is_integer()
+                                       or int(candidates) < 1):
+            raise InputError(f"candidates must be a whole number of points >= 1 (or None: every point), got {candidates}")
         self._candidates = None if candidates is None else int(candidates)
         self._duration = _check_duration(duration_h)
         self._pieces = _pieces(package, bids)
@@ -1249,8 +1250,8 @@ class OptimalCosts:
         self._levels = np.array([float(np.sum(pr.p_flex_mw)) if pr.p_flex_mw is not None else 0.0
                                  for pr in self._rows])
         self._instances: dict[int, tuple[Any, int] | None] = {}
-        work = self._pieces.n_pieces * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in self._rows)
-        self._pool = _lp_pool(_lp_threads(work))
+        self._work = self._pieces.n_pieces * sum(len(pr.h) + len(pr.vor_j) + 1 for pr in self._rows)
+        self._lock = threading.Lock()
 
     def _cost(self, i: int, request: float, cutoff: float = math.inf) -> float:
         """Point ``i``'s LP at ``request``: its optimum, ``inf`` if infeasible, cut off or refused."""
@@ -1260,11 +1261,22 @@ class OptimalCosts:
             h = _point_highs(lp, time_limit_s=self._time_limit_s)
             instance = self._instances[i] = None if h is None else (h, int(lp[3].shape[0]) - 1)
         if instance is None:
+            log.warning("optimal costs: HiGHS refused point %d's LP", i)
             return math.inf
         h, last = instance
         h.changeRowBounds(last, request, request)
         h.setOptionValue("objective_bound", float(cutoff))
+        # HiGHS' time limit counts the instance's whole run time: this solve gets its own
+        h.setOptionValue("time_limit", float(h.getRunTime()) + self._time_limit_s)
         status, _, objective = _lp_result(h)
+        if status not in ("optimal", "infeasible", "cut off"):
+            # a warm re-solve can end "Unknown" (seen at weekday 00:00, two of ~1,800 solves):
+            # once more from no basis, as a fresh LP would be solved
+            h.clearSolver()
+            h.setOptionValue("time_limit", float(h.getRunTime()) + self._time_limit_s)
+            status, _, objective = _lp_result(h)
+            if status not in ("optimal", "infeasible", "cut off"):
+                log.warning("optimal costs: point %d at %g MW: %s", i, request, status)
         return objective if status == "optimal" else math.inf
 
     def __call__(self, requests_mw: Any) -> np.ndarray:
@@ -1278,22 +1290,38 @@ class OptimalCosts:
         requests = [_check_request(r) for r in np.atleast_1d(np.asarray(requests_mw, dtype=float))]
         if not requests or not self._rows:
             return np.full(len(requests), np.nan)
+        with self._lock:
+            return self._costs(requests)
+
+    def _costs(self, requests: list[float]) -> np.ndarray:
+        m, T = len(self._rows), len(requests)
+        pool = _lp_pool(_lp_threads(self._work))  # per call: a forked child has none of its parent's threads
         guess = [int(np.argmin(np.abs(self._levels - r))) for r in requests]
         found = [self._cost(g, r) for g, r in zip(guess, requests)]
-        cutoffs = [c + PRUNE_MARGIN * max(1.0, abs(c)) if math.isfinite(c) else math.inf for c in found]
+        solve = np.ones((T, m), dtype=bool)
+        if self._candidates is not None:
+            for t, r in enumerate(requests):
+                solve[t] = False
+                solve[t, np.argsort(np.abs(self._levels - r), kind="stable")[:self._candidates]] = True
+        solve[np.arange(T), guess] = False  # solved above
 
-        m = len(self._rows)
-        if self._candidates is None:
-            solve = [np.ones(m, dtype=bool)] * len(requests)
-        else:
-            solve = [np.isin(np.arange(m), np.argsort(np.abs(self._levels - r), kind="stable")[:self._candidates])
-                     for r in requests]
+        def sweep_all(mask: np.ndarray, cutoffs: list[float]) -> np.ndarray:
+            def sweep(i: int) -> np.ndarray:
+                return np.array([self._cost(i, r, cutoffs[t]) if mask[t, i] else math.inf
+                                 for t, r in enumerate(requests)])
 
-        def sweep(i: int) -> np.ndarray:
-            return np.array([found[t] if guess[t] == i or not solve[t][i] else self._cost(i, r, cutoffs[t])
-                             for t, r in enumerate(requests)])
+            return np.min(list(pool.map(sweep, range(m))), axis=0)
 
-        best = np.min(list(self._pool.map(sweep, range(m))), axis=0)
+        def cutoffs_of(costs: np.ndarray) -> list[float]:
+            return [c + PRUNE_MARGIN * max(1.0, abs(c)) if math.isfinite(c) else math.inf for c in costs]
+
+        best = np.minimum(np.array(found), sweep_all(solve, cutoffs_of(np.array(found))))
+        if self._candidates is not None:
+            # a request no candidate can deliver: every other point, before calling it undeliverable
+            rest = ~np.isfinite(best)[:, None] & ~solve
+            rest[np.arange(T), guess] = False
+            if rest.any():
+                best = np.minimum(best, sweep_all(rest, cutoffs_of(best)))
         return np.where(np.isfinite(best), best, np.nan)
 
 

@@ -128,8 +128,9 @@ def test_rows_at_positions_are_the_rows_of_the_full_set(frame):
             a2, b2 = constraint_rows_at(bare, lin.package.limits, lin.package.polygon_sides, index)
             assert a2.shape == a[index].shape
             assert np.allclose(a2, a[index], rtol=0, atol=1e-15) and np.allclose(b2, b[index], rtol=0, atol=1e-15)
-        with pytest.raises(InputError, match="outside"):
-            constraint_rows_at(bare, lin.package.limits, lin.package.polygon_sides, np.array([len(b)]))
+        for outside in (len(b), -1):
+            with pytest.raises(InputError, match="outside"):
+                constraint_rows_at(bare, lin.package.limits, lin.package.polygon_sides, np.array([outside]))
 
 
 def test_grid_model_is_compiled_again_when_the_net_changes():

@@ -124,7 +124,7 @@ def test_the_cap_attack_reads_the_pattern_of_the_bounds(envelopes) -> None:
     assert len({pattern[j] for j in range(len(pattern)) if j not in capped}) == 1  # uncapped: one group
 
 
-def test_the_designs_reference_costs_are_the_optima(frames) -> None:
+def test_the_designs_reference_costs_are_the_optima_on_both_frames(frames) -> None:
     """The design prices its sampled requests on the 2 points nearest each request's level
     (``cost_candidates``): on both frames' packages that is the optimum over every point."""
     from optim.privacy.envelope import _deliverable
@@ -146,14 +146,21 @@ def test_the_designs_reference_costs_are_the_optima(frames) -> None:
 
 def test_bad_envelope_input_gets_a_clear_error(frames) -> None:
     _, scenario, lin = frames[0]
-    with pytest.raises(InputError, match="cost_candidates"):
-        EnvelopeConfig(cost_candidates=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="cost_candidates"):
+            EnvelopeConfig(cost_candidates=bad)
     with pytest.raises(InputError, match="unknown privacy mechanism"):
         HardeningConfig(mechanism="zones")
     with pytest.raises(InputError, match="positive width"):
         EnvelopeConfig(band_mw=0.0)
     with pytest.raises(InputError, match="needs the bids"):
         harden(lin.package, lin.key, config=HardeningConfig(mechanism="envelope"))
+    import dataclasses
+
+    other = dataclasses.replace(lin.key, buses=lin.key.buses[:-1])  # another grid's key: one bus fewer
+    for mechanism in ("envelope", "rows"):
+        with pytest.raises(InputError, match="does not match the package's rows"):
+            harden(lin.package, other, scenario.bids, config=HardeningConfig(mechanism=mechanism))
 
 
 def test_the_cli_refuses_envelope_options_that_do_not_apply(tmp_path, capsys) -> None:

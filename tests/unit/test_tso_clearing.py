@@ -348,11 +348,12 @@ def test_optimal_costs_of_many_requests_are_those_of_one_clearing_each() -> None
 def test_optimal_costs_called_again_and_on_the_nearest_points() -> None:
     """One OptimalCosts called twice (its LPs kept, warm) gives the optima of fresh calls; with
     ``candidates`` it solves fewer points, so its cost is never below the optimum (an upper bound),
-    and with every point as candidates it is the optimum."""
+    it never calls a deliverable request undeliverable (seed 4 at 0.3324 MW: neither of the two
+    nearest levels' cells can deliver it, the fifth can), and with every point it is the optimum."""
     from optim.tso.clearing import OptimalCosts, optimal_costs
 
-    for seed in (5, 6, 7):
-        package, bids = random_case(seed, n_points=5)
+    for seed in (4, 5, 6, 7):
+        package, bids = random_case(seed, n_points=7)
         offered = float(sum(max(b.p_mw, 0.0) for b in bids.rows))
         down = float(sum(min(b.p_mw, 0.0) for b in bids.rows))
         first, second = [0.1 * offered, 0.5 * down, 0.4 * offered], [0.7 * offered, 0.2 * offered, 0.3 * down]
@@ -360,15 +361,21 @@ def test_optimal_costs_called_again_and_on_the_nearest_points() -> None:
         costs = OptimalCosts(package, bids)
         again = np.concatenate([costs(first), costs(second)])
         assert np.allclose(again, exact, rtol=1e-7, atol=1e-9, equal_nan=True), seed
+        many = [r for r in np.linspace(down, offered, 41) if abs(r) > 1e-6] + ([0.3324] if seed == 4 else [])
+        exact = optimal_costs(package, bids, many)
         for k in (1, 2):
-            upper = OptimalCosts(package, bids, candidates=k)(first + second)
-            both = np.isfinite(upper) & np.isfinite(exact)
+            upper = OptimalCosts(package, bids, candidates=k)(many)
+            assert np.array_equal(np.isnan(upper), np.isnan(exact)), (seed, k)  # the same requests delivered
+            both = np.isfinite(exact)
             assert np.all(upper[both] >= exact[both] - 1e-7 * np.maximum(1.0, np.abs(exact[both]))), (seed, k)
-            assert np.all(np.isnan(upper[np.isnan(exact)])), (seed, k)  # fewer LPs never deliver more
-        every = OptimalCosts(package, bids, candidates=package.n_points)(first + second)
+        if seed == 4:
+            assert np.isfinite(exact[-1])
+            assert exact[-1] == pytest.approx(clear_milp(package, bids, 0.3324).cost_eur, rel=1e-7)
+        every = OptimalCosts(package, bids, candidates=package.n_points)(many)
         assert np.allclose(every, exact, rtol=1e-7, atol=1e-9, equal_nan=True), seed
-    with pytest.raises(InputError, match="candidates"):
-        OptimalCosts(package, bids, candidates=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="candidates"):
+            OptimalCosts(package, bids, candidates=bad)
 
 
 def test_cell_bounds_prune_points_without_changing_the_clearing(bergwald_grid, monkeypatch) -> None:
