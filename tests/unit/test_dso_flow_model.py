@@ -93,14 +93,19 @@ def test_sensitivities_from_net_predict_pandapower_loadings():
         assert np.allclose(got, ref, rtol=1e-9, atol=1e-9), mode
 
 
+def _bare_points(frame):
+    """The frame's package without screening, and its points as physical blocks only (no rows)."""
+    grid, scenario, _flex, _fm = frame
+    lin = linearize(grid, scenario, config=LinearizationConfig(screen_rows=False))
+    return lin, [OperatingPoint(**{k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")},
+                                label=point.label) for point in lin.package.points]
+
+
 def test_screened_rows_equal_screening_every_row(frame):
     """Forming only the rows the bound cannot exclude keeps exactly the rows of the full screen."""
-    grid, scenario, flex, _fm = frame
-    lin = linearize(grid, scenario, config=LinearizationConfig(screen_rows=False))
+    lin, points = _bare_points(frame)
     rng = np.random.default_rng(3)
-    for point in lin.package.points:
-        bare = OperatingPoint(**{k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")},
-                              label=point.label)
+    for point, bare in zip(lin.package.points, points):
         for scale in (0.3, 3.0, 30.0):
             lower = -scale * rng.random(point.n_flex)
             upper = scale * rng.random(point.n_flex)
@@ -114,12 +119,9 @@ def test_screened_rows_equal_screening_every_row(frame):
 def test_rows_at_positions_are_the_rows_of_the_full_set(frame):
     """constraint_rows_at (the envelope's aligned rows) gives constraint_rows' rows at those positions,
     the screened rows' own positions included, and refuses a position outside the rows."""
-    grid, scenario, flex, _fm = frame
-    lin = linearize(grid, scenario, config=LinearizationConfig(screen_rows=False))
+    lin, points = _bare_points(frame)
     rng = np.random.default_rng(5)
-    for point in lin.package.points:
-        bare = OperatingPoint(**{k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")},
-                              label=point.label)
+    for point, bare in zip(lin.package.points, points):
         a, b = constraint_rows(bare, lin.package.limits, lin.package.polygon_sides)
         _, _, screened = screened_constraint_rows(bare, lin.package.limits, lin.package.polygon_sides,
                                                   -rng.random(point.n_flex), rng.random(point.n_flex), return_index=True)
