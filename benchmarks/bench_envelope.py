@@ -98,8 +98,7 @@ def _cost_check(frames: list[tuple[str, int]]) -> list[tuple]:
     from app.commands.linearize import load_grid_and_scenario
     from optim.dso import DEFAULT_MAX_POINTS
     from optim.dso.linearize import LinearizationConfig, linearize
-    from optim.privacy.envelope import EnvelopeConfig, _deliverable, request_bands
-    from optim.tso.bcm import pieces_from_bids
+    from optim.privacy.envelope import EnvelopeConfig, band_requests, deliverable_range, request_bands
     from optim.tso.bids import bids_from_frame
     from optim.tso.clearing import OptimalCosts
 
@@ -109,12 +108,10 @@ def _cost_check(frames: list[tuple[str, int]]) -> list[tuple]:
         config = LinearizationConfig(n_points=9, point_method="merit-levels", max_points=DEFAULT_MAX_POINTS)
         package = linearize(grid, scenario, config=config, bound_key=False).package
         bids = bids_from_frame(scenario.bids, package=package)
-        pieces = pieces_from_bids(bids, package)  # what operating_envelopes samples from
-        up = _deliverable(package, bids, 1.0, float(pieces.p_flex_mw(pieces.upper_mw).sum()))
-        down = _deliverable(package, bids, -1.0, float(-pieces.p_flex_mw(pieces.lower_mw).sum()))
-        per_band = EnvelopeConfig().requests_per_band
-        requests = np.array([r for band in request_bands(-down, up, EnvelopeConfig().band_mw)
-                             for r in np.linspace(band[0], band[1], per_band) if abs(r) > 1e-9])
+        config = EnvelopeConfig()  # the requests operating_envelopes samples in its first bands
+        requests = np.concatenate([band_requests(band, config.requests_per_band)
+                                   for band in request_bands(*deliverable_range(package, bids), config.band_mw)]
+                                  or [np.zeros(0)])
         out = []
         for candidates in (None, 2):
             costs = OptimalCosts(package, bids, candidates=candidates)

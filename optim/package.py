@@ -275,12 +275,13 @@ def constraint_rows_at(point: OperatingPoint, limits: dict[str, float], polygon_
     vtdf = point.vtdf_pu_per_mw
     a = np.empty((len(index), vtdf.shape[1]))
     b = np.empty(len(index))
-    for lower, sign in ((False, 1.0), (True, -1.0)):  # voltage upper rows, then lower rows
-        at = np.flatnonzero((index >= n_bus * lower) & (index < n_bus * (1 + lower)))
-        bus = index[at] - n_bus * lower
-        a[at] = sign * vtdf[bus]
-        b[at] = (limits["vm_max_pu"] - point.vm_pu[bus]) if not lower else (point.vm_pu[bus] - limits["vm_min_pu"])
-    at = np.flatnonzero(index >= 2 * n_bus)
+    at = np.flatnonzero(index < n_bus)  # voltage upper rows
+    bus = index[at]
+    a[at], b[at] = vtdf[bus], limits["vm_max_pu"] - point.vm_pu[bus]
+    at = np.flatnonzero((index >= n_bus) & (index < 2 * n_bus))  # voltage lower rows
+    bus = index[at] - n_bus
+    a[at], b[at] = -vtdf[bus], point.vm_pu[bus] - limits["vm_min_pu"]
+    at = np.flatnonzero(index >= 2 * n_bus)  # per polygon side, every branch
     side, branch = np.divmod(index[at] - 2 * n_bus, n_branch)
     c, d = np.cos(2 * np.pi * side / polygon_sides), np.sin(2 * np.pi * side / polygon_sides)
     radius = float(limits["loading_max_percent"]) * math.cos(math.pi / polygon_sides)

@@ -57,7 +57,8 @@ from optim._errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Envelope", "EnvelopeConfig", "operating_envelopes", "envelope_rows", "request_bands"]
+__all__ = ["Envelope", "EnvelopeConfig", "operating_envelopes", "envelope_rows", "request_bands", "band_requests",
+           "deliverable_range"]
 
 #: Tolerance (row units) above which a worst corner counts as outside a row.
 ROW_TOL = 1e-7
@@ -125,6 +126,21 @@ def request_bands(down_mw: float, up_mw: float, band_mw: float) -> list[tuple[fl
             bands.append((band[0] + 0.0, band[1] + 0.0))  # + 0.0: no -0.0 edge in the stats
             start = end
     return sorted(bands)
+
+
+def deliverable_range(package: Any, bids: Any) -> tuple[float, float]:
+    """``(down, up)``: the largest downward (<= 0) and upward volume (MW) the offers can deliver
+    within the grid's limits on ``package`` (the range the bands cover)."""
+    from optim.tso.bcm import pieces_from_bids
+
+    pieces = pieces_from_bids(bids, package)
+    offered_up, offered_down = pieces.p_flex_mw(pieces.upper_mw).sum(), -pieces.p_flex_mw(pieces.lower_mw).sum()
+    return -_deliverable(package, bids, -1.0, float(offered_down)), _deliverable(package, bids, 1.0, float(offered_up))
+
+
+def band_requests(band: tuple[float, float], requests_per_band: int) -> np.ndarray:
+    """The requests the design samples in ``band``: evenly spaced, its edges included, 0 left out."""
+    return np.array([r for r in np.linspace(band[0], band[1], int(requests_per_band)) if abs(r) > 1e-9])
 
 
 def _deliverable(package: Any, bids: Any, sign: float, offered_mw: float) -> float:
@@ -304,17 +320,16 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
     box_lo, box_hi = pieces.p_flex_mw(pieces.lower_mw), pieces.p_flex_mw(pieces.upper_mw)
     points = np.array([np.asarray(p.p_flex_mw, dtype=float) for p in package.points])
     optimal_costs = OptimalCosts(package, bids, candidates=config.cost_candidates)  # LPs built once for every band
-    up = _deliverable(package, bids, 1.0, float(box_hi.sum()))
-    down = _deliverable(package, bids, -1.0, float(-box_lo.sum()))
+    down, up = deliverable_range(package, bids)
     out = []
-    queue = request_bands(-down, up, float(config.band_mw))
+    queue = request_bands(down, up, float(config.band_mw))
     done = 0
     while queue:
         if progress is not None and done:
             progress(done, done + len(queue), f"{len(out)} boxes")
         done += 1
         band = queue.pop(0)
-        requests = np.array([r for r in np.linspace(band[0], band[1], int(config.requests_per_band)) if abs(r) > 1e-9])
+        requests = band_requests(band, config.requests_per_band)
         base = optimal_costs(requests) if len(requests) else np.zeros(0)
         keep = np.isfinite(base)
         requests, base_eur = requests[keep], base[keep]
@@ -355,7 +370,7 @@ def operating_envelopes(package: Any, rows: Sequence[tuple[np.ndarray, np.ndarra
         out.append(Envelope(lower_mw=lo, upper_mw=hi, band_mw=band, design_max_increase=t_max, stats=stats))
     if progress is not None:
         progress(done, done, f"{len(out)} boxes")
-    logger.info("operating envelopes: %d boxes over %.2f..%.2f MW in %.2f s", len(out), -down, up,
+    logger.info("operating envelopes: %d boxes over %.2f..%.2f MW in %.2f s", len(out), down, up,
                 time.perf_counter() - t0)
     return tuple(out)
 

@@ -250,6 +250,7 @@ def paper_rows(point: Any, package: Any, key: Any, box: tuple[np.ndarray, np.nda
     """
     from optim.package import OperatingPoint, constraint_rows, screened_constraint_rows
 
+    _check_key(point, package, key)
     blocks = {k: v for k, v in point.arrays().items() if k not in ("a_per_mw", "b")}
     physical = OperatingPoint(label=point.label, **blocks)
     if box is None:
@@ -264,10 +265,6 @@ def paper_rows(point: Any, package: Any, key: Any, box: tuple[np.ndarray, np.nda
     element = buses + buses + branches * sides
     tag = ([(*e, "max") for e in buses] + [(*e, "min") for e in buses]
            + [(*e, f"side {s}") for s in range(sides) for e in branches])
-    n_rows = len(b) if index is None else 2 * len(point.vm_pu) + sides * (len(point.i_re_percent) if
-                                                                        point.has_currents else len(point.loading_percent))
-    if len(element) != n_rows:
-        raise InputError("the DSO key does not match the package's rows; re-run 'digiplat linearize'")
     if index is not None:
         element, tag = [element[i] for i in index], [tag[i] for i in index]
     return PaperRows(a=a, b=b, element=tuple(element), tag=tuple(tag))

@@ -1336,10 +1336,7 @@ def optimal_costs(package: SensitivityPackage, bids: BidTable, requests_mw: Any,
     InputError
         A zero or non-finite request, bad duration, bids the package does not know.
     """
-    requests = np.atleast_1d(np.asarray(requests_mw, dtype=float))
-    for r in requests:
-        _check_request(r)
-    return OptimalCosts(package, bids, duration_h=duration_h, screen=screen, time_limit_s=time_limit_s)(requests)
+    return OptimalCosts(package, bids, duration_h=duration_h, screen=screen, time_limit_s=time_limit_s)(requests_mw)
 
 
 def _why_infeasible(pieces: PieceSet, request: float) -> str:

@@ -127,17 +127,14 @@ def test_the_cap_attack_reads_the_pattern_of_the_bounds(envelopes) -> None:
 def test_the_designs_reference_costs_are_the_optima_on_both_frames(frames) -> None:
     """The design prices its sampled requests on the 2 points nearest each request's level
     (``cost_candidates``): on both frames' packages that is the optimum over every point."""
-    from optim.privacy.envelope import _deliverable
-    from optim.tso.bcm import pieces_from_bids
+    from optim.privacy.envelope import band_requests, deliverable_range
     from optim.tso.bids import bids_from_frame
     from optim.tso.clearing import OptimalCosts
 
     for _, scenario, lin in frames:
         bids = bids_from_frame(scenario.bids, package=lin.package)
-        pieces = pieces_from_bids(bids, lin.package)
-        up = _deliverable(lin.package, bids, 1.0, float(pieces.p_flex_mw(pieces.upper_mw).sum()))
-        down = _deliverable(lin.package, bids, -1.0, float(-pieces.p_flex_mw(pieces.lower_mw).sum()))
-        requests = [r for band in request_bands(-down, up, 0.25) for r in np.linspace(*band, 6) if abs(r) > 1e-9]
+        requests = np.concatenate([band_requests(band, 6)
+                                   for band in request_bands(*deliverable_range(lin.package, bids), 0.25)])
         exact = OptimalCosts(lin.package, bids)(requests)
         nearest = OptimalCosts(lin.package, bids, candidates=EnvelopeConfig().cost_candidates)(requests)
         assert np.isfinite(exact).sum() >= 0.9 * len(requests)
